@@ -1,0 +1,1 @@
+"""Agent workers: the processes that run one model on a stream."""

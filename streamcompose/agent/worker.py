@@ -1,0 +1,239 @@
+"""The agent worker: consume, decode, batch, infer, encode, produce, commit.
+
+One worker process runs one replica of one agent. Its life cycle (start, signal handling,
+graceful stop) is a faust-streaming ``mode.Service``; its hot path consumes with
+aiokafka's batch ``getmany`` (see benchmarks/README.md for why not faust's per-event
+agents). The stages:
+
+1. ``_consume``: fetch records, decode each one (bad values go to the dead-letter topic),
+   put them into the :class:`MicroBatcher` (waiting while it is full).
+2. ``_infer``: take a batch, run the model in a thread so that the event loop keeps
+   fetching and heartbeating, and send one result (or dead letter) per record.
+3. ``_commit``: commit each partition's offsets up to the first record whose outputs the
+   broker has not yet acknowledged (at-least-once).
+
+On SIGTERM the worker stops fetching, finishes every record already fetched, flushes the
+producer, commits and exits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+import mode
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka.abc import ConsumerRebalanceListener
+
+from streamcompose.agent.deadletter import dead_letter_value, error_reason
+from streamcompose.agent.offsets import OffsetTracker
+from streamcompose.agent.state import WorkerState
+from streamcompose.batching.batcher import MicroBatcher
+from streamcompose.codec import JSON, MSGPACK, Trace, decode_payload, encode_payload
+from streamcompose.errors import StreamComposeError
+from streamcompose.metrics import AgentMetrics
+from streamcompose.runtimes import RecordError, Runtime, load_runtime
+from streamcompose.topology.model import Topology
+
+log = logging.getLogger("streamcompose.agent")
+COMMIT_INTERVAL_S = 0.05
+DRAIN_TIMEOUT_S = 30.0
+EXIT_SEND_FAILED = 3
+
+
+@dataclass
+class Item:
+    """A decoded record waiting for its model call."""
+
+    record: ConsumerRecord
+    trace: Trace
+    payload: dict[str, Any]
+
+
+class _Rebalance(ConsumerRebalanceListener):
+    def __init__(self, worker: AgentWorker) -> None:
+        self.worker = worker
+
+    async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
+        await self.worker.settle(revoked)
+
+    async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
+        self.worker.wstate.update(joined=True, partitions=sorted(f"{tp.topic}[{tp.partition}]"
+                                                                for tp in assigned))
+
+
+class AgentWorker(mode.Service):
+    """Runs one replica of one agent of a topology."""
+
+    def __init__(self, topology: Topology, agent: str, bootstrap: str, replica: int = 0,
+                 state: WorkerState | None = None, metrics_port: int = 0) -> None:
+        super().__init__()
+        self.topology, self.agent = topology, agent
+        self.bootstrap, self.replica = bootstrap, replica
+        self.spec = topology.agent(agent)
+        self.wstate = state or WorkerState.disabled()
+        self.metrics = AgentMetrics(topology.name, agent, replica)
+        self.metrics_port = metrics_port
+        self.out_topic = topology.topic_of(agent)
+        self.out_type = JSON if (topology.is_sink(agent) and topology.output_format == "json") \
+            else MSGPACK
+        self.offsets = OffsetTracker()
+        self.batcher: MicroBatcher[Item] = MicroBatcher(
+            self.spec.batch.max_size, self.spec.batch.max_wait_ms, on_batch=self._on_batch)
+        self.executor = ThreadPoolExecutor(1, thread_name_prefix=f"model-{agent}")
+        self.runtime: Runtime | None = None
+        self.consumer: AIOKafkaConsumer | None = None
+        self.producer: AIOKafkaProducer | None = None
+        self._fetching = True
+
+    def _on_batch(self, stats: Any) -> None:
+        self.metrics.batch_size.observe(stats.size)
+        self.metrics.queue_seconds.observe(stats.wait_s)
+
+    async def on_start(self) -> None:
+        self.wstate.update(status="loading", metrics_port=self.metrics.serve(self.metrics_port))
+        loop = asyncio.get_running_loop()
+        assert self.spec.model is not None
+        self.runtime = await loop.run_in_executor(
+            self.executor, load_runtime, self.spec.model, self.topology.base_dir, self.agent)
+        await loop.run_in_executor(self.executor, self.runtime.warmup)
+        self.producer = AIOKafkaProducer(
+            bootstrap_servers=self.bootstrap, acks="all", enable_idempotence=True,
+            linger_ms=2, max_batch_size=1 << 20, max_request_size=16 << 20,
+            client_id=f"{self.topology.name}.{self.agent}.{self.replica}")
+        await self.producer.start()
+        self.consumer = AIOKafkaConsumer(
+            bootstrap_servers=self.bootstrap, group_id=self.topology.group_id(self.agent),
+            enable_auto_commit=False, auto_offset_reset="earliest",
+            max_partition_fetch_bytes=16 << 20, fetch_max_bytes=64 << 20,
+            client_id=f"{self.topology.name}.{self.agent}.{self.replica}")
+        self.consumer.subscribe(list(self.topology.input_topics(self.agent)),
+                                listener=_Rebalance(self))
+        await self.consumer.start()
+        self.wstate.update(status="running")
+
+    @mode.Service.task
+    async def _consume(self) -> None:
+        assert self.consumer is not None
+        while self._fetching and not self.should_stop:
+            batches = await self.consumer.getmany(timeout_ms=100,
+                                                  max_records=max(self.batcher.max_size, 64))
+            for records in batches.values():
+                for record in records:
+                    await self._accept(record)
+
+    async def _accept(self, record: ConsumerRecord) -> None:
+        tp = TopicPartition(record.topic, record.partition)
+        self.offsets.track(tp, record.offset)
+        self.metrics.records_in.inc()
+        self.metrics.in_flight.inc()
+        trace = Trace.from_record(record.key, record.headers)
+        try:
+            payload = decode_payload(record.value, trace.content_type)
+        except StreamComposeError as exc:
+            await self._dead_letter(record, trace, exc)
+            return
+        await self.batcher.put(Item(record, trace, payload))
+
+    @mode.Service.task
+    async def _infer(self) -> None:
+        loop = asyncio.get_running_loop()
+        assert self.runtime is not None
+        while True:  # cancelled by mode after on_stop has drained the batcher
+            batch = await self.batcher.next_batch()
+            started = loop.time()
+            results = await loop.run_in_executor(self.executor, self.runtime.infer,
+                                                 [item.payload for item in batch])
+            self.metrics.inference_seconds.observe(loop.time() - started)
+            for item, result in zip(batch, results, strict=True):
+                if isinstance(result, RecordError):
+                    await self._dead_letter(item.record, item.trace, result)
+                else:
+                    await self._emit(item, result)
+
+    async def _emit(self, item: Item, result: dict[str, Any]) -> None:
+        trace = item.trace.passed(self.agent)
+        try:
+            value = encode_payload({**item.payload, **result}, self.out_type)
+        except StreamComposeError as exc:
+            await self._dead_letter(item.record, item.trace, RecordError(
+                f"the model's output cannot be encoded: {exc}", agent=self.agent))
+            return
+        await self._send(item.record, self.out_topic, value, trace, self.out_type)
+        self.metrics.records_out.inc()
+
+    async def _dead_letter(self, record: ConsumerRecord, trace: Trace,
+                           error: BaseException) -> None:
+        log.warning("agent %s: %s[%d]@%d -> dead letter: %s", self.agent, record.topic,
+                    record.partition, record.offset, error)
+        self.metrics.error(error_reason(error))
+        value = dead_letter_value(record.value, agent=self.agent, topic=record.topic,
+                                  partition=record.partition, offset=record.offset, error=error)
+        await self._send(record, self.topology.dlq_topic, value, trace.passed(self.agent),
+                         MSGPACK)
+
+    async def _send(self, record: ConsumerRecord, topic: str, value: bytes, trace: Trace,
+                    content_type: str) -> None:
+        assert self.producer is not None
+        tp = TopicPartition(record.topic, record.partition)
+        delivery = await self.producer.send(topic, value, key=trace.key,
+                                            headers=trace.headers(content_type))
+
+        def acknowledged(fut: asyncio.Future) -> None:
+            if fut.cancelled() or fut.exception() is not None:
+                log.error("agent %s: result of %s[%d]@%d not stored: %s; restarting so that "
+                          "it is consumed again", self.agent, record.topic, record.partition,
+                          record.offset, fut.exception() if not fut.cancelled() else "cancelled")
+                self._crash(fut.exception() or RuntimeError("send cancelled"))
+                return
+            self.offsets.done(tp, record.offset)
+            self.metrics.in_flight.dec()
+
+        delivery.add_done_callback(acknowledged)
+
+    def _crash(self, exc: BaseException) -> None:
+        """Exit at once without committing: the supervisor restarts the worker, which
+        consumes again from the last committed offset."""
+        self.wstate.update(status="failed", error=str(exc))
+        logging.shutdown()
+        os._exit(EXIT_SEND_FAILED)
+
+    @mode.Service.task
+    async def _commit(self) -> None:
+        while not self.should_stop:
+            await asyncio.sleep(COMMIT_INTERVAL_S)
+            await self.commit()
+
+    async def commit(self) -> None:
+        """Commit what every acknowledged record allows."""
+        positions = self.offsets.committable()
+        if positions and self.consumer is not None:
+            await self.consumer.commit(positions)
+
+    async def settle(self, partitions: list[TopicPartition] | None = None) -> None:
+        """Wait until every fetched record (of the given partitions) is acknowledged,
+        then commit."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + DRAIN_TIMEOUT_S
+        while self.offsets.in_flight(partitions) and loop.time() < deadline:
+            await asyncio.sleep(0.01)
+        if self.producer is not None:
+            await self.producer.flush()
+        await self.commit()
+        if partitions is not None:
+            self.offsets.forget(partitions)
+
+    async def on_stop(self) -> None:
+        self.wstate.update(status="stopping")
+        self._fetching = False
+        if self.consumer is not None:
+            await self.settle()
+        for client in (self.consumer, self.producer):
+            if client is not None:
+                await client.stop()
+        self.executor.shutdown(wait=False)
+        self.wstate.update(status="stopped", joined=False)

@@ -1,0 +1,98 @@
+"""Micro-batching of items arriving one by one.
+
+A batch opens with its first item and closes when it holds ``max_size`` items or
+``max_wait_ms`` after that first item arrived, whichever comes first. The timer starts
+when the first item is *put*, not when the consumer starts waiting, so items that queued
+up while the previous batch was running close into a batch at once. Both limits can be
+changed while running. The queue is bounded: :meth:`MicroBatcher.put` waits when it is
+full, which is how a busy model slows down consumption.
+
+>>> import asyncio
+>>> async def demo():
+...     b = MicroBatcher(max_size=3, max_wait_ms=10)
+...     for i in range(5):
+...         await b.put(i)
+...     return await b.next_batch(), await b.next_batch()
+>>> asyncio.run(demo())
+([0, 1, 2], [3, 4])
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class BatchStats:
+    """What one closed batch looked like: its size, how long its first item waited,
+    and whether it closed because it was full."""
+
+    size: int
+    wait_s: float
+    full: bool
+
+
+class MicroBatcher(Generic[T]):
+    """Collects items into batches by size and time."""
+
+    def __init__(self, max_size: int, max_wait_ms: float, queue_size: int | None = None,
+                 on_batch: Callable[[BatchStats], None] | None = None) -> None:
+        self._queue: asyncio.Queue[tuple[T, float]] = asyncio.Queue(
+            queue_size if queue_size is not None else max(4 * max_size, 64))
+        self._on_batch = on_batch
+        self.max_size = 1
+        self.max_wait_s = 0.0
+        self.set_limits(max_size, max_wait_ms)
+
+    def set_limits(self, max_size: int | None = None, max_wait_ms: float | None = None) -> None:
+        """Change the limits; the batch being gathered picks up the new values."""
+        if max_size is not None:
+            if max_size < 1:
+                raise ValueError(f"max_size must be >= 1, got {max_size}")
+            self.max_size = max_size
+        if max_wait_ms is not None:
+            if max_wait_ms < 0:
+                raise ValueError(f"max_wait_ms must be >= 0, got {max_wait_ms}")
+            self.max_wait_s = max_wait_ms / 1000.0
+
+    async def put(self, item: T) -> None:
+        """Add an item, waiting while the queue is full."""
+        await self._queue.put((item, time.monotonic()))
+
+    def pending(self) -> int:
+        """Items queued and not yet taken into a batch."""
+        return self._queue.qsize()
+
+    async def next_batch(self) -> list[T]:
+        """Wait for the first item, then gather until the batch is full or its time is up."""
+        first, first_at = await self._queue.get()
+        batch = [first]
+        while len(batch) < self.max_size:
+            if not self._queue.empty():
+                batch.append(self._queue.get_nowait()[0])
+                continue
+            remaining = first_at + self.max_wait_s - time.monotonic()
+            if remaining <= 0:
+                break
+            try:
+                item, _ = await asyncio.wait_for(self._queue.get(), remaining)
+            except TimeoutError:
+                break
+            batch.append(item)
+        if self._on_batch is not None:
+            self._on_batch(BatchStats(size=len(batch), wait_s=time.monotonic() - first_at,
+                                      full=len(batch) >= self.max_size))
+        return batch
+
+    def drain_nowait(self) -> list[T]:
+        """Take every queued item at once (used on shutdown)."""
+        items = []
+        while not self._queue.empty():
+            items.append(self._queue.get_nowait()[0])
+        return items

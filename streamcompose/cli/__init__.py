@@ -1,0 +1,1 @@
+"""The ``streamcompose`` command line."""

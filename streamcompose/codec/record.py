@@ -1,0 +1,78 @@
+"""Request metadata carried in record keys and headers.
+
+>>> h = Trace(request_id="r1", entered_ms=1000, path=("det",)).headers("application/json")
+>>> t = Trace.from_record(b"r1", h)
+>>> t.request_id, t.entered_ms, t.path, t.content_type
+('r1', 1000, ('det',), 'application/json')
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+
+from streamcompose.codec.wire import MSGPACK
+
+Headers = list[tuple[str, bytes]]
+CONTENT_TYPE = "content-type"
+ENTERED = "sc-entered"
+PATH = "sc-path"
+OWN_HEADERS = (CONTENT_TYPE, ENTERED, PATH)
+
+
+def new_request_id() -> str:
+    """A fresh request id.
+
+    >>> len(new_request_id())
+    32
+    """
+    return uuid.uuid4().hex
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+@dataclass(frozen=True)
+class Trace:
+    """Where a request is in its journey: id, entry time, agents passed, value format."""
+
+    request_id: str
+    entered_ms: int
+    path: tuple[str, ...] = ()
+    content_type: str | None = None
+    extra: tuple[tuple[str, bytes], ...] = ()
+
+    @classmethod
+    def from_record(cls, key: bytes | None, headers: Sequence[tuple[str, bytes]] | None
+                    ) -> Trace:
+        """Read a record's key and headers; a request without key gets a new id."""
+        found = {k: v for k, v in headers or ()}
+        entered = found.get(ENTERED)
+        path = found.get(PATH)
+        content_type = found.get(CONTENT_TYPE)
+        try:
+            entered_ms = int(entered) if entered else now_ms()
+        except ValueError:
+            entered_ms = now_ms()
+        return cls(
+            request_id=key.decode("utf-8", "replace") if key else new_request_id(),
+            entered_ms=entered_ms,
+            path=tuple(p for p in path.decode().split(",") if p) if path else (),
+            content_type=content_type.decode() if content_type else None,
+            extra=tuple((k, v) for k, v in headers or () if k not in OWN_HEADERS),
+        )
+
+    def passed(self, agent: str) -> Trace:
+        """This trace after one more agent."""
+        return replace(self, path=(*self.path, agent))
+
+    @property
+    def key(self) -> bytes:
+        return self.request_id.encode()
+
+    def headers(self, content_type: str = MSGPACK) -> Headers:
+        return [(CONTENT_TYPE, content_type.encode()), (ENTERED, str(self.entered_ms).encode()),
+                (PATH, ",".join(self.path).encode()), *self.extra]

@@ -1,0 +1,1 @@
+"""Kafka plumbing: the local broker control and the jars it needs."""

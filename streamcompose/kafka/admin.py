@@ -1,0 +1,87 @@
+"""Kafka administration: topics of a topology and consumer lag of its agents.
+
+>>> import asyncio
+>>> asyncio.run(ensure_topics("127.0.0.1:9092", {"demo.in": 3}))  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaConnectionError, KafkaError
+
+from streamcompose.errors import BrokerError
+
+CONNECT_TIMEOUT_S = 10.0
+
+
+def _unreachable(bootstrap: str, exc: Exception) -> BrokerError:
+    return BrokerError(f"cannot reach Kafka at {bootstrap} ({exc}); start the local broker "
+                       "with `streamcompose broker start` or pass --bootstrap",
+                       bootstrap=bootstrap, retriable=True)
+
+
+async def _admin(bootstrap: str) -> AIOKafkaAdminClient:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10000)
+    try:
+        await asyncio.wait_for(admin.start(), CONNECT_TIMEOUT_S)
+    except (KafkaConnectionError, TimeoutError, OSError) as exc:
+        await admin.close()
+        raise _unreachable(bootstrap, exc) from exc
+    return admin
+
+
+async def ensure_topics(bootstrap: str, topics: Mapping[str, int]) -> list[str]:
+    """Create the topics that do not exist yet (name -> partitions); returns those
+    created. Existing topics are left as they are."""
+    admin = await _admin(bootstrap)
+    try:
+        existing = set(await admin.list_topics())
+        new = [NewTopic(name, parts, 1) for name, parts in topics.items() if name not in existing]
+        if new:
+            response = await admin.create_topics(new)
+            for name, code, *rest in getattr(response, "topic_errors", ()):
+                if code not in (0, 36):  # 36: TOPIC_ALREADY_EXISTS, a concurrent create
+                    message = rest[0] if rest else ""
+                    raise BrokerError(f"cannot create topic {name!r}: error {code} {message}",
+                                      bootstrap=bootstrap)
+        return [t.name for t in new]
+    finally:
+        await admin.close()
+
+
+async def delete_topics(bootstrap: str, topics: list[str]) -> None:
+    """Delete topics that exist."""
+    admin = await _admin(bootstrap)
+    try:
+        existing = set(await admin.list_topics())
+        doomed = [t for t in topics if t in existing]
+        if doomed:
+            await admin.delete_topics(doomed)
+    finally:
+        await admin.close()
+
+
+async def consumer_lag(bootstrap: str, group: str, topics: list[str]) -> dict[str, int]:
+    """Records not yet committed by ``group``, per topic (end offset minus committed)."""
+    admin = await _admin(bootstrap)
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
+    try:
+        committed = await admin.list_consumer_group_offsets(group)
+        await consumer.start()
+        partitions = [TopicPartition(t, p) for t in topics
+                      for p in (consumer.partitions_for_topic(t) or ())]
+        ends = await consumer.end_offsets(partitions) if partitions else {}
+    except KafkaError as exc:
+        raise _unreachable(bootstrap, exc) from exc
+    finally:
+        await consumer.stop()
+        await admin.close()
+    lag: dict[str, int] = {t: 0 for t in topics}
+    for tp, end in ends.items():
+        done = committed.get(tp)
+        lag[tp.topic] += end - (done.offset if done is not None and done.offset >= 0 else 0)
+    return lag

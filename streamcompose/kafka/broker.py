@@ -1,0 +1,318 @@
+"""Control of a local single-node Apache Kafka broker (KRaft mode) on 127.0.0.1.
+
+The jars of ``org.apache.kafka:kafka_2.13:4.1.1`` come from ``$KAFKA_HOME/libs``, or else
+Maven resolves them once (``broker_pom.xml``) into ``$STREAMCOMPOSE_HOME/kafka-4.1.1/libs``
+(``STREAMCOMPOSE_HOME`` defaults to ``~/.streamcompose``). The broker listens on ``PORT``,
+its controller on ``PORT + 1``; config, data, pid file and logs live in the data dir,
+``$STREAMCOMPOSE_HOME/broker-PORT`` by default.
+
+    >>> start_broker(port=29092).bootstrap  # doctest: +SKIP
+    '127.0.0.1:29092'
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import dataclasses
+import logging
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from importlib import resources
+from pathlib import Path
+
+from aiokafka import AIOKafkaClient
+from aiokafka.errors import KafkaError
+
+from streamcompose.errors import BrokerError
+
+__all__ = ["BrokerInfo", "broker_status", "ensure_kafka_classpath", "start_broker", "stop_broker"]
+
+KAFKA_VERSION = "4.1.1"
+HOST = "127.0.0.1"
+STOP_TIMEOUT_S = 30.0
+
+_SERVER_PROPERTIES = """\
+process.roles=broker,controller
+node.id=1
+controller.quorum.voters=1@{host}:{controller_port}
+listeners=PLAINTEXT://{host}:{port},CONTROLLER://{host}:{controller_port}
+advertised.listeners=PLAINTEXT://{host}:{port}
+controller.listener.names=CONTROLLER
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+inter.broker.listener.name=PLAINTEXT
+log.dirs={data_dir}/kraft
+offsets.topic.replication.factor=1
+transaction.state.log.replication.factor=1
+transaction.state.log.min.isr=1
+group.initial.rebalance.delay.ms=0
+num.partitions=1
+"""
+
+_LOG4J2_PROPERTIES = """\
+status = warn
+appender.file.type = File
+appender.file.name = file
+appender.file.fileName = {log_file}
+appender.file.layout.type = PatternLayout
+appender.file.layout.pattern = [%d] %p %m (%c)%n
+rootLogger.level = INFO
+rootLogger.appenderRef.file.ref = file
+"""
+
+
+@dataclasses.dataclass(frozen=True)
+class BrokerInfo:
+    """What is known about the broker on ``port`` (``pid`` is None when we did not start it).
+
+    >>> BrokerInfo(False, None, 9092, "127.0.0.1:9092", Path("d"), Path("d/broker.log")).running
+    False
+    """
+
+    running: bool
+    pid: int | None
+    port: int
+    bootstrap: str
+    data_dir: Path
+    log_file: Path
+
+
+def ensure_kafka_classpath() -> str:
+    """The Java classpath of the broker, downloading its jars with Maven on first use.
+
+    >>> ensure_kafka_classpath().endswith("*")  # doctest: +SKIP
+    True
+    """
+    if kafka_home := os.environ.get("KAFKA_HOME"):
+        libs = Path(kafka_home) / "libs"
+        if not libs.is_dir():
+            raise BrokerError(f"KAFKA_HOME={kafka_home} has no libs/ folder: not a Kafka release")
+        return str(libs / "*")
+    libs = _home() / f"kafka-{KAFKA_VERSION}" / "libs"
+    if not libs.is_dir():
+        _download_jars(libs)
+    return str(libs / "*")
+
+
+def start_broker(
+    port: int = 9092, data_dir: Path | None = None, fresh: bool = False, timeout: float = 90.0,
+) -> BrokerInfo:
+    """Start the broker, or reuse the one answering on ``port``; returns once it answers.
+
+    ``fresh`` stops the broker started from ``data_dir`` and wipes ``data_dir`` first.
+
+    >>> start_broker(port=29092, fresh=True).running  # doctest: +SKIP
+    True
+    """
+    status = broker_status(port, data_dir)
+    if fresh:
+        stop_broker(port, status.data_dir)
+        _wipe(status.data_dir)
+    elif status.running:
+        _wait_ready(status, time.monotonic() + timeout)
+        return status
+    _check_ports_free(port, status.data_dir)
+    pid = _launch(port, status.data_dir, ensure_kafka_classpath())
+    info = dataclasses.replace(status, running=True, pid=pid)
+    _wait_ready(info, time.monotonic() + timeout)
+    return info
+
+
+def stop_broker(port: int = 9092, data_dir: Path | None = None) -> bool:
+    """Stop the broker started from ``data_dir``; False when none was running.
+
+    >>> stop_broker(port=29092)  # doctest: +SKIP
+    False
+    """
+    data_dir = _data_dir(port, data_dir)
+    pid = _read_pid(data_dir)
+    if pid is not None:
+        os.kill(pid, signal.SIGTERM)
+        if not _gone(pid, STOP_TIMEOUT_S):
+            os.kill(pid, signal.SIGKILL)
+            _gone(pid, STOP_TIMEOUT_S)
+    (data_dir / "broker.pid").unlink(missing_ok=True)
+    return pid is not None
+
+
+def broker_status(port: int = 9092, data_dir: Path | None = None) -> BrokerInfo:
+    """The broker started from ``data_dir``, or any Kafka broker answering on ``port``.
+
+    >>> broker_status(port=29092).bootstrap
+    '127.0.0.1:29092'
+    """
+    data_dir = _data_dir(port, data_dir)
+    bootstrap = f"{HOST}:{port}"
+    pid = _read_pid(data_dir)
+    running = pid is not None or _answers(bootstrap)
+    return BrokerInfo(running, pid, port, bootstrap, data_dir, data_dir / "broker.log")
+
+
+def _home() -> Path:
+    return Path(os.environ.get("STREAMCOMPOSE_HOME") or Path.home() / ".streamcompose")
+
+
+def _data_dir(port: int, data_dir: Path | None) -> Path:
+    return Path(data_dir).absolute() if data_dir else _home() / f"broker-{port}"
+
+
+def _require(tool: str, install: str) -> str:
+    path = shutil.which(tool)
+    if path is None:
+        raise BrokerError(f"`{tool}` not found on PATH: install {install}")
+    return path
+
+
+def _download_jars(libs: Path) -> None:
+    """Resolve the broker jars into ``libs`` (via a temporary folder, so never half-filled)."""
+    mvn = _require("mvn", "Apache Maven (e.g. `apt-get install maven`) or set KAFKA_HOME")
+    libs.parent.mkdir(parents=True, exist_ok=True)
+    print(f"downloading Apache Kafka {KAFKA_VERSION} jars into {libs} ...", file=sys.stderr)
+    pom = resources.files(__package__) / "broker_pom.xml"
+    with tempfile.TemporaryDirectory(dir=libs.parent) as tmp, resources.as_file(pom) as pom_file:
+        _run([mvn, "-q", "-B", "-f", str(pom_file), "dependency:copy-dependencies",
+              f"-DoutputDirectory={tmp}/libs"], "maven could not resolve the Kafka jars")
+        with contextlib.suppress(OSError):  # else another process filled libs meanwhile
+            Path(tmp, "libs").rename(libs)
+
+
+def _wipe(data_dir: Path) -> None:
+    if any(data_dir.glob("*")) and not (data_dir / "server.properties").exists():
+        raise BrokerError(f"refusing to wipe {data_dir}: it is not a broker data dir")
+    shutil.rmtree(data_dir, ignore_errors=True)
+
+
+def _check_ports_free(port: int, data_dir: Path) -> None:
+    for taken in (port, port + 1):
+        with socket.socket() as sock:
+            try:
+                sock.bind((HOST, taken))
+            except OSError:
+                raise BrokerError(f"{HOST}:{taken} is in use, and not by a Kafka broker started "
+                                  f"from {data_dir}: free it or pick another --port") from None
+
+
+def _launch(port: int, data_dir: Path, classpath: str) -> int:
+    """Write the configuration, format the storage once, and spawn the broker detached."""
+    java = _require("java", "a Java 17+ runtime (e.g. `apt-get install openjdk-17-jre-headless`)")
+    data_dir.mkdir(parents=True, exist_ok=True)
+    config = data_dir / "server.properties"
+    config.write_text(_SERVER_PROPERTIES.format(
+        host=HOST, port=port, controller_port=port + 1, data_dir=data_dir))
+    log4j = data_dir / "log4j2.properties"
+    log4j.write_text(_LOG4J2_PROPERTIES.format(log_file=data_dir / "broker.log"))
+    jvm = [java, "-Xmx512m", f"-Dlog4j2.configurationFile={log4j}", "-cp", classpath]
+    if not (data_dir / "kraft" / "meta.properties").exists():
+        _run([*jvm, "kafka.tools.StorageTool", "format", "-t", _cluster_id(data_dir),
+              "-c", str(config), "--ignore-formatted"], "formatting the broker storage failed")
+    with open(data_dir / "console.log", "ab") as console:
+        # posix_spawn leaves no Popen object behind to warn that the broker outlives us.
+        pid = os.posix_spawn(java, [*jvm, "kafka.Kafka", str(config)],
+                             os.environ, setsid=True, file_actions=[
+                                 (os.POSIX_SPAWN_DUP2, console.fileno(), 1),
+                                 (os.POSIX_SPAWN_DUP2, console.fileno(), 2),
+                                 (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0)])
+    (data_dir / "broker.pid").write_text(f"{pid}\n")
+    return pid
+
+
+def _cluster_id(data_dir: Path) -> str:
+    """The persisted cluster id, a base64url 16-byte uuid as ``StorageTool random-uuid`` makes."""
+    path = data_dir / "cluster.id"
+    if not path.exists():
+        cluster_id = "-"
+        while cluster_id.startswith("-"):  # as Kafka, avoid ids that look like an option
+            cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        path.write_text(cluster_id)
+    return path.read_text().strip()
+
+
+def _run(command: list[str], failure: str) -> None:
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise BrokerError(f"{failure}:\n{_tail(done.stdout + done.stderr)}")
+
+
+def _wait_ready(info: BrokerInfo, deadline: float) -> None:
+    """Return once the broker answers metadata requests; raise if it dies or the deadline passes."""
+    while not _answers(info.bootstrap):
+        if info.pid is not None and not _alive(info.pid):
+            raise BrokerError(f"the broker exited while starting:\n{_log_tail(info)}",
+                              bootstrap=info.bootstrap)
+        if time.monotonic() > deadline:
+            raise BrokerError(f"the broker did not answer on {info.bootstrap} in time:\n"
+                              f"{_log_tail(info)}", bootstrap=info.bootstrap, retriable=True)
+        time.sleep(0.5)
+
+
+def _answers(bootstrap: str, timeout: float = 3.0) -> bool:
+    """Whether a Kafka broker answers a metadata request on ``bootstrap``."""
+    quiet = logging.getLogger("aiokafka")  # it logs each failed try: here that is an answer
+    level = quiet.level
+    quiet.setLevel(logging.CRITICAL + 1)
+    try:
+        with ThreadPoolExecutor(1) as pool:  # keeps the caller's event loop, if any, aside
+            return pool.submit(asyncio.run, _bootstraps(bootstrap, timeout)).result()
+    finally:
+        quiet.setLevel(level)
+
+
+async def _bootstraps(bootstrap: str, timeout: float) -> bool:
+    client = AIOKafkaClient(bootstrap_servers=bootstrap, request_timeout_ms=int(timeout * 1000))
+    try:
+        await client.bootstrap()
+    except KafkaError:
+        return False
+    finally:
+        await client.close()
+    return True
+
+
+def _read_pid(data_dir: Path) -> int | None:
+    """The pid in the data dir's pid file, if that process is a live Kafka broker."""
+    with contextlib.suppress(OSError, ValueError):
+        pid = int((data_dir / "broker.pid").read_text())
+        return pid if _alive(pid) else None
+    return None
+
+
+def _alive(pid: int) -> bool:
+    """Whether ``pid`` runs a Kafka broker (reaping it first if it is our exited child)."""
+    with contextlib.suppress(ChildProcessError):
+        if os.waitpid(pid, os.WNOHANG)[0] == pid:
+            return False
+    try:
+        os.kill(pid, 0)
+        return b"kafka.Kafka" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except FileNotFoundError:
+        return not Path("/proc").is_dir()  # no procfs (macOS): trust the pid
+    except OSError:
+        return False
+
+
+def _gone(pid: int, timeout: float) -> bool:
+    """Wait up to ``timeout`` seconds for ``pid`` to exit; whether it did."""
+    deadline = time.monotonic() + timeout
+    while _alive(pid):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.2)
+    return True
+
+
+def _log_tail(info: BrokerInfo) -> str:
+    logs = (info.data_dir / "console.log", info.log_file)
+    return "\n".join(_tail(log.read_text(errors="replace")) for log in logs if log.exists())
+
+
+def _tail(text: str, lines: int = 30) -> str:
+    return "\n".join(text.strip().splitlines()[-lines:])

@@ -1,0 +1,56 @@
+"""Prometheus metrics of agent workers, in the manner of Triton's per-model metrics.
+
+Every series is labelled with ``topology``, ``agent`` and ``replica``. Each worker serves
+them over HTTP on the port shown by ``streamcompose status``.
+
+>>> m = AgentMetrics("demo", "inc", 0)
+>>> m.records_in.inc(3)
+>>> m.registry.get_sample_value("streamcompose_records_in_total",
+...     {"topology": "demo", "agent": "inc", "replica": "0"})
+3.0
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+
+LABELS = ("topology", "agent", "replica")
+SIZE_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
+TIME_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5)
+
+
+class AgentMetrics:
+    """The metrics of one agent worker, in a registry of its own."""
+
+    def __init__(self, topology: str, agent: str, replica: int) -> None:
+        self.registry = CollectorRegistry()
+        values = (topology, agent, str(replica))
+
+        def make(kind, name, doc, *extra, **kw):
+            metric = kind(name, doc, [*LABELS, *extra], registry=self.registry, **kw)
+            return metric if extra else metric.labels(*values)
+
+        self._labels = values
+        self.records_in = make(Counter, "streamcompose_records_in", "Records consumed.")
+        self.records_out = make(Counter, "streamcompose_records_out", "Results produced.")
+        self._errors = make(Counter, "streamcompose_errors",
+                            "Records sent to the dead-letter topic, by reason.", "reason")
+        self.batch_size = make(Histogram, "streamcompose_batch_size",
+                               "Records per model call.", buckets=SIZE_BUCKETS)
+        self.queue_seconds = make(Histogram, "streamcompose_queue_duration_seconds",
+                                  "Time the first record of a batch waited for the batch "
+                                  "to close.", buckets=TIME_BUCKETS)
+        self.inference_seconds = make(Histogram, "streamcompose_inference_duration_seconds",
+                                      "Time of one model call on a batch.",
+                                      buckets=TIME_BUCKETS)
+        self.in_flight = make(Gauge, "streamcompose_in_flight",
+                              "Records consumed whose results are not yet acknowledged.")
+
+    def error(self, reason: str) -> None:
+        """Count one dead-lettered record."""
+        self._errors.labels(*self._labels, reason).inc()
+
+    def serve(self, port: int = 0) -> int:
+        """Serve the metrics over HTTP; returns the port (a free one when 0 is given)."""
+        server, _thread = start_http_server(port, addr="127.0.0.1", registry=self.registry)
+        return server.server_port

@@ -1,0 +1,60 @@
+"""ONNX Runtime models.
+
+The CPU provider is used unless ``device: cuda`` asks for a GPU; then TensorRT and CUDA
+providers are tried in that order, where the installed onnxruntime has them.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from streamcompose.errors import ModelError
+from streamcompose.runtimes.tensor import TensorInput, TensorRuntime, numpy_dtype
+from streamcompose.topology.model import ModelSpec
+
+GPU_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider")
+
+
+def select_providers(device: str, available: list[str]) -> list[str]:
+    """Execution providers for a device, best first, CPU always last.
+
+    >>> select_providers("cuda", ["CUDAExecutionProvider", "CPUExecutionProvider"])
+    ['CUDAExecutionProvider', 'CPUExecutionProvider']
+    >>> select_providers("cpu", ["CUDAExecutionProvider", "CPUExecutionProvider"])
+    ['CPUExecutionProvider']
+    """
+    chosen = [p for p in GPU_PROVIDERS if p in available] if device.startswith("cuda") else []
+    return [*chosen, "CPUExecutionProvider"]
+
+
+class OnnxRuntime(TensorRuntime):
+    """A model file run by ONNX Runtime; inputs and outputs are read from the file."""
+
+    def __init__(self, spec: ModelSpec, agent: str | None = None) -> None:
+        super().__init__(spec, agent)
+        import onnxruntime as ort
+
+        providers = select_providers(spec.device, ort.get_available_providers())
+        options = ort.SessionOptions()
+        options.log_severity_level = 3
+        threads = spec.options.get("intra_op_threads")
+        if threads:
+            options.intra_op_num_threads = int(threads)
+        try:
+            self.session = ort.InferenceSession(str(spec.path), options, providers=providers)
+        except Exception as exc:
+            raise ModelError(f"cannot load ONNX model {spec.path}: {exc}", agent=agent,
+                             model=str(spec.path)) from exc
+        self.providers = self.session.get_providers()
+        self.tensor_inputs = tuple(
+            TensorInput(name=i.name, field=spec.input_map.get(i.name, i.name),
+                        dtype=numpy_dtype(i.type),
+                        shape=tuple(d if isinstance(d, int) else None for d in i.shape[1:]))
+            for i in self.session.get_inputs())
+        self.output_names = [o.name for o in self.session.get_outputs()]
+        self.output_fields = tuple(spec.output_map.get(n, n) for n in self.output_names
+                                   if spec.outputs is None or n in spec.outputs)
+
+    def _run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return dict(zip(self.output_names, self.session.run(self.output_names, feeds),
+                        strict=True))

@@ -1,0 +1,186 @@
+"""Turning a topology YAML document into a :class:`Topology`.
+
+This module checks the shape of the document (known keys, value types, ranges); the
+graph-level checks (references, cycles, model files, field flow) are in
+:mod:`streamcompose.topology.validate`.
+
+>>> t = load_topology_text('''
+... name: demo
+... agents:
+...   inc: {inputs: [$input], model: {runtime: python, entrypoint: "math:floor"}}
+... ''')
+>>> t.agent("inc").model.entrypoint
+'math:floor'
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+from streamcompose.topology.model import (
+    RUNTIMES,
+    AgentSpec,
+    BatchSpec,
+    ModelSpec,
+    Topology,
+)
+from streamcompose.topology.validate import validate_topology
+from streamcompose.topology.yamlsource import YamlDocument, read_yaml_file, read_yaml_text
+
+TOPOLOGY_KEYS = {"name", "input", "output", "partitions", "output_format", "fields", "agents"}
+AGENT_KEYS = {"inputs", "model", "batch", "replicas"}
+MODEL_KEYS = {"runtime", "path", "entrypoint", "device", "input_map", "output_map", "outputs",
+              "options"}
+BATCH_KEYS = {"max_size", "max_wait_ms"}
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_\-]*$")
+
+
+class _Reader:
+    """Typed access to a document's values, raising errors that locate the key."""
+
+    def __init__(self, doc: YamlDocument) -> None:
+        self.doc = doc
+
+    def mapping(self, value: Any, key: str, allowed: set[str]) -> dict[str, Any]:
+        if not isinstance(value, dict):
+            raise self.doc.error(f"must be a mapping, got {type(value).__name__}", key)
+        for name in value:
+            if name not in allowed:
+                raise self.doc.error(
+                    f"unknown key {name!r} (expected one of: {', '.join(sorted(allowed))})",
+                    f"{key}.{name}" if key else name)
+        return value
+
+    def string(self, value: Any, key: str) -> str:
+        if not isinstance(value, str) or not value:
+            raise self.doc.error(f"must be a non-empty string, got {value!r}", key)
+        return value
+
+    def name(self, value: Any, key: str) -> str:
+        if not NAME_RE.match(self.string(value, key)):
+            raise self.doc.error(f"{value!r} is not a valid name (letters, digits, _ and -)",
+                                 key)
+        return value
+
+    def number(self, value: Any, key: str, *, integer: bool, minimum: float) -> Any:
+        kind = int if integer else (int, float)
+        if isinstance(value, bool) or not isinstance(value, kind) or value < minimum:
+            what = "an integer" if integer else "a number"
+            raise self.doc.error(f"must be {what} >= {minimum}, got {value!r}", key)
+        return value
+
+    def strings(self, value: Any, key: str) -> tuple[str, ...]:
+        if not isinstance(value, list) or not value:
+            raise self.doc.error("must be a non-empty list of names", key)
+        return tuple(self.string(v, f"{key}.{i}") for i, v in enumerate(value))
+
+    def string_map(self, value: Any, key: str) -> dict[str, str]:
+        if not isinstance(value, dict):
+            raise self.doc.error("must be a mapping of names to names", key)
+        return {k: self.string(v, f"{key}.{k}") for k, v in value.items()}
+
+
+def _model(r: _Reader, raw: Any, key: str, base_dir: Path) -> ModelSpec:
+    m = r.mapping(raw, key, MODEL_KEYS)
+    runtime = r.string(m.get("runtime"), f"{key}.runtime")
+    if runtime not in RUNTIMES:
+        raise r.doc.error(f"unknown runtime {runtime!r} (expected one of: "
+                          f"{', '.join(RUNTIMES)})", f"{key}.runtime")
+    path = m.get("path")
+    entrypoint = m.get("entrypoint")
+    if runtime == "python" and not entrypoint:
+        raise r.doc.error("the python runtime needs an 'entrypoint: module:callable'", key)
+    if runtime != "python" and not (path or entrypoint):
+        raise r.doc.error(f"the {runtime} runtime needs a 'path' to the model file", key)
+    if entrypoint is not None and ":" not in r.string(entrypoint, f"{key}.entrypoint"):
+        raise r.doc.error(f"{entrypoint!r} is not of the form module:callable",
+                          f"{key}.entrypoint")
+    device = r.string(m.get("device", "cpu"), f"{key}.device")
+    if device != "cpu" and not device.startswith("cuda"):
+        raise r.doc.error(f"device must be cpu, cuda or cuda:N, got {device!r}", f"{key}.device")
+    outputs = m.get("outputs")
+    options = m.get("options", {})
+    if not isinstance(options, dict):
+        raise r.doc.error("must be a mapping", f"{key}.options")
+    return ModelSpec(
+        runtime=runtime,
+        path=(base_dir / r.string(path, f"{key}.path")).resolve() if path else None,
+        entrypoint=entrypoint,
+        device=device,
+        input_map=r.string_map(m.get("input_map", {}), f"{key}.input_map"),
+        output_map=r.string_map(m.get("output_map", {}), f"{key}.output_map"),
+        outputs=r.strings(outputs, f"{key}.outputs") if outputs is not None else None,
+        options=options,
+    )
+
+
+def _batch(r: _Reader, raw: Any, key: str) -> BatchSpec:
+    b = r.mapping(raw, key, BATCH_KEYS)
+    return BatchSpec(
+        max_size=r.number(b.get("max_size", 1), f"{key}.max_size", integer=True, minimum=1),
+        max_wait_ms=float(r.number(b.get("max_wait_ms", 0), f"{key}.max_wait_ms",
+                                   integer=False, minimum=0)),
+    )
+
+
+def _agent(r: _Reader, name: str, raw: Any, base_dir: Path) -> AgentSpec:
+    key = f"agents.{name}"
+    r.name(name, key)
+    a = r.mapping(raw, key, AGENT_KEYS)
+    if "inputs" not in a:
+        raise r.doc.error("missing 'inputs' (use [$input] to read the topology's input)", key)
+    if "model" not in a:
+        raise r.doc.error("missing 'model'", key)
+    return AgentSpec(
+        name=name,
+        inputs=r.strings(a["inputs"], f"{key}.inputs"),
+        model=_model(r, a["model"], f"{key}.model", base_dir),
+        batch=_batch(r, a.get("batch", {}), f"{key}.batch"),
+        replicas=r.number(a.get("replicas", 1), f"{key}.replicas", integer=True, minimum=1),
+    )
+
+
+def topology_from_document(doc: YamlDocument, base_dir: Path,
+                           source: Path | None = None) -> Topology:
+    """Build and validate a :class:`Topology` from a parsed document."""
+    r = _Reader(doc)
+    top = r.mapping(doc.data, "", TOPOLOGY_KEYS)
+    if "name" not in top:
+        raise doc.error("missing 'name'", "")
+    if not top.get("agents"):
+        raise doc.error("a topology needs at least one agent", "agents")
+    agents = r.mapping(top["agents"], "agents", set(top["agents"]))
+    output_format = top.get("output_format", "msgpack")
+    if output_format not in ("msgpack", "json"):
+        raise doc.error(f"must be msgpack or json, got {output_format!r}", "output_format")
+    fields = top.get("fields")
+    topology = Topology(
+        name=r.name(top["name"], "name"),
+        input=r.string(top["input"], "input") if "input" in top else None,
+        output=r.string(top["output"], "output") if "output" in top else None,
+        partitions=r.number(top.get("partitions", 3), "partitions", integer=True, minimum=1),
+        output_format=output_format,
+        fields=r.strings(fields, "fields") if fields is not None else None,
+        agents=tuple(_agent(r, name, raw, base_dir) for name, raw in agents.items()),
+        base_dir=base_dir,
+        source=source,
+    )
+    validate_topology(topology, doc)
+    return topology
+
+
+def load_topology(path: str | Path) -> Topology:
+    """Read, check and return the topology in a YAML file.
+
+    Raises :class:`~streamcompose.errors.TopologyError` naming the file, key and line of
+    the first problem found.
+    """
+    path = Path(path).resolve()
+    return topology_from_document(read_yaml_file(path), path.parent, path)
+
+
+def load_topology_text(text: str, base_dir: str | Path = ".") -> Topology:
+    """Like :func:`load_topology` for YAML text; relative paths resolve against base_dir."""
+    return topology_from_document(read_yaml_text(text), Path(base_dir).resolve())
