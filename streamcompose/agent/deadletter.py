@@ -27,6 +27,7 @@ def dead_letter_value(original: bytes | None, *, agent: str, topic: str, partiti
     """The value of a dead-letter record."""
     return encode_payload({
         "agent": agent, "topic": topic, "partition": partition, "offset": offset,
-        "error_type": error_reason(error), "error": str(error), "original": original or b"",
+        "error_type": error_reason(error), "error": getattr(error, "message", str(error)),
+        "original": original or b"",
         "failed_ms": now_ms(),
     })

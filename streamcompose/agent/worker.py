@@ -158,7 +158,10 @@ class AgentWorker(mode.Service):
     async def _emit(self, item: Item, result: dict[str, Any]) -> None:
         trace = item.trace.passed(self.agent)
         try:
-            value = encode_payload({**item.payload, **result}, self.out_type)
+            merged = {**item.payload, **result}
+            for name in self.spec.drop:
+                merged.pop(name, None)
+            value = encode_payload(merged, self.out_type)
         except StreamComposeError as exc:
             await self._dead_letter(item.record, item.trace, RecordError(
                 f"the model's output cannot be encoded: {exc}", agent=self.agent))

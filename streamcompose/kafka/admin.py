@@ -1,7 +1,8 @@
 """Kafka administration: topics of a topology and consumer lag of its agents.
 
->>> import asyncio
->>> asyncio.run(ensure_topics("127.0.0.1:9092", {"demo.in": 3}))  # doctest: +SKIP
+Example (needs a broker)::
+
+    asyncio.run(ensure_topics("127.0.0.1:9092", {"demo.in": 3}))
 """
 
 from __future__ import annotations
@@ -72,6 +73,7 @@ async def consumer_lag(bootstrap: str, group: str, topics: list[str]) -> dict[st
     try:
         committed = await admin.list_consumer_group_offsets(group)
         await consumer.start()
+        await asyncio.sleep(0)  # lets aiokafka's coordinator task start, so stop() is clean
         partitions = [TopicPartition(t, p) for t in topics
                       for p in (consumer.partitions_for_topic(t) or ())]
         ends = await consumer.end_offsets(partitions) if partitions else {}
@@ -85,3 +87,18 @@ async def consumer_lag(bootstrap: str, group: str, topics: list[str]) -> dict[st
         done = committed.get(tp)
         lag[tp.topic] += end - (done.offset if done is not None and done.offset >= 0 else 0)
     return lag
+
+
+async def topic_partitions(bootstrap: str, topics: list[str]) -> list[TopicPartition]:
+    """Every partition of the topics; raises if a topic does not exist."""
+    admin = await _admin(bootstrap)
+    try:
+        described = await admin.describe_topics(list(dict.fromkeys(topics)))
+    finally:
+        await admin.close()
+    missing = [d["topic"] for d in described if d["error_code"] == 3]
+    if missing:
+        raise BrokerError(f"no such topic: {', '.join(missing)} (deploy the topology first, "
+                          "or check the name)", bootstrap=bootstrap)
+    return [TopicPartition(d["topic"], p["partition"]) for d in described
+            for p in sorted(d["partitions"], key=lambda p: p["partition"])]

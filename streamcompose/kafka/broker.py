@@ -59,7 +59,6 @@ num.partitions=1
 """
 
 _LOG4J2_PROPERTIES = """\
-status = warn
 appender.file.type = File
 appender.file.name = file
 appender.file.fileName = {log_file}
@@ -92,12 +91,10 @@ def ensure_kafka_classpath() -> str:
     >>> ensure_kafka_classpath().endswith("*")  # doctest: +SKIP
     True
     """
-    if kafka_home := os.environ.get("KAFKA_HOME"):
-        libs = Path(kafka_home) / "libs"
-        if not libs.is_dir():
-            raise BrokerError(f"KAFKA_HOME={kafka_home} has no libs/ folder: not a Kafka release")
-        return str(libs / "*")
-    libs = _home() / f"kafka-{KAFKA_VERSION}" / "libs"
+    kafka_home = os.environ.get("KAFKA_HOME")
+    libs = Path(kafka_home) / "libs" if kafka_home else _home() / f"kafka-{KAFKA_VERSION}/libs"
+    if kafka_home and not libs.is_dir():
+        raise BrokerError(f"KAFKA_HOME={kafka_home} has no libs/ folder: not a Kafka release")
     if not libs.is_dir():
         _download_jars(libs)
     return str(libs / "*")
@@ -135,11 +132,14 @@ def stop_broker(port: int = 9092, data_dir: Path | None = None) -> bool:
     """
     data_dir = _data_dir(port, data_dir)
     pid = _read_pid(data_dir)
-    if pid is not None:
-        os.kill(pid, signal.SIGTERM)
-        if not _gone(pid, STOP_TIMEOUT_S):
-            os.kill(pid, signal.SIGKILL)
-            _gone(pid, STOP_TIMEOUT_S)
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        if pid is None or not _alive(pid):
+            break
+        with contextlib.suppress(ProcessLookupError):  # it may have just exited
+            os.kill(pid, sig)
+        deadline = time.monotonic() + STOP_TIMEOUT_S
+        while _alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.2)
     (data_dir / "broker.pid").unlink(missing_ok=True)
     return pid is not None
 
@@ -166,10 +166,9 @@ def _data_dir(port: int, data_dir: Path | None) -> Path:
 
 
 def _require(tool: str, install: str) -> str:
-    path = shutil.which(tool)
-    if path is None:
-        raise BrokerError(f"`{tool}` not found on PATH: install {install}")
-    return path
+    if path := shutil.which(tool):
+        return path
+    raise BrokerError(f"`{tool}` not found on PATH: install {install}")
 
 
 def _download_jars(libs: Path) -> None:
@@ -214,13 +213,13 @@ def _launch(port: int, data_dir: Path, classpath: str) -> int:
     if not (data_dir / "kraft" / "meta.properties").exists():
         _run([*jvm, "kafka.tools.StorageTool", "format", "-t", _cluster_id(data_dir),
               "-c", str(config), "--ignore-formatted"], "formatting the broker storage failed")
+    # Detached in its own session; posix_spawn leaves no Popen to warn that it outlives us.
     with open(data_dir / "console.log", "ab") as console:
-        # posix_spawn leaves no Popen object behind to warn that the broker outlives us.
-        pid = os.posix_spawn(java, [*jvm, "kafka.Kafka", str(config)],
-                             os.environ, setsid=True, file_actions=[
-                                 (os.POSIX_SPAWN_DUP2, console.fileno(), 1),
-                                 (os.POSIX_SPAWN_DUP2, console.fileno(), 2),
-                                 (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0)])
+        out = console.fileno()
+        pid = os.posix_spawn(java, [*jvm, "kafka.Kafka", str(config)], os.environ, setsid=True,
+                             file_actions=[(os.POSIX_SPAWN_DUP2, out, 1),
+                                           (os.POSIX_SPAWN_DUP2, out, 2),
+                                           (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0)])
     (data_dir / "broker.pid").write_text(f"{pid}\n")
     return pid
 
@@ -228,12 +227,9 @@ def _launch(port: int, data_dir: Path, classpath: str) -> int:
 def _cluster_id(data_dir: Path) -> str:
     """The persisted cluster id, a base64url 16-byte uuid as ``StorageTool random-uuid`` makes."""
     path = data_dir / "cluster.id"
-    if not path.exists():
-        cluster_id = "-"
-        while cluster_id.startswith("-"):  # as Kafka, avoid ids that look like an option
-            cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
-        path.write_text(cluster_id)
-    return path.read_text().strip()
+    while not path.exists() or path.read_text().startswith("-"):  # as Kafka: no option-like id
+        path.write_text(base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("="))
+    return path.read_text()
 
 
 def _run(command: list[str], failure: str) -> None:
@@ -245,12 +241,13 @@ def _run(command: list[str], failure: str) -> None:
 def _wait_ready(info: BrokerInfo, deadline: float) -> None:
     """Return once the broker answers metadata requests; raise if it dies or the deadline passes."""
     while not _answers(info.bootstrap):
-        if info.pid is not None and not _alive(info.pid):
-            raise BrokerError(f"the broker exited while starting:\n{_log_tail(info)}",
-                              bootstrap=info.bootstrap)
-        if time.monotonic() > deadline:
-            raise BrokerError(f"the broker did not answer on {info.bootstrap} in time:\n"
-                              f"{_log_tail(info)}", bootstrap=info.bootstrap, retriable=True)
+        died = info.pid is not None and not _alive(info.pid)
+        if died or time.monotonic() > deadline:
+            why = "exited while starting" if died else f"did not answer on {info.bootstrap} in time"
+            logs = [info.data_dir / "console.log", info.log_file]
+            tail = "\n".join(_tail(log.read_text(errors="replace")) for log in logs if log.exists())
+            raise BrokerError(f"the broker {why}:\n{tail}", bootstrap=info.bootstrap,
+                              retriable=not died)
         time.sleep(0.5)
 
 
@@ -297,21 +294,6 @@ def _alive(pid: int) -> bool:
         return not Path("/proc").is_dir()  # no procfs (macOS): trust the pid
     except OSError:
         return False
-
-
-def _gone(pid: int, timeout: float) -> bool:
-    """Wait up to ``timeout`` seconds for ``pid`` to exit; whether it did."""
-    deadline = time.monotonic() + timeout
-    while _alive(pid):
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.2)
-    return True
-
-
-def _log_tail(info: BrokerInfo) -> str:
-    logs = (info.data_dir / "console.log", info.log_file)
-    return "\n".join(_tail(log.read_text(errors="replace")) for log in logs if log.exists())
 
 
 def _tail(text: str, lines: int = 30) -> str:

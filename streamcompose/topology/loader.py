@@ -30,7 +30,7 @@ from streamcompose.topology.validate import validate_topology
 from streamcompose.topology.yamlsource import YamlDocument, read_yaml_file, read_yaml_text
 
 TOPOLOGY_KEYS = {"name", "input", "output", "partitions", "output_format", "fields", "agents"}
-AGENT_KEYS = {"inputs", "model", "batch", "replicas"}
+AGENT_KEYS = {"inputs", "model", "batch", "replicas", "drop"}
 MODEL_KEYS = {"runtime", "path", "entrypoint", "device", "input_map", "output_map", "outputs",
               "options"}
 BATCH_KEYS = {"max_size", "max_wait_ms"}
@@ -66,7 +66,7 @@ class _Reader:
 
     def number(self, value: Any, key: str, *, integer: bool, minimum: float) -> Any:
         kind = int if integer else (int, float)
-        if isinstance(value, bool) or not isinstance(value, kind) or value < minimum:
+        if isinstance(value, bool) or not isinstance(value, kind) or not value >= minimum:
             what = "an integer" if integer else "a number"
             raise self.doc.error(f"must be {what} >= {minimum}, got {value!r}", key)
         return value
@@ -98,7 +98,7 @@ def _model(r: _Reader, raw: Any, key: str, base_dir: Path) -> ModelSpec:
         raise r.doc.error(f"{entrypoint!r} is not of the form module:callable",
                           f"{key}.entrypoint")
     device = r.string(m.get("device", "cpu"), f"{key}.device")
-    if device != "cpu" and not device.startswith("cuda"):
+    if not re.fullmatch(r"cpu|cuda(:\d+)?", device):
         raise r.doc.error(f"device must be cpu, cuda or cuda:N, got {device!r}", f"{key}.device")
     outputs = m.get("outputs")
     options = m.get("options", {})
@@ -139,6 +139,7 @@ def _agent(r: _Reader, name: str, raw: Any, base_dir: Path) -> AgentSpec:
         model=_model(r, a["model"], f"{key}.model", base_dir),
         batch=_batch(r, a.get("batch", {}), f"{key}.batch"),
         replicas=r.number(a.get("replicas", 1), f"{key}.replicas", integer=True, minimum=1),
+        drop=r.strings(a["drop"], f"{key}.drop") if "drop" in a else (),
     )
 
 
@@ -151,7 +152,9 @@ def topology_from_document(doc: YamlDocument, base_dir: Path,
         raise doc.error("missing 'name'", "")
     if not top.get("agents"):
         raise doc.error("a topology needs at least one agent", "agents")
-    agents = r.mapping(top["agents"], "agents", set(top["agents"]))
+    raw_agents = top["agents"]
+    agents = r.mapping(raw_agents, "agents", set(raw_agents) if isinstance(raw_agents, dict)
+                       else set())
     output_format = top.get("output_format", "msgpack")
     if output_format not in ("msgpack", "json"):
         raise doc.error(f"must be msgpack or json, got {output_format!r}", "output_format")

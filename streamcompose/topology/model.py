@@ -63,13 +63,17 @@ class ModelSpec:
 
 @dataclass(frozen=True)
 class AgentSpec:
-    """One step of the graph: a model agent consuming ``inputs`` (``$input`` or agents)."""
+    """One step of the graph: a model agent consuming ``inputs`` (``$input`` or agents).
+
+    ``drop`` names payload fields removed before the result goes downstream (bulky
+    intermediates such as an image a later step no longer needs)."""
 
     name: str
     inputs: tuple[str, ...]
     model: ModelSpec | None = None
     batch: BatchSpec = field(default_factory=BatchSpec)
     replicas: int = 1
+    drop: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

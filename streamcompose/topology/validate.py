@@ -48,6 +48,19 @@ def _cycles(t: Topology, doc: YamlDocument) -> None:
                         f"agents.{cycle[0]}.inputs") from None
 
 
+def _topics(t: Topology, doc: YamlDocument) -> None:
+    """Two roles must never share a topic (e.g. a non-sink agent named ``out``)."""
+    roles = {t.dlq_topic: "dlq"}
+    for role, topic, key in [("output", t.output_topic, "output"),
+                             ("input", t.input_topic, "input"),
+                             *((f"agent {a.name!r}", t.topic_of(a.name), f"agents.{a.name}")
+                               for a in t.agents if not t.is_sink(a.name))]:
+        if topic in roles:
+            raise doc.error(f"the {role} topic {topic!r} is also the {roles[topic]} topic; "
+                            "rename the agent or set other input/output topics", key)
+        roles[topic] = role
+
+
 def _replicas(t: Topology, doc: YamlDocument) -> None:
     for agent in t.agents:
         if agent.replicas > t.partitions:
@@ -68,8 +81,10 @@ def _models(t: Topology, doc: YamlDocument) -> dict[str, tuple[tuple[str, ...] |
             raise doc.error(f"model file not found: {agent.model.path}", f"{key}.path")
         try:
             described[agent.name] = describe_model(agent.model, t.base_dir)
-        except StreamComposeError as exc:
-            raise doc.error(str(exc), f"{key}.entrypoint" if agent.model.entrypoint
+        except Exception as exc:  # a user module may raise anything on import or init
+            message = (str(exc) if isinstance(exc, StreamComposeError)
+                       else f"cannot load the model: {type(exc).__name__}: {exc}")
+            raise doc.error(message, f"{key}.entrypoint" if agent.model.entrypoint
                             else f"{key}.path") from exc
     return described
 
@@ -91,7 +106,8 @@ def _field_flow(t: Topology, doc: YamlDocument, described: dict) -> None:
                     f"agent {name!r} needs field(s) {', '.join(missing)} that no upstream "
                     f"produces (available: {', '.join(sorted(available)) or 'none'})",
                     f"agents.{name}.inputs")
-        out[name] = None if available is None or gives is None else available | set(gives)
+        out[name] = (None if available is None or gives is None
+                     else (available | set(gives)) - set(agent.drop))
 
 
 def validate_topology(t: Topology, doc: YamlDocument) -> None:
@@ -100,5 +116,6 @@ def validate_topology(t: Topology, doc: YamlDocument) -> None:
         raise TopologyError("a topology needs at least one agent", file=doc.file, key="agents")
     _references(t, doc)
     _cycles(t, doc)
+    _topics(t, doc)
     _replicas(t, doc)
     _field_flow(t, doc, _models(t, doc))

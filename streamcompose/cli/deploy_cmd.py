@@ -1,0 +1,87 @@
+"""``streamcompose deploy | status | stop``."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+
+from streamcompose.cli.main import bootstrap_option
+from streamcompose.deploy import deploy as deploy_topology
+from streamcompose.deploy import status as deployment_status
+from streamcompose.deploy import stop as stop_deployment
+
+
+@click.command()
+@click.argument("file", type=click.Path(exists=True, dir_okay=False))
+@bootstrap_option
+@click.option("--timeout", default=180.0, show_default=True,
+              help="Seconds to wait for every worker to join its group.")
+@click.option("--json", "as_json", is_flag=True, help="Print the deployment as JSON.")
+def deploy(file: str, bootstrap: str, timeout: float, as_json: bool) -> None:
+    """Create the topics of FILE, start its agents and wait until all have joined.
+
+    Example: streamcompose deploy topologies/ocr_cascade.yaml
+    """
+    def joined(worker: str) -> None:
+        if not as_json:
+            click.echo(f"  joined: {worker}", err=True)
+
+    m = deploy_topology(file, bootstrap, timeout=timeout, progress=joined)
+    if as_json:
+        click.echo(json.dumps(m))
+        return
+    workers = sum(a["replicas"] for a in m["agents"])
+    click.echo(f"deployed {m['name']}: {len(m['agents'])} agents, {workers} workers")
+    click.echo(f"input:  {m['input']}\noutput: {m['output']}\ndead letters: {m['dlq']}")
+
+
+@click.command()
+@click.argument("name", required=False)
+@click.option("--json", "as_json", is_flag=True, help="Print the status as JSON.")
+@click.option("--no-lag", is_flag=True, help="Skip asking the broker for consumer lag.")
+def status(name: str | None, as_json: bool, no_lag: bool) -> None:
+    """Agents, worker processes, restarts and consumer lag of NAME (or of all deployments).
+
+    Exits 1 when a worker or the supervisor is not alive.
+
+    Example: streamcompose status ocr --json
+    """
+    found = deployment_status(name, with_lag=not no_lag)
+    healthy = all(d["supervisor"]["alive"] and all(w["alive"] for a in d["agents"]
+                                                   for w in a["workers"]) for d in found)
+    if as_json:
+        click.echo(json.dumps(found if name is None else found[0]))
+    else:
+        if not found:
+            click.echo("no deployments")
+        for d in found:
+            sup = "alive" if d["supervisor"]["alive"] else "DEAD"
+            click.echo(f"{d['name']} ({d['file']}) on {d['bootstrap']}, supervisor "
+                       f"{d['supervisor']['pid']} {sup}")
+            click.echo(f"  {'agent':<16}{'replica':>8}{'pid':>9}  {'status':<10}{'restarts':>9}"
+                       f"{'metrics':>9}{'lag':>8}")
+            for a in d["agents"]:
+                for w in a["workers"]:
+                    state = w["status"] if w["alive"] else "dead"
+                    lag = "" if a["lag"] is None or w["replica"] else a["lag"]
+                    click.echo(f"  {a['name']:<16}{w['replica']:>8}{w['pid'] or '-':>9}  "
+                               f"{state:<10}{w['restarts']:>9}{w['metrics_port'] or '-':>9}"
+                               f"{lag:>8}")
+    if not healthy:
+        sys.exit(1)
+
+
+@click.command()
+@click.argument("name")
+def stop(name: str) -> None:
+    """Stop NAME's workers: each drains its batch in flight, commits and exits.
+
+    Example: streamcompose stop ocr
+    """
+    was_running = stop_deployment(name)
+    click.echo(f"stopped {name}" if was_running else f"{name} was not running; cleaned up")
+
+
+COMMANDS = [deploy, status, stop]

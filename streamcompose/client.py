@@ -1,0 +1,230 @@
+"""The Python client: publish requests, subscribe to results, infer over Kafka.
+
+Targets are a deployed topology's name (its input and output topics are looked up) or a
+topic name. ``send()`` returns a future in the manner of aiokafka; ``send_and_wait()``
+awaits it.
+
+>>> async def main():  # doctest: +SKIP
+...     async with Client("127.0.0.1:9092") as client:
+...         result = await client.infer("digits", {"pixels": [0.0] * 64}, timeout=10)
+...         return result.payload["label"]
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
+from aiokafka.errors import KafkaConnectionError
+
+from streamcompose.codec import JSON, MSGPACK, Trace, decode_payload, encode_payload, to_jsonable
+from streamcompose.codec.record import new_request_id, now_ms
+from streamcompose.deploy.registry import Deployment
+from streamcompose.errors import BrokerError, ModelError, RequestTimeoutError
+from streamcompose.kafka.admin import topic_partitions
+
+__all__ = ["Client", "Result", "resolve_topics"]
+
+
+@dataclass(frozen=True)
+class Topics:
+    """The input, output and dead-letter topics of a target."""
+
+    input: str
+    output: str
+    dlq: str
+
+
+def resolve_topics(target: str) -> Topics:
+    """Topics of a deployed topology, or of ``<target>.in/.out/.dlq``, or ``target``
+    itself when it names a topic (contains a dot).
+
+    >>> resolve_topics("orders.in")
+    Topics(input='orders.in', output='orders.in', dlq='orders.dlq')
+    """
+    d = Deployment(target)
+    if d.exists():
+        m = d.manifest()
+        return Topics(m["input"], m["output"], m["dlq"])
+    if "." in target:
+        return Topics(target, target, target.rsplit(".", 1)[0] + ".dlq")
+    return Topics(f"{target}.in", f"{target}.out", f"{target}.dlq")
+
+
+@dataclass(frozen=True)
+class Result:
+    """One record read back: its request id, payload and where it came from."""
+
+    id: str
+    payload: dict[str, Any]
+    topic: str
+    partition: int
+    offset: int
+    path: tuple[str, ...]
+    entered_ms: int
+    timestamp_ms: int
+
+    @classmethod
+    def from_record(cls, record: ConsumerRecord) -> Result:
+        trace = Trace.from_record(record.key, record.headers)
+        return cls(id=trace.request_id, payload=decode_payload(record.value, trace.content_type),
+                   topic=record.topic, partition=record.partition, offset=record.offset,
+                   path=trace.path, entered_ms=trace.entered_ms, timestamp_ms=record.timestamp)
+
+    @property
+    def latency_ms(self) -> int:
+        """Time from the request entering the topology to this record being written."""
+        return self.timestamp_ms - self.entered_ms
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready dict: arrays become nested lists, bytes base64."""
+        return {"id": self.id, "payload": to_jsonable(self.payload), "topic": self.topic,
+                "partition": self.partition, "offset": self.offset, "path": list(self.path),
+                "latency_ms": self.latency_ms}
+
+
+async def _start(client: Any, bootstrap: str) -> None:
+    try:
+        await client.start()
+    except (KafkaConnectionError, OSError) as exc:
+        raise BrokerError(f"cannot reach Kafka at {bootstrap}: {exc}; start the local broker "
+                          "with `streamcompose broker start` or pass --bootstrap",
+                          bootstrap=bootstrap, retriable=True) from exc
+
+
+async def _assigned_consumer(bootstrap: str, topics: Iterable[str],
+                             from_beginning: bool) -> AIOKafkaConsumer:
+    """A group-less consumer on every partition of the topics, positioned at the start or
+    at the current end (the position is fixed before this returns)."""
+    partitions = await topic_partitions(bootstrap, list(topics))
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await _start(consumer, bootstrap)
+    consumer.assign(partitions)
+    if from_beginning:
+        await consumer.seek_to_beginning(*partitions)
+    else:
+        await consumer.seek_to_end(*partitions)
+    for tp in partitions:
+        await consumer.position(tp)
+    return consumer
+
+
+class Client:
+    """An asynchronous client of deployed topologies."""
+
+    def __init__(self, bootstrap: str = "127.0.0.1:9092") -> None:
+        self.bootstrap = bootstrap
+        self._producer: AIOKafkaProducer | None = None
+        self._waiting: dict[str, asyncio.Future[Result]] = {}
+        self._listeners: dict[tuple[str, str], asyncio.Task] = {}
+
+    async def __aenter__(self) -> Client:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def start(self) -> None:
+        self._producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, acks="all",
+                                          enable_idempotence=True, linger_ms=5,
+                                          max_request_size=16 << 20)
+        await _start(self._producer, self.bootstrap)
+
+    async def close(self) -> None:
+        for task in self._listeners.values():
+            task.cancel()
+        await asyncio.gather(*self._listeners.values(), return_exceptions=True)
+        if self._producer is not None:
+            await self._producer.stop()
+
+    async def send(self, target: str, payload: dict[str, Any], request_id: str | None = None,
+                   json: bool = False) -> asyncio.Future[str]:
+        """Queue one request; the returned future resolves to its request id once the
+        broker has stored it."""
+        assert self._producer is not None, "call start() or use `async with Client()`"
+        request_id = request_id or new_request_id()
+        content_type = JSON if json else MSGPACK
+        trace = Trace(request_id=request_id, entered_ms=now_ms())
+        delivery = await self._producer.send(
+            resolve_topics(target).input, encode_payload(payload, content_type),
+            key=trace.key, headers=trace.headers(content_type))
+        done: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        delivery.add_done_callback(lambda f: done.set_exception(f.exception())
+                                   if f.exception() else done.set_result(request_id))
+        return done
+
+    async def send_and_wait(self, target: str, payload: dict[str, Any],
+                            request_id: str | None = None, json: bool = False) -> str:
+        """Send one request and wait until the broker stored it; returns its id."""
+        return await (await self.send(target, payload, request_id, json))
+
+    async def publish(self, target: str, payloads: Iterable[dict[str, Any]],
+                      ids: Iterable[str | None] | None = None) -> list[str]:
+        """Send many requests, then wait for all; returns their ids in order."""
+        pending = [await self.send(target, p, i)
+                   for p, i in zip(payloads, ids if ids is not None else _nones(), strict=False)]
+        return list(await asyncio.gather(*pending))
+
+    async def subscribe(self, target: str, from_beginning: bool = False,
+                        include_dead_letters: bool = False) -> AsyncIterator[Result]:
+        """Yield results of a target as they arrive (optionally its dead letters too)."""
+        topics = resolve_topics(target)
+        wanted = [topics.output, topics.dlq] if include_dead_letters else [topics.output]
+        consumer = await _assigned_consumer(self.bootstrap, wanted, from_beginning)
+        try:
+            while True:
+                for records in (await consumer.getmany(timeout_ms=200)).values():
+                    for record in records:
+                        yield Result.from_record(record)
+        finally:
+            await consumer.stop()
+
+    async def infer(self, target: str, payload: dict[str, Any], timeout: float = 30.0,
+                    request_id: str | None = None) -> Result:
+        """Send one request and wait for its result. Raises :class:`ModelError` when the
+        request went to the dead-letter topic, :class:`RequestTimeoutError` on timeout."""
+        topics = resolve_topics(target)
+        await self._listen(topics)
+        request_id = request_id or new_request_id()
+        reply = self._waiting[request_id] = asyncio.get_running_loop().create_future()
+        try:
+            await self.send_and_wait(target, payload, request_id)
+            result = await asyncio.wait_for(reply, timeout)
+        except TimeoutError:
+            raise RequestTimeoutError(f"no result for request {request_id} on {topics.output} "
+                                      f"within {timeout}s", request_id=request_id,
+                                      topic=topics.output) from None
+        finally:
+            self._waiting.pop(request_id, None)
+        if result.topic == topics.dlq and result.topic != topics.output:
+            raise ModelError(f"request {request_id} failed: {result.payload.get('error')}",
+                             agent=result.payload.get("agent"))
+        return result
+
+    async def _listen(self, topics: Topics) -> None:
+        key = (topics.output, topics.dlq)
+        if key in self._listeners:
+            return
+        consumer = await _assigned_consumer(self.bootstrap, key, from_beginning=False)
+
+        async def dispatch() -> None:
+            try:
+                while True:
+                    for records in (await consumer.getmany(timeout_ms=200)).values():
+                        for record in records:
+                            waiter = self._waiting.get((record.key or b"").decode())
+                            if waiter is not None and not waiter.done():
+                                waiter.set_result(Result.from_record(record))
+            finally:
+                await consumer.stop()
+
+        self._listeners[key] = asyncio.create_task(dispatch())
+
+
+def _nones() -> Iterable[None]:
+    while True:
+        yield None

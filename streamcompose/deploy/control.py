@@ -1,0 +1,143 @@
+"""Deploying, inspecting and stopping topologies.
+
+>>> from streamcompose.deploy import deploy, status, stop
+>>> info = deploy("topologies/digits_cascade.yaml")  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from streamcompose.deploy.registry import Deployment, list_deployments, pid_alive
+from streamcompose.errors import DeploymentError
+from streamcompose.kafka.admin import consumer_lag, ensure_topics
+from streamcompose.topology import Topology, load_topology
+
+JOIN_TIMEOUT_S = 180.0
+
+
+def _manifest(t: Topology, bootstrap: str, supervisor_pid: int | None) -> dict[str, Any]:
+    return {
+        "name": t.name, "file": str(t.source), "bootstrap": bootstrap,
+        "input": t.input_topic, "output": t.output_topic, "dlq": t.dlq_topic,
+        "topics": list(t.topics()), "partitions": t.partitions,
+        "agents": [{"name": a.name, "replicas": a.replicas, "group": t.group_id(a.name),
+                    "inputs": list(t.input_topics(a.name)), "output": t.topic_of(a.name)}
+                   for a in t.agents],
+        "supervisor_pid": supervisor_pid, "deployed_at": time.time(),
+    }
+
+
+def _log_tail(path: Path, lines: int = 15) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+def deploy(file: str | Path, bootstrap: str = "127.0.0.1:9092",
+           timeout: float = JOIN_TIMEOUT_S, progress: Any = None) -> dict[str, Any]:
+    """Create the topology's topics, start its workers under a supervisor and return its
+    manifest once every worker has joined its consumer group."""
+    t = load_topology(file)
+    d = Deployment(t.name)
+    if d.exists() and pid_alive(d.manifest().get("supervisor_pid")):
+        raise DeploymentError(f"{t.name!r} is already deployed; run `streamcompose stop "
+                              f"{t.name}` first", topology=t.name)
+    asyncio.run(ensure_topics(bootstrap, {topic: t.partitions for topic in t.topics()}))
+    d.write_manifest(_manifest(t, bootstrap, None))
+    d.clear_workers()
+    log = d.log_file("supervisor")
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "ab") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "streamcompose.deploy.supervisor", t.name],
+                                stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                start_new_session=True)
+    manifest = _manifest(t, bootstrap, proc.pid)
+    d.write_manifest(manifest)
+    _wait_joined(d, t, proc, timeout, progress)
+    return manifest
+
+
+def _wait_joined(d: Deployment, t: Topology, proc: subprocess.Popen, timeout: float,
+                 progress: Any) -> None:
+    workers = [(a.name, r) for a in t.agents for r in range(a.replicas)]
+    deadline = time.monotonic() + timeout
+    joined: set[tuple[str, int]] = set()
+    while len(joined) < len(workers):
+        if proc.poll() is not None:
+            raise DeploymentError(f"the supervisor of {t.name!r} exited:\n"
+                                  f"{_log_tail(d.log_file('supervisor'))}", topology=t.name)
+        for w in workers:
+            if w not in joined and d.worker_state(*w).get("joined"):
+                joined.add(w)
+                if progress is not None:
+                    progress(f"{w[0]}-{w[1]}")
+        if time.monotonic() > deadline:
+            waiting = [f"{a}-{r}" for a, r in workers if (a, r) not in joined]
+            tails = "\n".join(f"--- {w} ---\n{_log_tail(d.log_file(w))}" for w in waiting[:3])
+            stop(t.name)
+            raise DeploymentError(f"workers did not join within {timeout:.0f}s: "
+                                  f"{', '.join(waiting)}\n{tails}", topology=t.name)
+        time.sleep(0.2)
+
+
+def stop(name: str, timeout: float = 90.0) -> bool:
+    """Stop a deployment's workers gracefully; True if it was running."""
+    d = Deployment(name)
+    pid = d.manifest().get("supervisor_pid")
+    running = pid_alive(pid)
+    if running:
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while pid_alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        if pid_alive(pid):
+            os.kill(pid, signal.SIGKILL)
+    for info in d.supervisor().get("workers", {}).values():
+        if pid_alive(info.get("pid")):
+            os.kill(info["pid"], signal.SIGKILL)
+    d.remove_manifest()
+    return running
+
+
+def status(name: str | None = None, with_lag: bool = True) -> list[dict[str, Any]]:
+    """Agents, worker processes (pid, alive, restarts, metrics port) and consumer lag of
+    one deployment or of all."""
+    names = [name] if name else list_deployments()
+    return [_status_of(Deployment(n), with_lag) for n in names]
+
+
+def _status_of(d: Deployment, with_lag: bool) -> dict[str, Any]:
+    m = d.manifest()
+    sup = d.supervisor().get("workers", {})
+    agents = []
+    for a in m["agents"]:
+        workers = []
+        for r in range(a["replicas"]):
+            state = d.worker_state(a["name"], r)
+            kept = sup.get(f"{a['name']}-{r}", {})
+            pid = kept.get("pid") or state.get("pid")
+            workers.append({"replica": r, "pid": pid, "alive": pid_alive(pid),
+                            "status": state.get("status", "unknown"),
+                            "restarts": kept.get("restarts", 0),
+                            "metrics_port": state.get("metrics_port"),
+                            "partitions": state.get("partitions", []),
+                            "log": str(d.log_file(f"{a['name']}-{r}"))})
+        lag = None
+        if with_lag:
+            lag = sum(asyncio.run(consumer_lag(m["bootstrap"], a["group"], a["inputs"]))
+                      .values())
+        agents.append({"name": a["name"], "inputs": a["inputs"], "output": a["output"],
+                       "lag": lag, "workers": workers})
+    return {"name": m["name"], "file": m["file"], "bootstrap": m["bootstrap"],
+            "input": m["input"], "output": m["output"], "dlq": m["dlq"],
+            "supervisor": {"pid": m["supervisor_pid"], "alive": pid_alive(m["supervisor_pid"])},
+            "agents": agents}

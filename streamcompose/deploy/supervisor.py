@@ -1,0 +1,136 @@
+"""The supervisor of a deployment: one background process that starts every agent's
+worker processes (one per replica) and starts again, with exponential backoff, any that
+dies. SIGTERM stops the workers gracefully (each drains, commits and exits) and then the
+supervisor.
+
+Run by ``streamcompose deploy``; by hand: ``python -m streamcompose.deploy.supervisor NAME``.
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+
+from streamcompose.deploy.registry import Deployment
+
+POLL_S = 0.2
+BACKOFF_START_S = 0.5
+BACKOFF_MAX_S = 30.0
+HEALTHY_AFTER_S = 60.0
+STOP_TIMEOUT_S = 60.0
+
+
+@dataclass
+class WorkerProcess:
+    """One worker the supervisor keeps alive."""
+
+    agent: str
+    replica: int
+    process: subprocess.Popen | None = None
+    restarts: int = 0
+    started_at: float = 0.0
+    next_start: float = 0.0
+    exit_codes: list[int] = field(default_factory=list)
+
+    @property
+    def name(self) -> str:
+        return f"{self.agent}-{self.replica}"
+
+
+class Supervisor:
+    """Keeps the workers of one deployment running until told to stop."""
+
+    def __init__(self, deployment: Deployment) -> None:
+        self.deployment = deployment
+        manifest = deployment.manifest()
+        self.file, self.bootstrap = manifest["file"], manifest["bootstrap"]
+        self.workers = [WorkerProcess(a["name"], r) for a in manifest["agents"]
+                        for r in range(a["replicas"])]
+        self.stopping = False
+
+    def _command(self, w: WorkerProcess) -> list[str]:
+        return [sys.executable, "-m", "streamcompose.agent", self.file, w.agent,
+                "--bootstrap", self.bootstrap, "--replica", str(w.replica),
+                "--state-file", str(self.deployment.worker_state_file(w.agent, w.replica))]
+
+    def _start(self, w: WorkerProcess) -> None:
+        log = self.deployment.log_file(w.name)
+        log.parent.mkdir(parents=True, exist_ok=True)
+        with open(log, "ab") as out:
+            w.process = subprocess.Popen(self._command(w), stdout=out, stderr=subprocess.STDOUT,
+                                         stdin=subprocess.DEVNULL)
+        w.started_at = time.monotonic()
+
+    def _record(self) -> None:
+        self.deployment.write_supervisor({"workers": {
+            w.name: {"agent": w.agent, "replica": w.replica,
+                     "pid": w.process.pid if w.process else None,
+                     "restarts": w.restarts, "exit_codes": w.exit_codes[-5:]}
+            for w in self.workers}})
+
+    def _check(self, w: WorkerProcess, now: float) -> bool:
+        """Restart a dead worker when its backoff has passed; True if anything changed."""
+        if w.process is not None:
+            code = w.process.poll()
+            if code is None:
+                return False
+            w.exit_codes.append(code)
+            w.process = None
+            ran = now - w.started_at
+            delay = 0.0 if ran > HEALTHY_AFTER_S else min(
+                BACKOFF_START_S * 2 ** min(w.restarts, 10), BACKOFF_MAX_S)
+            w.next_start = now + delay
+            print(f"worker {w.name} exited with {code} after {ran:.1f}s; restarting in "
+                  f"{delay:.1f}s", flush=True)
+            return True
+        if now >= w.next_start:
+            w.restarts += 1
+            self._start(w)
+            return True
+        return False
+
+    def run(self) -> None:
+        """Start every worker and watch them until SIGTERM or SIGINT."""
+        signal.signal(signal.SIGTERM, self._on_signal)
+        signal.signal(signal.SIGINT, self._on_signal)
+        self.deployment.clear_workers()
+        for w in self.workers:
+            self._start(w)
+        self._record()
+        while not self.stopping:
+            now = time.monotonic()
+            if any([self._check(w, now) for w in self.workers]):
+                self._record()
+            time.sleep(POLL_S)
+        self._stop_all()
+
+    def _on_signal(self, signum: int, _frame: object) -> None:
+        self.stopping = True
+
+    def _stop_all(self) -> None:
+        running = [w.process for w in self.workers if w.process and w.process.poll() is None]
+        for p in running:
+            p.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + STOP_TIMEOUT_S
+        for p in running:
+            try:
+                p.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+        self._record()
+        print("all workers stopped", flush=True)
+
+
+def main() -> None:
+    """``python -m streamcompose.deploy.supervisor NAME``."""
+    if len(sys.argv) != 2:
+        sys.exit("usage: python -m streamcompose.deploy.supervisor NAME")
+    Supervisor(Deployment(sys.argv[1])).run()
+
+
+if __name__ == "__main__":
+    main()

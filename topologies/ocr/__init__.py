@@ -1,0 +1,1 @@
+"""The OCR cascade example: PP-OCR detection, angle classification and recognition."""
