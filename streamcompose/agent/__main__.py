@@ -19,16 +19,17 @@ from streamcompose.topology import load_topology
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("topology_file", type=click.Path(exists=True, dir_okay=False))
 @click.argument("agent")
+@click.option("--name", default=None, help="Override the topology's name.")
 @click.option("--bootstrap", default="127.0.0.1:9092", show_default=True)
 @click.option("--replica", default=0, show_default=True, help="Replica index.")
 @click.option("--state-file", type=click.Path(dir_okay=False), default=None,
               help="Where to write the worker's state for the supervisor.")
 @click.option("--metrics-port", default=0, show_default=True, help="0 picks a free port.")
 @click.option("--loglevel", default="INFO", show_default=True)
-def main(topology_file: str, agent: str, bootstrap: str, replica: int, state_file: str | None,
-         metrics_port: int, loglevel: str) -> None:
+def main(topology_file: str, agent: str, name: str | None, bootstrap: str, replica: int,
+         state_file: str | None, metrics_port: int, loglevel: str) -> None:
     """Run one replica of AGENT from TOPOLOGY_FILE until SIGTERM."""
-    topology = load_topology(topology_file)
+    topology = load_topology(topology_file, name)
     if agent not in topology.agent_names:
         raise click.BadParameter(f"no agent {agent!r} in {topology_file} "
                                  f"(agents: {', '.join(topology.agent_names)})")

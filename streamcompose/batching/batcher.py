@@ -46,6 +46,8 @@ class MicroBatcher(Generic[T]):
         self._queue: asyncio.Queue[tuple[T, float]] = asyncio.Queue(
             queue_size if queue_size is not None else max(4 * max_size, 64))
         self._on_batch = on_batch
+        # set by put() and set_limits() so that a gathering batch re-checks at once
+        self._wake = asyncio.Event()
         self.max_size = 1
         self.max_wait_s = 0.0
         self.set_limits(max_size, max_wait_ms)
@@ -60,10 +62,12 @@ class MicroBatcher(Generic[T]):
             if max_wait_ms < 0:
                 raise ValueError(f"max_wait_ms must be >= 0, got {max_wait_ms}")
             self.max_wait_s = max_wait_ms / 1000.0
+        self._wake.set()
 
     async def put(self, item: T) -> None:
         """Add an item, waiting while the queue is full."""
         await self._queue.put((item, time.monotonic()))
+        self._wake.set()
 
     def pending(self) -> int:
         """Items queued and not yet taken into a batch."""
@@ -80,11 +84,11 @@ class MicroBatcher(Generic[T]):
             remaining = first_at + self.max_wait_s - time.monotonic()
             if remaining <= 0:
                 break
+            self._wake.clear()
             try:
-                item, _ = await asyncio.wait_for(self._queue.get(), remaining)
+                await asyncio.wait_for(self._wake.wait(), remaining)
             except TimeoutError:
-                break
-            batch.append(item)
+                pass  # the loop takes what arrived meanwhile, then finds the time up
         if self._on_batch is not None:
             self._on_batch(BatchStats(size=len(batch), wait_s=time.monotonic() - first_at,
                                       full=len(batch) >= self.max_size))

@@ -16,10 +16,11 @@ from streamcompose.deploy import stop as stop_deployment
 @click.command()
 @click.argument("file", type=click.Path(exists=True, dir_okay=False))
 @bootstrap_option
+@click.option("--name", default=None, help="Deploy under this name instead of the file's.")
 @click.option("--timeout", default=180.0, show_default=True,
               help="Seconds to wait for every worker to join its group.")
 @click.option("--json", "as_json", is_flag=True, help="Print the deployment as JSON.")
-def deploy(file: str, bootstrap: str, timeout: float, as_json: bool) -> None:
+def deploy(file: str, bootstrap: str, name: str | None, timeout: float, as_json: bool) -> None:
     """Create the topics of FILE, start its agents and wait until all have joined.
 
     Example: streamcompose deploy topologies/ocr_cascade.yaml
@@ -28,7 +29,7 @@ def deploy(file: str, bootstrap: str, timeout: float, as_json: bool) -> None:
         if not as_json:
             click.echo(f"  joined: {worker}", err=True)
 
-    m = deploy_topology(file, bootstrap, timeout=timeout, progress=joined)
+    m = deploy_topology(file, bootstrap, name, timeout=timeout, progress=joined)
     if as_json:
         click.echo(json.dumps(m))
         return

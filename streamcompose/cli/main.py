@@ -53,7 +53,7 @@ def main(argv: list[str] | None = None) -> None:
     """Run the CLI; errors become a message on stderr and exit code 1."""
     _register()
     try:
-        cli.main(args=argv, prog_name="streamcompose", standalone_mode=False)
+        code = cli.main(args=argv, prog_name="streamcompose", standalone_mode=False)
     except click.exceptions.Abort:
         click.echo("aborted", err=True)
         sys.exit(1)
@@ -65,4 +65,4 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(1)
     except KeyboardInterrupt:
         sys.exit(130)
-    sys.exit(0)
+    sys.exit(code if isinstance(code, int) else 0)

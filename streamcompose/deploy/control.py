@@ -42,11 +42,12 @@ def _log_tail(path: Path, lines: int = 15) -> str:
         return "(no log)"
 
 
-def deploy(file: str | Path, bootstrap: str = "127.0.0.1:9092",
+def deploy(file: str | Path, bootstrap: str = "127.0.0.1:9092", name: str | None = None,
            timeout: float = JOIN_TIMEOUT_S, progress: Any = None) -> dict[str, Any]:
     """Create the topology's topics, start its workers under a supervisor and return its
-    manifest once every worker has joined its consumer group."""
-    t = load_topology(file)
+    manifest once every worker has joined its consumer group. ``name`` overrides the
+    file's topology name."""
+    t = load_topology(file, name)
     d = Deployment(t.name)
     if d.exists() and pid_alive(d.manifest().get("supervisor_pid")):
         raise DeploymentError(f"{t.name!r} is already deployed; run `streamcompose stop "

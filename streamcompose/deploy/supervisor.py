@@ -53,7 +53,8 @@ class Supervisor:
 
     def _command(self, w: WorkerProcess) -> list[str]:
         return [sys.executable, "-m", "streamcompose.agent", self.file, w.agent,
-                "--bootstrap", self.bootstrap, "--replica", str(w.replica),
+                "--name", self.deployment.name, "--bootstrap", self.bootstrap,
+                "--replica", str(w.replica),
                 "--state-file", str(self.deployment.worker_state_file(w.agent, w.replica))]
 
     def _start(self, w: WorkerProcess) -> None:

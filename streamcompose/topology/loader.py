@@ -174,14 +174,18 @@ def topology_from_document(doc: YamlDocument, base_dir: Path,
     return topology
 
 
-def load_topology(path: str | Path) -> Topology:
+def load_topology(path: str | Path, name: str | None = None) -> Topology:
     """Read, check and return the topology in a YAML file.
 
-    Raises :class:`~streamcompose.errors.TopologyError` naming the file, key and line of
-    the first problem found.
+    ``name`` replaces the file's ``name`` (and so the topics derived from it), to deploy
+    one file several times. Raises :class:`~streamcompose.errors.TopologyError` naming
+    the file, key and line of the first problem found.
     """
     path = Path(path).resolve()
-    return topology_from_document(read_yaml_file(path), path.parent, path)
+    doc = read_yaml_file(path)
+    if name is not None and isinstance(doc.data, dict):
+        doc.data["name"] = name
+    return topology_from_document(doc, path.parent, path)
 
 
 def load_topology_text(text: str, base_dir: str | Path = ".") -> Topology:

@@ -1,0 +1,1 @@
+"""The digits example: steps of the digits topologies and the training of their models."""

@@ -26,7 +26,7 @@ FONT_CANDIDATES = (
 )
 WORDS = ("invoice", "total", "order", "stream", "model", "kafka", "agent", "batch",
          "ticket", "station", "north", "river", "green", "paper", "signal", "window")
-WIDTH, MARGIN, FONT_SIZE, LINE_GAP = 640, 24, 28, 18
+WIDTH, MARGIN, FONT_SIZE, LINE_GAP = 480, 24, 28, 18
 
 
 def _font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
@@ -37,15 +37,18 @@ def _font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
 
 
 def _line(rng: random.Random) -> str:
-    words = [rng.choice(WORDS).capitalize(), *rng.sample(WORDS, rng.randint(1, 3))]
+    words = [rng.choice(WORDS).capitalize(), *rng.sample(WORDS, rng.randint(0, 2))]
     words.insert(rng.randint(1, len(words)), str(rng.randint(10, 99999)))
     return " ".join(words)
 
 
 def make_image(rng: random.Random, rotate: bool) -> Image.Image:
-    """One RGB image of 2 to 4 text lines, upside down when ``rotate`` is true."""
+    """One RGB image of 5 to 8 text lines, upside down when ``rotate`` is true.
+
+    Nearly square, since the detector enlarges an image until its short side is 736.
+    """
     font = _font(FONT_SIZE)
-    lines = [_line(rng) for _ in range(rng.randint(2, 4))]
+    lines = [_line(rng) for _ in range(rng.randint(5, 8))]
     height = 2 * MARGIN + len(lines) * (FONT_SIZE + LINE_GAP)
     image = Image.new("RGB", (WIDTH, height), "white")
     draw = ImageDraw.Draw(image)

@@ -1,0 +1,73 @@
+"""Python steps of the digits topologies (entrypoints ``digits.steps:<class>``).
+
+* :class:`Preprocess` checks the ``pixels`` of one 8×8 digit, as scikit-learn's
+  ``load_digits`` gives them (64 values 0..16), and writes the model input ``x``.
+* :class:`Postprocess` turns the class probabilities ``proba`` into a ``label``.
+
+>>> out = Preprocess()([{"pixels": [16] * 64}])
+>>> out[0]["x"].shape, out[0]["x"].dtype, float(out[0]["x"].max())
+((1, 8, 8), dtype('float32'), 1.0)
+>>> Postprocess()([{"proba": [0.1, 0.7] + [0.025] * 8}])[0]["label"]
+1
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+PIXEL_MAX = 16.0
+
+
+def to_input(pixels: Any) -> np.ndarray:
+    """The model input for one digit: float32 [1,8,8], pixels divided by 16.
+
+    Raises ValueError unless ``pixels`` holds 64 finite numbers in 0..16, flat (64) or
+    as 8 rows of 8.
+    """
+    try:
+        values = np.asarray(pixels, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"pixels must be 64 numbers (an 8×8 digit), got {type(pixels).__name__}"
+                         f": {exc}") from None
+    if values.shape not in ((64,), (8, 8)):
+        raise ValueError(f"pixels must hold the 64 values of an 8×8 digit, as a list of 64 or "
+                         f"8 rows of 8; got shape {values.shape}")
+    if not np.isfinite(values).all():
+        raise ValueError("pixels must be finite numbers; got NaN or infinity")
+    if values.min() < 0 or values.max() > PIXEL_MAX:
+        raise ValueError(f"pixels must lie in 0..16 (scikit-learn's digits scale); got values "
+                         f"from {values.min():g} to {values.max():g}")
+    return (values / PIXEL_MAX).astype(np.float32).reshape(1, 8, 8)
+
+
+class Preprocess:
+    """``pixels`` (64 values 0..16) -> ``x`` float32 [1,8,8] in 0..1."""
+
+    inputs = ("pixels",)
+    outputs = ("x",)
+
+    def __call__(self, batch: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Convert each payload; a malformed one raises ValueError."""
+        return [{"x": to_input(p["pixels"])} for p in batch]
+
+
+class Postprocess:
+    """``proba`` (10 class probabilities) -> ``label`` (int, the argmax) and ``proba`` as a
+    list of 10 floats.
+
+    The model input ``x`` stays in the payload: an agent's result is merged into the
+    payload it received, so a step cannot remove a field.
+    """
+
+    inputs = ("proba",)
+    outputs = ("label", "proba")
+
+    def __call__(self, batch: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Label each payload by its most probable class."""
+        results = []
+        for p in batch:
+            proba = np.asarray(p["proba"], dtype=np.float64).reshape(-1)
+            results.append({"label": int(proba.argmax()), "proba": proba.tolist()})
+        return results
