@@ -41,9 +41,9 @@ def _bindable(port: int) -> bool:
 
 @pytest.fixture
 def port() -> int:
-    """A free port pair (broker, controller) above 29092."""
+    """A free port pair (broker, controller) above 29092, below the ephemeral ports."""
     while True:
-        port = random.randrange(29100, 39000, 2)
+        port = random.randrange(29100, 32700, 2)
         if _bindable(port) and _bindable(port + 1):
             return port
 

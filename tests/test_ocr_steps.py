@@ -36,9 +36,13 @@ def samples(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
 
 
 @pytest.fixture(scope="module")
-def expected(samples: list[Path]) -> dict[Path, list[list[Any]]]:
+def engine() -> Any:
+    return rapidocr.RapidOCR()
+
+
+@pytest.fixture(scope="module")
+def expected(engine: Any, samples: list[Path]) -> dict[Path, list[list[Any]]]:
     """RapidOCR's ``[box, text, score]`` lines for each sample ([] where it finds none)."""
-    engine = rapidocr.RapidOCR()
     return {path: engine(path)[0] or [] for path in samples}
 
 
@@ -96,3 +100,17 @@ def test_undecodable_image_fails_alone(topology: Topology, runtimes: dict[str, R
     for path, result in zip(good, (first, last), strict=True):
         assert isinstance(result, dict), result
         assert result["texts"] == [line[1] for line in expected[path]]
+
+
+def test_blank_image_gives_empty_lists(topology: Topology, runtimes: dict[str, Runtime],
+                                       engine: Any) -> None:
+    blank = np.full((120, 160, 3), 255, dtype=np.uint8)
+    assert engine(blank)[0] is None
+    as_json = decode_payload(encode_payload({"image": blank}, JSON))  # nested lists
+    [result] = run_cascade(topology, runtimes, [as_json])
+    assert result == {"texts": [], "boxes": [], "scores": []}
+
+
+def test_warmup(runtimes: dict[str, Runtime]) -> None:
+    for runtime in runtimes.values():
+        runtime.warmup()

@@ -60,8 +60,9 @@ class Trace:
         return cls(
             request_id=key.decode("utf-8", "replace") if key else new_request_id(),
             entered_ms=entered_ms,
-            path=tuple(p for p in path.decode().split(",") if p) if path else (),
-            content_type=content_type.decode() if content_type else None,
+            path=tuple(p for p in path.decode("utf-8", "replace").split(",") if p)
+            if path else (),
+            content_type=content_type.decode("utf-8", "replace") if content_type else None,
             extra=tuple((k, v) for k, v in headers or () if k not in OWN_HEADERS),
         )
 

@@ -14,6 +14,7 @@ takes one float32 input ``input`` and returns one output ``output``.
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +34,25 @@ def _declared_inputs(spec: ModelSpec) -> tuple[TensorInput, ...]:
         for name, info in declared.items())
 
 
+def load_torchscript(path: str | Path, map_location: object = "cpu") -> object:
+    """Load a TorchScript file. torch 2.15 deprecates TorchScript in favour of
+    ``torch.export`` and warns on every load; those files are still what users have.
+
+    >>> import torch, tempfile, pathlib
+    >>> f = pathlib.Path(tempfile.mkdtemp()) / "m.pt"
+    >>> with warnings.catch_warnings():
+    ...     warnings.simplefilter("ignore")
+    ...     torch.jit.save(torch.jit.script(torch.nn.Identity()), str(f))
+    >>> load_torchscript(f)(torch.ones(2)).tolist()
+    [1.0, 1.0]
+    """
+    import torch
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=FutureWarning, message=".*torch.jit")
+        return torch.jit.load(str(path), map_location=map_location)
+
+
 class TorchRuntime(TensorRuntime):
     """A torch module run under ``torch.inference_mode`` on the CPU or a CUDA device."""
 
@@ -47,7 +67,7 @@ class TorchRuntime(TensorRuntime):
         self.device = torch.device(spec.device)
         try:
             if spec.path is not None:
-                module = torch.jit.load(str(spec.path), map_location=self.device)
+                module = load_torchscript(spec.path, self.device)
             else:
                 module = import_entrypoint(spec.entrypoint or "", base_dir)(
                     **spec.options.get("kwargs", {}))

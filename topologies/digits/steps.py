@@ -55,10 +55,7 @@ class Preprocess:
 
 class Postprocess:
     """``proba`` (10 class probabilities) -> ``label`` (int, the argmax) and ``proba`` as a
-    list of 10 floats.
-
-    The model input ``x`` stays in the payload: an agent's result is merged into the
-    payload it received, so a step cannot remove a field.
+    list of 10 floats. The topology drops the model input ``x`` after this step.
     """
 
     inputs = ("proba",)

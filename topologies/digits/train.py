@@ -24,7 +24,6 @@ import onnxruntime as ort
 import torch
 from skl2onnx import to_onnx
 from skl2onnx.common.data_types import FloatTensorType, Int64TensorType
-from sklearn.base import ClassifierMixin
 from sklearn.datasets import load_digits
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.linear_model import LogisticRegression
@@ -159,7 +158,8 @@ def train_mlp(split: Split, path: Path) -> float:
     return _export_torch(net, split.x_test, split.y_test, path)
 
 
-def _export_sklearn(model: ClassifierMixin, split: Split, path: Path) -> float:
+def _fit_to_onnx(model: LogisticRegression | RandomForestClassifier, split: Split,
+                 path: Path) -> float:
     """Fit a scikit-learn classifier, save it as ONNX (input ``x`` float32 [N,64], outputs
     ``label`` int64 [N] and ``proba`` float32 [N,10]); return the ONNX model's held-out
     accuracy."""
@@ -177,14 +177,14 @@ def _export_sklearn(model: ClassifierMixin, split: Split, path: Path) -> float:
 
 def train_logreg(split: Split, path: Path) -> float:
     """Train a logistic regression and save it as ONNX. Returns the held-out accuracy."""
-    return _export_sklearn(LogisticRegression(max_iter=2000, random_state=SEED), split, path)
+    return _fit_to_onnx(LogisticRegression(max_iter=2000, random_state=SEED), split, path)
 
 
 def train_forest(split: Split, path: Path) -> float:
     """Train a random forest (40 trees of depth <= 12, to keep the file near 1 MB) and save
     it as ONNX. Returns the held-out accuracy."""
     forest = RandomForestClassifier(n_estimators=40, max_depth=12, random_state=SEED)
-    return _export_sklearn(forest, split, path)
+    return _fit_to_onnx(forest, split, path)
 
 
 TRAINERS: dict[str, Callable[[Split, Path], float]] = {

@@ -2,7 +2,8 @@
 
 Every image is white with black text rendered in a TrueType font when one is installed
 (Pillow's scalable built-in font otherwise); every third image is rotated by 180 degrees
-so that the angle classifier has something to turn back.
+so that the angle classifier has something to turn back, and every second image has
+short lines only (which the recogniser reads at its narrowest input width).
 
 >>> import tempfile
 >>> with tempfile.TemporaryDirectory() as tmp:
@@ -36,19 +37,22 @@ def _font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
     return ImageFont.load_default(size=size)
 
 
-def _line(rng: random.Random) -> str:
-    words = [rng.choice(WORDS).capitalize(), *rng.sample(WORDS, rng.randint(0, 2))]
+def _line(rng: random.Random, short: bool) -> str:
+    if short:
+        return rng.choice([rng.choice(WORDS).capitalize(), str(rng.randint(10, 99999))])
+    words = [rng.choice(WORDS).capitalize(), *rng.sample(WORDS, rng.randint(1, 2))]
     words.insert(rng.randint(1, len(words)), str(rng.randint(10, 99999)))
     return " ".join(words)
 
 
-def make_image(rng: random.Random, rotate: bool) -> Image.Image:
-    """One RGB image of 5 to 8 text lines, upside down when ``rotate`` is true.
+def make_image(rng: random.Random, rotate: bool = False, short: bool = False) -> Image.Image:
+    """One RGB image of 5 to 8 text lines, upside down when ``rotate`` is true; each line is
+    one word or one number when ``short`` is true, 2 to 3 words and a number otherwise.
 
     Nearly square, since the detector enlarges an image until its short side is 736.
     """
     font = _font(FONT_SIZE)
-    lines = [_line(rng) for _ in range(rng.randint(5, 8))]
+    lines = [_line(rng, short) for _ in range(rng.randint(5, 8))]
     height = 2 * MARGIN + len(lines) * (FONT_SIZE + LINE_GAP)
     image = Image.new("RGB", (WIDTH, height), "white")
     draw = ImageDraw.Draw(image)
@@ -65,6 +69,6 @@ def make_samples(folder: str | Path, n: int = 6, seed: int = 7) -> list[Path]:
     paths = []
     for i in range(n):
         path = out / f"sample_{i:02d}.png"
-        make_image(rng, rotate=i % 3 == 2).save(path)
+        make_image(rng, rotate=i % 3 == 2, short=i % 2 == 1).save(path)
         paths.append(path)
     return paths

@@ -42,7 +42,6 @@ from rapidocr_onnxruntime.utils import (
 )
 
 Payload = dict[str, Any]
-NO_BOXES = np.zeros((0, 4, 2), dtype=np.float32)
 
 
 def rapidocr_config(**options: Any) -> dict[str, Any]:
@@ -101,7 +100,7 @@ class _Detector(RapidOCR):
         image, record = self.maybe_add_letterbox(image, record)
         boxes, _ = self.auto_text_det(image)
         if boxes is None:
-            return NO_BOXES, []
+            return np.zeros((0, 4, 2), dtype=np.float32), []
         crops = self.get_crop_img_list(image, boxes)
         return self._get_origin_points(boxes, record, raw_h, raw_w), crops
 
@@ -190,14 +189,13 @@ class Recognize:
         by_width: dict[int, list[int]] = defaultdict(list)
         for i, tensor in enumerate(inputs):
             by_width[tensor.shape[-1]].append(i)
-        results: list[tuple[str, float]] = [("", 0.0)] * len(inputs)
+        results: dict[int, tuple[str, float]] = {}
         for indices in by_width.values():
             for start in range(0, len(indices), self.max_batch):
                 chunk = indices[start:start + self.max_batch]
                 preds = self.recognizer.session(np.stack([inputs[i] for i in chunk]))[0]
-                for i, result in zip(chunk, self.recognizer.postprocess_op(preds), strict=True):
-                    results[i] = result
-        return results
+                results.update(zip(chunk, self.recognizer.postprocess_op(preds), strict=True))
+        return [results[i] for i in range(len(inputs))]
 
     def __call__(self, batch: list[Payload]) -> list[Payload]:
         """Recognise the crops of the whole batch, then filter each payload's lines."""
