@@ -20,6 +20,7 @@ full, which is how a busy model slows down consumption.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -85,10 +86,10 @@ class MicroBatcher(Generic[T]):
             if remaining <= 0:
                 break
             self._wake.clear()
-            try:
+            # woken by put() or set_limits(); on timeout the loop takes what arrived
+            # meanwhile, then finds the time up
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), remaining)
-            except TimeoutError:
-                pass  # the loop takes what arrived meanwhile, then finds the time up
         if self._on_batch is not None:
             self._on_batch(BatchStats(size=len(batch), wait_s=time.monotonic() - first_at,
                                       full=len(batch) >= self.max_size))

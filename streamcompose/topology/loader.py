@@ -20,9 +20,12 @@ from pathlib import Path
 from typing import Any
 
 from streamcompose.topology.model import (
+    JOIN_MODES,
+    JOIN_STRATEGIES,
     RUNTIMES,
     AgentSpec,
     BatchSpec,
+    JoinSpec,
     ModelSpec,
     Topology,
 )
@@ -30,7 +33,9 @@ from streamcompose.topology.validate import validate_topology
 from streamcompose.topology.yamlsource import YamlDocument, read_yaml_file, read_yaml_text
 
 TOPOLOGY_KEYS = {"name", "input", "output", "partitions", "output_format", "fields", "agents"}
-AGENT_KEYS = {"inputs", "model", "batch", "replicas", "drop"}
+AGENT_KEYS = {"inputs", "model", "join", "batch", "replicas", "drop"}
+JOIN_KEYS = {"mode", "strategy", "field", "proba_field", "weights", "timeout_ms", "on_timeout",
+             "keep_branches", "max_pending", "remember_ms", "model", "entrypoint", "options"}
 MODEL_KEYS = {"runtime", "path", "entrypoint", "device", "input_map", "output_map", "outputs",
               "options"}
 BATCH_KEYS = {"max_size", "max_wait_ms"}
@@ -125,18 +130,68 @@ def _batch(r: _Reader, raw: Any, key: str) -> BatchSpec:
     )
 
 
+def _mode(r: _Reader, raw: Any, key: str) -> tuple[str, int | None]:
+    if isinstance(raw, dict):
+        r.mapping(raw, key, {"quorum"})
+        return "quorum", r.number(raw.get("quorum"), f"{key}.quorum", integer=True, minimum=1)
+    if raw not in JOIN_MODES or raw == "quorum":
+        raise r.doc.error(f"must be all, any or {{quorum: K}}, got {raw!r}", key)
+    return raw, None
+
+
+def _join(r: _Reader, raw: Any, key: str, base_dir: Path) -> JoinSpec:
+    j = r.mapping(raw, key, JOIN_KEYS)
+    strategy = r.string(j.get("strategy"), f"{key}.strategy")
+    if strategy not in JOIN_STRATEGIES:
+        raise r.doc.error(f"unknown strategy {strategy!r} (expected one of: "
+                          f"{', '.join(JOIN_STRATEGIES)})", f"{key}.strategy")
+    mode, quorum = _mode(r, j.get("mode", "all"), f"{key}.mode")
+    on_timeout = j.get("on_timeout", "partial")
+    if on_timeout not in ("partial", "dlq"):
+        raise r.doc.error(f"must be partial or dlq, got {on_timeout!r}", f"{key}.on_timeout")
+    weights = j.get("weights", {})
+    if not isinstance(weights, dict):
+        raise r.doc.error("must be a mapping of branch names to numbers", f"{key}.weights")
+    if strategy == "stacking" and "model" not in j:
+        raise r.doc.error("the stacking strategy needs a meta-model under 'model'", key)
+    if strategy == "python" and not j.get("entrypoint"):
+        raise r.doc.error("the python strategy needs an 'entrypoint: module:callable'", key)
+    return JoinSpec(
+        strategy=strategy, mode=mode, quorum=quorum,
+        field=r.string(j.get("field", "proba"), f"{key}.field"),
+        proba_field=r.string(j.get("proba_field", "proba"), f"{key}.proba_field"),
+        weights={b: r.number(w, f"{key}.weights.{b}", integer=False, minimum=0)
+                 for b, w in weights.items()},
+        timeout_ms=float(r.number(j.get("timeout_ms", 2000), f"{key}.timeout_ms",
+                                  integer=False, minimum=1)),
+        on_timeout=on_timeout,
+        keep_branches=bool(j.get("keep_branches", False)),
+        max_pending=r.number(j.get("max_pending", 10000), f"{key}.max_pending", integer=True,
+                             minimum=1),
+        remember_ms=float(r.number(j.get("remember_ms", 600_000), f"{key}.remember_ms",
+                                   integer=False, minimum=0)),
+        model=_model(r, j["model"], f"{key}.model", base_dir) if "model" in j else None,
+        entrypoint=r.string(j["entrypoint"], f"{key}.entrypoint") if "entrypoint" in j
+        else None,
+        options=r.mapping(j.get("options", {}), f"{key}.options", set(j.get("options", {}))),
+    )
+
+
 def _agent(r: _Reader, name: str, raw: Any, base_dir: Path) -> AgentSpec:
     key = f"agents.{name}"
     r.name(name, key)
     a = r.mapping(raw, key, AGENT_KEYS)
     if "inputs" not in a:
         raise r.doc.error("missing 'inputs' (use [$input] to read the topology's input)", key)
-    if "model" not in a:
-        raise r.doc.error("missing 'model'", key)
+    kinds = [k for k in ("model", "join") if k in a]
+    if len(kinds) != 1:
+        raise r.doc.error("an agent needs exactly one of 'model' or 'join'" if kinds == [] else
+                          f"an agent has one of {' or '.join(kinds)}, not both", key)
     return AgentSpec(
         name=name,
         inputs=r.strings(a["inputs"], f"{key}.inputs"),
-        model=_model(r, a["model"], f"{key}.model", base_dir),
+        model=_model(r, a["model"], f"{key}.model", base_dir) if "model" in a else None,
+        join=_join(r, a["join"], f"{key}.join", base_dir) if "join" in a else None,
         batch=_batch(r, a.get("batch", {}), f"{key}.batch"),
         replicas=r.number(a.get("replicas", 1), f"{key}.replicas", integer=True, minimum=1),
         drop=r.strings(a["drop"], f"{key}.drop") if "drop" in a else (),

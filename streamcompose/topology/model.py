@@ -16,7 +16,8 @@ Topic names are derived from the topology's name:
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from dataclasses import field as _field
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -51,14 +52,57 @@ class ModelSpec:
     path: Path | None = None
     entrypoint: str | None = None
     device: str = "cpu"
-    input_map: Mapping[str, str] = field(default_factory=dict)
-    output_map: Mapping[str, str] = field(default_factory=dict)
+    input_map: Mapping[str, str] = _field(default_factory=dict)
+    output_map: Mapping[str, str] = _field(default_factory=dict)
     outputs: tuple[str, ...] | None = None
-    options: Mapping[str, Any] = field(default_factory=dict)
+    options: Mapping[str, Any] = _field(default_factory=dict)
 
     def __post_init__(self) -> None:
         for name in ("input_map", "output_map", "options"):
             object.__setattr__(self, name, _frozen(getattr(self, name)))
+
+
+JOIN_MODES = ("all", "any", "quorum")
+JOIN_STRATEGIES = ("majority_vote", "soft_vote", "weighted_average", "max_confidence",
+                   "entropy_weighted", "stacking", "merge", "python")
+
+
+@dataclass(frozen=True)
+class JoinSpec:
+    """How a joiner combines the results its branches (its ``inputs``) give for one request.
+
+    ``mode``: emit when ``all`` branches answered, at the first (``any``), or once
+    ``quorum`` have. After ``timeout_ms`` from the first branch result, ``on_timeout``
+    ``partial`` emits what arrived (with a ``missing`` list) and ``dlq`` dead-letters the
+    request. ``field`` is the payload field combined; ``weights`` weigh branches by name.
+    ``model`` is the stacking meta-model, ``entrypoint`` the python aggregator.
+    At most ``max_pending`` requests wait at once (the oldest is sent on with
+    ``on_timeout``); emitted request ids are remembered ``remember_ms`` to drop late
+    branch results.
+    """
+
+    strategy: str
+    mode: str = "all"
+    quorum: int | None = None
+    field: str = "proba"
+    proba_field: str = "proba"
+    weights: Mapping[str, float] = _field(default_factory=dict)
+    timeout_ms: float = 2000.0
+    on_timeout: str = "partial"
+    keep_branches: bool = False
+    max_pending: int = 10000
+    remember_ms: float = 600_000.0
+    model: ModelSpec | None = None
+    entrypoint: str | None = None
+    options: Mapping[str, Any] = _field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for name in ("weights", "options"):
+            object.__setattr__(self, name, _frozen(getattr(self, name)))
+
+    def needed(self, branches: int) -> int:
+        """How many branch results complete a request."""
+        return {"all": branches, "any": 1}.get(self.mode, self.quorum or branches)
 
 
 @dataclass(frozen=True)
@@ -71,9 +115,15 @@ class AgentSpec:
     name: str
     inputs: tuple[str, ...]
     model: ModelSpec | None = None
-    batch: BatchSpec = field(default_factory=BatchSpec)
+    join: JoinSpec | None = None
+    batch: BatchSpec = _field(default_factory=BatchSpec)
     replicas: int = 1
     drop: tuple[str, ...] = ()
+
+    @property
+    def kind(self) -> str:
+        """``model`` or ``join``."""
+        return "join" if self.join is not None else "model"
 
 
 @dataclass(frozen=True)
@@ -134,6 +184,14 @@ class Topology:
         names = [self.input_topic, *(self.topic_of(a.name) for a in self.agents),
                  self.output_topic, self.dlq_topic]
         return tuple(dict.fromkeys(names))
+
+    def changelog_topics(self) -> tuple[str, ...]:
+        """The changelog topics of the stateful agents (joiners)."""
+        return tuple(self.changelog_topic(a.name) for a in self.agents if a.kind == "join")
+
+    def changelog_topic(self, name: str) -> str:
+        """The compacted topic that makes a stateful agent's state durable."""
+        return f"{self.name}.{name}.changelog"
 
     def group_id(self, name: str) -> str:
         """The consumer group of an agent's workers."""

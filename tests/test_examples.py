@@ -1,0 +1,77 @@
+"""The example topologies deployed on the real broker give what their models give
+in-process: the digits cascade (torch) and the OCR cascade (PP-OCR via RapidOCR)."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from streamcompose.client import Client
+from streamcompose.runtimes.torch_runtime import load_torchscript
+
+pytestmark = pytest.mark.integration
+TOPOLOGIES = Path(__file__).resolve().parent.parent / "topologies"
+
+
+async def infer_all(bootstrap: str, target: str, payloads: list[dict], json: bool = False,
+                    timeout: float = 120) -> list[dict]:
+    """Publish every payload and wait for each result, in order."""
+    async with Client(bootstrap) as client:
+        if json:
+            ids = [await client.send_and_wait(target, p, json=True) for p in payloads]
+            wanted, got = set(ids), {}
+            async for result in client.subscribe(target, from_beginning=True):
+                got[result.id] = result.payload
+                if wanted <= set(got):
+                    return [got[i] for i in ids]
+        results = await asyncio.gather(*(client.infer(target, p, timeout) for p in payloads))
+    return [r.payload for r in results]
+
+
+def test_digits_cascade_through_kafka(deploy, bootstrap):
+    m = deploy(TOPOLOGIES / "digits_cascade.yaml")
+    split = np.load(TOPOLOGIES / "models" / "digits_test.npz")
+    pixels, labels = split["X"][:120], split["y"][:120]
+    results = asyncio.run(infer_all(bootstrap, m["name"],
+                                    [{"pixels": row.tolist()} for row in pixels]))
+    cnn = load_torchscript(TOPOLOGIES / "models" / "digits_cnn.pt")
+    with torch.inference_mode():
+        direct = cnn(torch.from_numpy((pixels / 16).astype(np.float32).reshape(-1, 1, 8, 8)))
+    direct = direct.numpy()
+    assert [r["label"] for r in results] == direct.argmax(axis=1).tolist()
+    np.testing.assert_allclose([r["proba"] for r in results], direct, rtol=1e-5, atol=1e-6)
+    assert all("x" not in r for r in results), "postprocess drops the model input"
+    assert np.mean(np.array([r["label"] for r in results]) == labels) > 0.9
+
+
+def test_ocr_cascade_matches_rapidocr(deploy, bootstrap, tmp_path):
+    from rapidocr_onnxruntime import RapidOCR
+
+    sys.path.insert(0, str(TOPOLOGIES))
+    from ocr.samples import make_samples
+
+    images = make_samples(tmp_path, 4)
+    m = deploy(TOPOLOGIES / "ocr_cascade.yaml")
+    payloads = [{"image": images[0].read_bytes()}, {"image": cv2.imread(str(images[1]))},
+                {"image": images[2].read_bytes()}, {"image": images[3].read_bytes()}]
+    results = asyncio.run(infer_all(bootstrap, m["name"], payloads))
+    results += asyncio.run(infer_all(
+        bootstrap, m["name"], [{"image": base64.b64encode(images[0].read_bytes()).decode()}],
+        json=True))
+    engine = RapidOCR()
+    for path, result in zip([*images, images[0]], results, strict=True):
+        lines = engine(str(path))[0] or []
+        assert result["texts"] == [line[1] for line in lines], path.name
+        assert set(result) >= {"texts", "boxes", "scores"} and "crops" not in result
+        assert "image" not in result
+        np.testing.assert_allclose(np.array(result["boxes"], dtype=float).reshape(-1, 4, 2),
+                                   np.array([line[0] for line in lines], dtype=float)
+                                   .reshape(-1, 4, 2), atol=3)
+        np.testing.assert_allclose(result["scores"], [line[2] for line in lines], atol=1e-4)
