@@ -34,7 +34,6 @@ import argparse
 import asyncio
 import importlib.metadata
 import json
-import logging
 import os
 import platform
 import signal
@@ -128,14 +127,22 @@ def make_workload(records: int, payload_bytes: int, latency_records: int,
 # --- Kafka helpers ------------------------------------------------------------------------
 
 async def create_topics(bootstrap: str, names: tuple[str, ...]) -> None:
-    """Fresh topics whose record timestamps are the broker's append times."""
+    """Fresh topics whose record timestamps are the broker's append times; returns once
+    every partition has a leader (so that clients find them at once)."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10000)
     await admin.start()
     try:
         await admin.create_topics([NewTopic(name, PARTITIONS, 1, topic_configs={
             "message.timestamp.type": "LogAppendTime"}) for name in names])
+        while not _have_leaders(await admin.describe_topics(list(names))):
+            await asyncio.sleep(POLL_S)
     finally:
         await admin.close()
+
+
+def _have_leaders(described: list[dict[str, Any]]) -> bool:
+    return all(d["error_code"] == 0 and len(d["partitions"]) == PARTITIONS
+               and all(p["leader"] >= 0 for p in d["partitions"]) for d in described)
 
 
 async def produce(producer: AIOKafkaProducer, topic: str, records: list[Record],
@@ -343,6 +350,8 @@ async def drive(variant: Variant, bootstrap: str, workload: Workload) -> None:
     await producer.start()
     await counter.start()
     try:
+        for topic in (variant.input, variant.output):  # retries quietly until each partition
+            await stored_count(counter, topic)         # has its leader
         await produce(producer, variant.input, workload.backlog)
         await variant.start(bootstrap)
         try:
@@ -403,18 +412,20 @@ def machine() -> dict[str, Any]:
 
 
 def compare(results: list[Measurement]) -> list[dict[str, Any]]:
-    """Each measurement with its throughput ratio and added latency against the relay."""
+    """Each measurement with its throughput ratio and added latency against the relay
+    (the first); None where either side has no figure."""
     base = results[0]
-    rows = []
-    for m in results:
-        row: dict[str, Any] = asdict(m)
-        if m.error is None and base.error is None:
-            assert m.throughput is not None and base.throughput is not None
-            row["throughput_ratio"] = m.throughput / base.throughput
-            row["added_p50_ms"] = m.p50_ms - base.p50_ms  # type: ignore[operator]
-            row["added_p99_ms"] = m.p99_ms - base.p99_ms  # type: ignore[operator]
-        rows.append(row)
-    return rows
+    return [{**asdict(m), "throughput_ratio": _ratio(m.throughput, base.throughput),
+             "added_p50_ms": _minus(m.p50_ms, base.p50_ms),
+             "added_p99_ms": _minus(m.p99_ms, base.p99_ms)} for m in results]
+
+
+def _ratio(a: float | None, b: float | None) -> float | None:
+    return None if a is None or not b else a / b
+
+
+def _minus(a: float | None, b: float | None) -> float | None:
+    return None if a is None or b is None else a - b
 
 
 def _fmt(value: float | None, spec: str) -> str:
@@ -434,9 +445,9 @@ def print_report(info: dict[str, Any], workload: Workload, rows: list[dict[str, 
             print(f"{r['variant']:<20} not measured: {r['error']}")
             continue
         print(f"{r['variant']:<20} {_fmt(r['throughput'], '.0f'):>10} "
-              f"{_fmt(r.get('throughput_ratio'), '.2f'):>8} {_fmt(r['p50_ms'], '.1f'):>7} "
-              f"{_fmt(r['p99_ms'], '.1f'):>7} {_fmt(r.get('added_p50_ms'), '+.1f'):>8} "
-              f"{_fmt(r.get('added_p99_ms'), '+.1f'):>8} {_fmt(r['wall_s'], '.1f'):>7}")
+              f"{_fmt(r['throughput_ratio'], '.2f'):>8} {_fmt(r['p50_ms'], '.1f'):>7} "
+              f"{_fmt(r['p99_ms'], '.1f'):>7} {_fmt(r['added_p50_ms'], '+.1f'):>8} "
+              f"{_fmt(r['added_p99_ms'], '+.1f'):>8} {_fmt(r['wall_s'], '.1f'):>7}")
 
 
 async def run(args: argparse.Namespace, workdir: Path) -> tuple[Workload, list[Measurement]]:
@@ -468,9 +479,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    # fresh topics make aiokafka warn (and retry) until their leaders are known
-    logging.basicConfig(level=logging.WARNING)
-    logging.getLogger("aiokafka").setLevel(logging.ERROR)
     with tempfile.TemporaryDirectory(prefix="sc-bench-") as tmp:
         # before streamcompose.deploy is imported: the deployment's files stay in tmp
         os.environ["STREAMCOMPOSE_HOME"] = str(Path(tmp) / "home")
@@ -480,8 +488,13 @@ def main(argv: list[str] | None = None) -> None:
     print_report(info, workload, rows)
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({"machine": info, "command": sys.argv,
-                                         "results": rows}, indent=1))
+        args.json.write_text(json.dumps({
+            "command": sys.argv, "machine": info,
+            "workload": {"records": len(workload.timed), "warmup": len(workload.warmup),
+                         "payload_bytes": workload.payload_bytes, "partitions": PARTITIONS,
+                         "latency_records": len(workload.probe),
+                         "latency_rate": workload.latency_rate},
+            "results": rows}, indent=1))
 
 
 if __name__ == "__main__":

@@ -25,6 +25,7 @@ from streamcompose.codec.record import new_request_id, now_ms
 from streamcompose.deploy.registry import Deployment
 from streamcompose.errors import BrokerError, ModelError, RequestTimeoutError
 from streamcompose.kafka.admin import topic_partitions
+from streamcompose.kafka.clients import make_consumer, make_producer
 
 __all__ = ["Client", "Result", "resolve_topics"]
 
@@ -100,7 +101,7 @@ async def _assigned_consumer(bootstrap: str, topics: Iterable[str],
     """A group-less consumer on every partition of the topics, positioned at the start or
     at the current end (the position is fixed before this returns)."""
     partitions = await topic_partitions(bootstrap, list(topics))
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    consumer = make_consumer(bootstrap)
     await _start(consumer, bootstrap)
     consumer.assign(partitions)
     if from_beginning:
@@ -129,9 +130,7 @@ class Client:
         await self.close()
 
     async def start(self) -> None:
-        self._producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, acks="all",
-                                          enable_idempotence=True, linger_ms=5,
-                                          max_request_size=16 << 20)
+        self._producer = make_producer(self.bootstrap, "streamcompose-client", linger_ms=5)
         await _start(self._producer, self.bootstrap)
 
     async def close(self) -> None:

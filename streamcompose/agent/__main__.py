@@ -13,6 +13,7 @@ import mode
 
 from streamcompose.agent.state import WorkerState
 from streamcompose.agent.worker import AgentWorker
+from streamcompose.join.worker import JoinWorker
 from streamcompose.topology import load_topology
 
 
@@ -34,7 +35,8 @@ def main(topology_file: str, agent: str, name: str | None, bootstrap: str, repli
         raise click.BadParameter(f"no agent {agent!r} in {topology_file} "
                                  f"(agents: {', '.join(topology.agent_names)})")
     state = WorkerState(Path(state_file) if state_file else None)
-    worker = AgentWorker(topology, agent, bootstrap, replica, state, metrics_port)
+    worker_class = JoinWorker if topology.agent(agent).kind == "join" else AgentWorker
+    worker = worker_class(topology, agent, bootstrap, replica, state, metrics_port)
     logging.getLogger("aiokafka").setLevel(logging.WARNING)
     mode.Worker(worker, loglevel=loglevel, daemon=True).execute_from_commandline()
 

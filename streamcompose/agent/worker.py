@@ -35,6 +35,7 @@ from streamcompose.agent.state import WorkerState
 from streamcompose.batching.batcher import MicroBatcher
 from streamcompose.codec import JSON, MSGPACK, Trace, decode_payload, encode_payload
 from streamcompose.errors import StreamComposeError
+from streamcompose.kafka.clients import make_consumer, make_producer
 from streamcompose.metrics import AgentMetrics
 from streamcompose.runtimes import RecordError, Runtime, load_runtime
 from streamcompose.topology.model import Topology
@@ -101,16 +102,11 @@ class AgentWorker(mode.Service):
         self.runtime = await loop.run_in_executor(
             self.executor, load_runtime, self.spec.model, self.topology.base_dir, self.agent)
         await loop.run_in_executor(self.executor, self.runtime.warmup)
-        self.producer = AIOKafkaProducer(
-            bootstrap_servers=self.bootstrap, acks="all", enable_idempotence=True,
-            linger_ms=2, max_batch_size=1 << 20, max_request_size=16 << 20,
-            client_id=f"{self.topology.name}.{self.agent}.{self.replica}")
+        client_id = f"{self.topology.name}.{self.agent}.{self.replica}"
+        self.producer = make_producer(self.bootstrap, client_id)
         await self.producer.start()
-        self.consumer = AIOKafkaConsumer(
-            bootstrap_servers=self.bootstrap, group_id=self.topology.group_id(self.agent),
-            enable_auto_commit=False, auto_offset_reset="earliest",
-            max_partition_fetch_bytes=16 << 20, fetch_max_bytes=64 << 20,
-            client_id=f"{self.topology.name}.{self.agent}.{self.replica}")
+        self.consumer = make_consumer(self.bootstrap, self.topology.group_id(self.agent),
+                                      client_id)
         self.consumer.subscribe(list(self.topology.input_topics(self.agent)),
                                 listener=_Rebalance(self))
         await self.consumer.start()

@@ -35,6 +35,23 @@ def _manifest(t: Topology, bootstrap: str, supervisor_pid: int | None) -> dict[s
     }
 
 
+def _create_topics(t: Topology, bootstrap: str) -> None:
+    """Create the topology's topics; joiners need their branch topics co-partitioned."""
+    changelogs = t.changelog_topics()
+    counts = asyncio.run(ensure_topics(
+        bootstrap, {topic: t.partitions for topic in (*t.topics(), *changelogs)}, changelogs))
+    for agent in t.agents:
+        if agent.kind != "join":
+            continue
+        topics = (*t.input_topics(agent.name), t.changelog_topic(agent.name))
+        if len({counts[topic] for topic in topics}) > 1:
+            found = ", ".join(f"{topic}: {counts[topic]}" for topic in topics)
+            raise DeploymentError(f"joiner {agent.name!r} needs its input topics and changelog "
+                                  f"co-partitioned (equal partition counts), found {found}; "
+                                  "delete the old topics or deploy under another --name",
+                                  topology=t.name)
+
+
 def _log_tail(path: Path, lines: int = 15) -> str:
     try:
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
@@ -52,7 +69,7 @@ def deploy(file: str | Path, bootstrap: str = "127.0.0.1:9092", name: str | None
     if d.exists() and pid_alive(d.manifest().get("supervisor_pid")):
         raise DeploymentError(f"{t.name!r} is already deployed; run `streamcompose stop "
                               f"{t.name}` first", topology=t.name)
-    asyncio.run(ensure_topics(bootstrap, {topic: t.partitions for topic in t.topics()}))
+    _create_topics(t, bootstrap)
     d.write_manifest(_manifest(t, bootstrap, None))
     d.clear_workers()
     log = d.log_file("supervisor")

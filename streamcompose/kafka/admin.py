@@ -8,7 +8,7 @@ Example (needs a broker)::
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -35,13 +35,18 @@ async def _admin(bootstrap: str) -> AIOKafkaAdminClient:
     return admin
 
 
-async def ensure_topics(bootstrap: str, topics: Mapping[str, int]) -> list[str]:
-    """Create the topics that do not exist yet (name -> partitions); returns those
-    created. Existing topics are left as they are."""
+async def ensure_topics(bootstrap: str, topics: Mapping[str, int],
+                        compacted: Iterable[str] = ()) -> dict[str, int]:
+    """Create the topics that do not exist yet (name -> partitions; those named in
+    ``compacted`` with ``cleanup.policy=compact``). Returns every topic's actual
+    partition count; existing topics are left as they are."""
+    compact = set(compacted)
     admin = await _admin(bootstrap)
     try:
         existing = set(await admin.list_topics())
-        new = [NewTopic(name, parts, 1) for name, parts in topics.items() if name not in existing]
+        new = [NewTopic(name, parts, 1, topic_configs={"cleanup.policy": "compact"}
+                        if name in compact else {})
+               for name, parts in topics.items() if name not in existing]
         if new:
             response = await admin.create_topics(new)
             for name, code, *rest in getattr(response, "topic_errors", ()):
@@ -49,7 +54,8 @@ async def ensure_topics(bootstrap: str, topics: Mapping[str, int]) -> list[str]:
                     message = rest[0] if rest else ""
                     raise BrokerError(f"cannot create topic {name!r}: error {code} {message}",
                                       bootstrap=bootstrap)
-        return [t.name for t in new]
+        described = await admin.describe_topics(list(topics)) if topics else []
+        return {d["topic"]: len(d["partitions"]) for d in described}
     finally:
         await admin.close()
 

@@ -4,10 +4,8 @@ The jars of ``org.apache.kafka:kafka_2.13:4.1.1`` come from ``$KAFKA_HOME/libs``
 Maven resolves them once (``broker_pom.xml``) into ``$STREAMCOMPOSE_HOME/kafka-4.1.1/libs``
 (``STREAMCOMPOSE_HOME`` defaults to ``~/.streamcompose``). The broker listens on ``PORT``,
 its controller on ``PORT + 1``; config, data, pid file and logs live in the data dir,
-``$STREAMCOMPOSE_HOME/broker-PORT`` by default.
-
-    >>> start_broker(port=29092).bootstrap  # doctest: +SKIP
-    '127.0.0.1:29092'
+``$STREAMCOMPOSE_HOME/broker-PORT`` by default. ``start_broker(29092).bootstrap`` is
+``'127.0.0.1:29092'``.
 """
 
 from __future__ import annotations
@@ -100,9 +98,8 @@ def ensure_kafka_classpath() -> str:
     return str(libs / "*")
 
 
-def start_broker(
-    port: int = 9092, data_dir: Path | None = None, fresh: bool = False, timeout: float = 90.0,
-) -> BrokerInfo:
+def start_broker(port: int = 9092, data_dir: Path | None = None, fresh: bool = False,
+                 timeout: float = 90.0) -> BrokerInfo:
     """Start the broker, or reuse the one answering on ``port``; returns once it answers.
 
     ``fresh`` stops the broker started from ``data_dir`` and wipes ``data_dir`` first.
@@ -113,7 +110,9 @@ def start_broker(
     status = broker_status(port, data_dir)
     if fresh:
         stop_broker(port, status.data_dir)
-        _wipe(status.data_dir)
+        if any(status.data_dir.glob("*")) and not (status.data_dir / "server.properties").exists():
+            raise BrokerError(f"refusing to wipe {status.data_dir}: not a broker data dir")
+        shutil.rmtree(status.data_dir, ignore_errors=True)
     elif status.running:
         _wait_ready(status, time.monotonic() + timeout)
         return status
@@ -132,14 +131,8 @@ def stop_broker(port: int = 9092, data_dir: Path | None = None) -> bool:
     """
     data_dir = _data_dir(port, data_dir)
     pid = _read_pid(data_dir)
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        if pid is None or not _alive(pid):
-            break
-        with contextlib.suppress(ProcessLookupError):  # it may have just exited
-            os.kill(pid, sig)
-        deadline = time.monotonic() + STOP_TIMEOUT_S
-        while _alive(pid) and time.monotonic() < deadline:
-            time.sleep(0.2)
+    if pid is not None:
+        _terminate(pid)
     (data_dir / "broker.pid").unlink(missing_ok=True)
     return pid is not None
 
@@ -184,20 +177,13 @@ def _download_jars(libs: Path) -> None:
             Path(tmp, "libs").rename(libs)
 
 
-def _wipe(data_dir: Path) -> None:
-    if any(data_dir.glob("*")) and not (data_dir / "server.properties").exists():
-        raise BrokerError(f"refusing to wipe {data_dir}: it is not a broker data dir")
-    shutil.rmtree(data_dir, ignore_errors=True)
-
-
 def _check_ports_free(port: int, data_dir: Path) -> None:
     for taken in (port, port + 1):
-        with socket.socket() as sock:
-            try:
-                sock.bind((HOST, taken))
-            except OSError:
-                raise BrokerError(f"{HOST}:{taken} is in use, and not by a Kafka broker started "
-                                  f"from {data_dir}: free it or pick another --port") from None
+        try:  # with SO_REUSEADDR, as Kafka binds: a port in TIME_WAIT is free
+            socket.create_server((HOST, taken)).close()
+        except OSError:
+            raise BrokerError(f"{HOST}:{taken} is in use, and not by a Kafka broker started "
+                              f"from {data_dir}: free it or pick another --port") from None
 
 
 def _launch(port: int, data_dir: Path, classpath: str) -> int:
@@ -289,11 +275,27 @@ def _alive(pid: int) -> bool:
             return False
     try:
         os.kill(pid, 0)
-        return b"kafka.Kafka" in Path(f"/proc/{pid}/cmdline").read_bytes()
+        os.readlink(f"/proc/{pid}/exe")  # fails for zombies and kernel threads
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
     except FileNotFoundError:
         return not Path("/proc").is_dir()  # no procfs (macOS): trust the pid
     except OSError:
         return False
+    return not cmdline or b"kafka.Kafka" in cmdline  # empty while it is still exec-ing
+
+
+def _terminate(pid: int) -> None:
+    """SIGTERM ``pid``, SIGKILL it after ``STOP_TIMEOUT_S``; return once it is gone."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        with contextlib.suppress(ProcessLookupError):  # it may have just exited
+            os.kill(pid, sig)
+        deadline = time.monotonic() + STOP_TIMEOUT_S
+        while _alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        if not _alive(pid):
+            break
+    with contextlib.suppress(ChildProcessError):  # our child: wait until its ports are closed
+        os.waitpid(pid, 0)
 
 
 def _tail(text: str, lines: int = 30) -> str:

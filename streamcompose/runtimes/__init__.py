@@ -8,12 +8,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from streamcompose.runtimes.base import Payload, RecordError, Result, Runtime
 from streamcompose.topology.model import ModelSpec
 
-__all__ = ["Payload", "RecordError", "Result", "Runtime", "describe_model", "load_runtime"]
+__all__ = ["ModelInfo", "Payload", "RecordError", "Result", "Runtime", "describe_model",
+           "load_runtime"]
 
 
 def load_runtime(spec: ModelSpec, base_dir: str | Path, agent: str | None = None) -> Runtime:
@@ -32,11 +35,20 @@ def load_runtime(spec: ModelSpec, base_dir: str | Path, agent: str | None = None
     return PythonRuntime(spec, base, agent)
 
 
-def describe_model(spec: ModelSpec, base_dir: str | Path
-                   ) -> tuple[tuple[str, ...] | None, tuple[str, ...] | None]:
-    """The payload fields a model reads and writes, ``None`` where unknown.
+@dataclass(frozen=True)
+class ModelInfo:
+    """What is known of a model before running it: the payload fields it reads and
+    writes (``None`` where unknown) and the per-request shapes of its outputs (by field,
+    where the model file declares them)."""
 
-    Loads the model (checking that its file or entrypoint works) without warming it up.
-    """
+    inputs: tuple[str, ...] | None
+    outputs: tuple[str, ...] | None
+    shapes: Mapping[str, tuple[int | None, ...]] = field(default_factory=dict)
+
+
+def describe_model(spec: ModelSpec, base_dir: str | Path) -> ModelInfo:
+    """Load a model (checking that its file or entrypoint works), without warming it up,
+    and say what it reads and writes."""
     runtime = load_runtime(spec, base_dir)
-    return runtime.input_fields, runtime.output_fields
+    return ModelInfo(runtime.input_fields, runtime.output_fields,
+                     dict(getattr(runtime, "output_shapes", {})))

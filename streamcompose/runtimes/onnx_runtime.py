@@ -52,6 +52,10 @@ class OnnxRuntime(TensorRuntime):
                         shape=tuple(d if isinstance(d, int) else None for d in i.shape[1:]))
             for i in self.session.get_inputs())
         self.output_names = [o.name for o in self.session.get_outputs()]
+        self.output_shapes = {
+            spec.output_map.get(o.name, o.name):
+                tuple(d if isinstance(d, int) else None for d in o.shape[1:])
+            for o in self.session.get_outputs() if o.shape}
         self.output_fields = tuple(spec.output_map.get(n, n) for n in self.output_names
                                    if spec.outputs is None or n in spec.outputs)
 

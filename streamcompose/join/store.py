@@ -1,0 +1,128 @@
+"""The joiner's state: pending joins and recently emitted request ids, per partition,
+mirrored into a compacted changelog topic so that a restarted joiner resumes exactly
+where the last committed transaction left it.
+
+Each changelog record is keyed by request id, written to the partition of the branch
+records it describes, and holds the whole entry: when the first branch result arrived,
+the raw branch values so far, the trace, and ``done`` (when it was emitted). A
+tombstone forgets an emitted request after ``remember_ms``.
+
+>>> s = JoinStore()
+>>> e = s.add_branch(0, "r1", "cnn", b"v", first_ms=1000, entered_ms=990, path=["pre", "cnn"])
+>>> s.add_branch(0, "r1", "cnn", b"v", first_ms=1001, entered_ms=990, path=[]) is None
+True
+>>> sorted(e.branches), s.pending_count()
+(['cnn'], 1)
+>>> _ = s.mark_done("r1", now_ms=2000)
+>>> s.is_done("r1"), s.add_branch(0, "r1", "mlp", b"w", first_ms=2001, entered_ms=990, path=[])
+(True, None)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgpack
+
+
+@dataclass
+class Entry:
+    """One request's join progress."""
+
+    partition: int
+    first_ms: int
+    entered_ms: int
+    path: list[str]
+    branches: dict[str, bytes] = field(default_factory=dict)
+    done_ms: int | None = None
+
+    def encode(self) -> bytes:
+        return msgpack.packb({"p": self.partition, "first": self.first_ms,
+                              "entered": self.entered_ms, "path": self.path,
+                              "b": {} if self.done_ms else self.branches,
+                              "done": self.done_ms}, use_bin_type=True)
+
+    @classmethod
+    def decode(cls, value: bytes) -> Entry:
+        d = msgpack.unpackb(value, raw=False)
+        return cls(partition=d["p"], first_ms=d["first"], entered_ms=d["entered"],
+                   path=list(d["path"]), branches=dict(d["b"]), done_ms=d["done"])
+
+
+class JoinStore:
+    """Pending entries (in order of their first branch result) and done entries (in order
+    of emission) by request id; callers write the changelog."""
+
+    def __init__(self) -> None:
+        self._pending: dict[str, Entry] = {}
+        self._done: dict[str, Entry] = {}
+
+    def add_branch(self, partition: int, request_id: str, branch: str, value: bytes, *,
+                   first_ms: int, entered_ms: int, path: list[str],
+                   limit: int | None = None) -> Entry | None:
+        """Record a branch result; ``None`` when it is a duplicate or arrived late (the
+        request was emitted, or already has the ``limit`` results it needs)."""
+        if request_id in self._done:
+            return None
+        entry = self._pending.get(request_id)
+        if entry is None:
+            entry = self._pending[request_id] = Entry(partition, first_ms, entered_ms, path)
+        elif branch in entry.branches or (limit is not None and len(entry.branches) >= limit):
+            return None
+        entry.branches[branch] = value
+        entry.entered_ms = min(entry.entered_ms, entered_ms)
+        return entry
+
+    def branches_of(self, request_id: str) -> dict[str, bytes]:
+        """The raw branch results a pending request has so far."""
+        return self._pending[request_id].branches
+
+    def is_done(self, request_id: str) -> bool:
+        return request_id in self._done
+
+    def mark_done(self, request_id: str, now_ms: int) -> Entry:
+        entry = self._done[request_id] = self._pending.pop(request_id)
+        entry.done_ms = now_ms
+        entry.branches = {}
+        return entry
+
+    def pending(self) -> Iterator[tuple[str, Entry]]:
+        """Pending entries, oldest first (a snapshot: callers may mark them done)."""
+        return iter(list(self._pending.items()))
+
+    def oldest_pending(self) -> tuple[str, Entry] | None:
+        return next(iter(self._pending.items()), None)
+
+    def pending_count(self) -> int:
+        return len(self._pending)
+
+    def expired(self, now_ms: int, remember_ms: float) -> list[tuple[str, int]]:
+        """Done entries older than ``remember_ms``, removed; returns (id, partition)."""
+        old = []
+        for rid, entry in self._done.items():
+            if now_ms - (entry.done_ms or 0) <= remember_ms:
+                break
+            old.append((rid, entry.partition))
+        for rid, _ in old:
+            del self._done[rid]
+        return old
+
+    def restore(self, request_id: str, value: bytes | None) -> None:
+        """Apply one changelog record (``None``: a tombstone)."""
+        self._pending.pop(request_id, None)
+        self._done.pop(request_id, None)
+        if value is not None:
+            entry = Entry.decode(value)
+            (self._pending if entry.done_ms is None else self._done)[request_id] = entry
+
+    def forget(self, partitions: Iterable[int]) -> None:
+        """Drop the state of partitions this replica no longer owns."""
+        gone = set(partitions)
+        for table in (self._pending, self._done):
+            for rid in [r for r, e in table.items() if e.partition in gone]:
+                del table[rid]
+
+    def stats(self) -> dict[str, Any]:
+        return {"pending": len(self._pending), "remembered": len(self._done)}
