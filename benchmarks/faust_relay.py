@@ -6,7 +6,7 @@ key and headers, to the output topic: the per-event equivalent of the aiokafka r
 of the identity agent. ``overhead.py`` starts it as a subprocess::
 
     BENCH_BOOTSTRAP=127.0.0.1:9092 BENCH_APP_ID=relay-1 BENCH_INPUT=in BENCH_OUTPUT=out \\
-        python benchmarks/faust_relay.py worker -l warning
+        python benchmarks/faust_relay.py worker -l warn
 """
 
 from __future__ import annotations

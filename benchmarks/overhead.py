@@ -21,6 +21,10 @@ every record carries the time the broker stored it) and the same input records:
    steady ``--latency-rate`` (well below every variant's capacity). Per-hop latency is an
    output's broker timestamp minus its input's (matched by key): p50 and p99, in ms.
 
+It also reports the CPU time the relaying process spent per record while it drained the
+timed backlog (from /proc, or ``time.process_time`` for the in-process relay): unlike
+records/s this hardly depends on what else the machine runs.
+
 Ratios and added latencies are relative to the relay of the same run. Nothing here passes
 or fails; the script reports. Usage::
 
@@ -58,7 +62,7 @@ HERE = Path(__file__).resolve().parent
 IDENTITY_TOPOLOGY = HERE / "identity" / "topology.yaml"
 FAUST_RELAY = HERE / "faust_relay.py"
 PARTITIONS = 3
-WARMUP_PER_PARTITION = 500  # >= the largest fetch (500), so no timed record is in the first
+WARMUP_PER_PARTITION = 500  # >= the relay's fetch size: the first fetches hold no timed one
 STALL_S = 45.0  # a variant whose output count does not move for this long has failed
 POLL_S = 0.05
 FAUST_STOP_S = 20.0
@@ -99,6 +103,7 @@ class Measurement:
     throughput: float | None = None
     p50_ms: float | None = None
     p99_ms: float | None = None
+    cpu_us: float | None = None
     wall_s: float | None = None
     error: str | None = None
 
@@ -117,6 +122,7 @@ def make_records(prefix: str, count: int, payload_bytes: int, seed: int) -> list
 
 def make_workload(records: int, payload_bytes: int, latency_records: int,
                   latency_rate: float) -> Workload:
+    """Warm-up, timed and probe records, each set with keys of its own."""
     return Workload(warmup=make_records("warmup", WARMUP_PER_PARTITION * PARTITIONS,
                                         payload_bytes, 1),
                     timed=make_records("timed", records, payload_bytes, 2),
@@ -141,6 +147,7 @@ async def create_topics(bootstrap: str, names: tuple[str, ...]) -> None:
 
 
 def _have_leaders(described: list[dict[str, Any]]) -> bool:
+    """Whether every described topic has all its partitions, each with a leader."""
     return all(d["error_code"] == 0 and len(d["partitions"]) == PARTITIONS
                and all(p["leader"] >= 0 for p in d["partitions"]) for d in described)
 
@@ -186,6 +193,12 @@ async def broker_times(bootstrap: str, topic: str) -> dict[bytes, int]:
         await consumer.stop()
 
 
+def process_cpu_seconds(pid: int) -> float:
+    """User plus system CPU time of a running process, from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 # --- the variants ------------------------------------------------------------------------
 
 class Variant(Protocol):
@@ -200,6 +213,9 @@ class Variant(Protocol):
 
     def check(self) -> None:
         """Raise :class:`BenchError` if the variant died."""
+
+    def cpu_seconds(self) -> float:
+        """CPU time used so far by the process(es) that relay."""
 
     async def stop(self) -> None: ...
 
@@ -245,6 +261,9 @@ class AiokafkaRelay:
         if self.task is not None and self.task.done() and not self.task.cancelled():
             raise BenchError(f"the relay failed: {self.task.exception()!r}")
 
+    def cpu_seconds(self) -> float:
+        return time.process_time()  # this process: the relay, plus the benchmark's polling
+
     async def stop(self) -> None:
         if self.task is not None:
             self.task.cancel()
@@ -264,19 +283,26 @@ class IdentityAgent:
         self.input, self.output = f"{self.name}.in", f"{self.name}.out"
         self.topics = (self.input, self.output, f"{self.name}.dlq")
         self.deployed = False
+        self.pids: list[int] = []
 
     async def start(self, bootstrap: str) -> None:
         # imported here: main() has pointed STREAMCOMPOSE_HOME at a temporary folder
-        from streamcompose.deploy import deploy
+        from streamcompose.deploy import deploy, status
 
         # deploy() waits until the worker joined its group; the topics exist already, with
         # LogAppendTime, and deploy leaves existing topics as they are
         await asyncio.to_thread(deploy, IDENTITY_TOPOLOGY, bootstrap, name=self.name,
                                 timeout=60.0)
         self.deployed = True
+        (deployment,) = await asyncio.to_thread(status, self.name, False)
+        self.pids = [w["pid"] for a in deployment["agents"] for w in a["workers"]]
 
     def check(self) -> None:
         """The supervisor restarts a worker that dies; a stall shows it."""
+
+    def cpu_seconds(self) -> float:
+        # the worker (all its threads); not the supervisor, which only polls its children
+        return sum(process_cpu_seconds(pid) for pid in self.pids)
 
     async def stop(self) -> None:
         from streamcompose.deploy import stop
@@ -316,6 +342,9 @@ class FaustRelay:
             raise BenchError(f"the faust worker exited with code {self.proc.returncode}:\n"
                              f"{self._log_tail()}")
 
+    def cpu_seconds(self) -> float:
+        return process_cpu_seconds(self.proc.pid) if self.proc is not None else 0.0
+
     async def stop(self) -> None:
         if self.proc is None or self.proc.poll() is not None:
             return
@@ -329,8 +358,8 @@ class FaustRelay:
 
 # --- measuring ---------------------------------------------------------------------------
 
-async def wait_for_outputs(variant: Variant, counter: AIOKafkaConsumer, target: int) -> None:
-    """Wait until the output topic holds ``target`` records."""
+async def wait_for_outputs(variant: Variant, counter: AIOKafkaConsumer, target: int) -> int:
+    """Wait until the output topic holds ``target`` records; returns how many it holds."""
     seen, moved = -1, time.perf_counter()
     while (count := await stored_count(counter, variant.output)) < target:
         variant.check()
@@ -340,10 +369,13 @@ async def wait_for_outputs(variant: Variant, counter: AIOKafkaConsumer, target: 
             raise BenchError(f"{variant.label}: {count} of {target} outputs, none more "
                              f"for {STALL_S:.0f}s")
         await asyncio.sleep(POLL_S)
+    return count
 
 
-async def drive(variant: Variant, bootstrap: str, workload: Workload) -> None:
-    """Produce the backlog, start the variant, let it drain, then send the latency probe."""
+async def drive(variant: Variant, bootstrap: str, workload: Workload) -> float:
+    """Produce the backlog, start the variant, let it drain, then send the latency probe.
+    Returns the CPU time the variant spent per record (in µs) while draining the timed
+    backlog (from the first poll that finds the warm-up through to the last poll)."""
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=0,
                                 max_request_size=16 << 20)
     counter = AIOKafkaConsumer(bootstrap_servers=bootstrap)
@@ -355,7 +387,10 @@ async def drive(variant: Variant, bootstrap: str, workload: Workload) -> None:
         await produce(producer, variant.input, workload.backlog)
         await variant.start(bootstrap)
         try:
-            await wait_for_outputs(variant, counter, len(workload.backlog))
+            first = await wait_for_outputs(variant, counter, len(workload.warmup))
+            cpu = variant.cpu_seconds()
+            last = await wait_for_outputs(variant, counter, len(workload.backlog))
+            cpu_us = (variant.cpu_seconds() - cpu) / max(last - first, 1) * 1e6
             await produce(producer, variant.input, workload.probe, workload.latency_rate)
             await wait_for_outputs(variant, counter,
                                    len(workload.backlog) + len(workload.probe))
@@ -364,10 +399,11 @@ async def drive(variant: Variant, bootstrap: str, workload: Workload) -> None:
     finally:
         await producer.stop()
         await counter.stop()
+    return cpu_us
 
 
 def summarize(variant: Variant, workload: Workload, inputs: dict[bytes, int],
-              outputs: dict[bytes, int], wall_s: float) -> Measurement:
+              outputs: dict[bytes, int], cpu_us: float, wall_s: float) -> Measurement:
     """Throughput over the timed backlog and latency percentiles over the probe."""
     missing = [k for k, _, _ in workload.timed + workload.probe if k not in outputs]
     if missing:
@@ -377,7 +413,8 @@ def summarize(variant: Variant, workload: Workload, inputs: dict[bytes, int],
     latencies = np.array([outputs[k] - inputs[k] for k, _, _ in workload.probe])
     return Measurement(variant.label, throughput=(len(done) - 1) / span_s,
                        p50_ms=float(np.percentile(latencies, 50)),
-                       p99_ms=float(np.percentile(latencies, 99)), wall_s=wall_s)
+                       p99_ms=float(np.percentile(latencies, 99)), cpu_us=cpu_us,
+                       wall_s=wall_s)
 
 
 async def measure(variant: Variant, bootstrap: str, workload: Workload) -> Measurement:
@@ -386,12 +423,13 @@ async def measure(variant: Variant, bootstrap: str, workload: Workload) -> Measu
     try:
         await create_topics(bootstrap, variant.topics)
         try:
-            await drive(variant, bootstrap, workload)
+            cpu_us = await drive(variant, bootstrap, workload)
             inputs = await broker_times(bootstrap, variant.input)
             outputs = await broker_times(bootstrap, variant.output)
         finally:
             await delete_topics(bootstrap, list(variant.topics))
-        return summarize(variant, workload, inputs, outputs, time.perf_counter() - started)
+        return summarize(variant, workload, inputs, outputs, cpu_us,
+                         time.perf_counter() - started)
     except Exception as exc:  # reported, not raised: the other variants still run
         return Measurement(variant.label, error=f"{type(exc).__name__}: {exc}",
                            wall_s=time.perf_counter() - started)
@@ -417,7 +455,8 @@ def compare(results: list[Measurement]) -> list[dict[str, Any]]:
     base = results[0]
     return [{**asdict(m), "throughput_ratio": _ratio(m.throughput, base.throughput),
              "added_p50_ms": _minus(m.p50_ms, base.p50_ms),
-             "added_p99_ms": _minus(m.p99_ms, base.p99_ms)} for m in results]
+             "added_p99_ms": _minus(m.p99_ms, base.p99_ms),
+             "cpu_ratio": _ratio(m.cpu_us, base.cpu_us)} for m in results]
 
 
 def _ratio(a: float | None, b: float | None) -> float | None:
@@ -433,13 +472,14 @@ def _fmt(value: float | None, spec: str) -> str:
 
 
 def print_report(info: dict[str, Any], workload: Workload, rows: list[dict[str, Any]]) -> None:
+    """The machine, the workload and one table row per variant, on stdout."""
     print(f"machine: {info['nproc']} CPUs, {info['cpu']}, Python {info['python']}, "
           f"{info['platform']}; load {info['loadavg_1m_at_start']} (1 min) at start")
     print(f"workload: {len(workload.timed)} timed records after {len(workload.warmup)} "
           f"warm-up, float32 arrays of {workload.payload_bytes} B, {PARTITIONS} partitions; "
           f"latency probe {len(workload.probe)} records at {workload.latency_rate:g}/s")
     print(f"{'variant':<20} {'records/s':>10} {'× relay':>8} {'p50 ms':>7} {'p99 ms':>7} "
-          f"{'+p50 ms':>8} {'+p99 ms':>8} {'wall s':>7}")
+          f"{'+p50 ms':>8} {'+p99 ms':>8} {'CPU µs/rec':>10} {'CPU ×':>6} {'wall s':>7}")
     for r in rows:
         if r["error"] is not None:
             print(f"{r['variant']:<20} not measured: {r['error']}")
@@ -447,10 +487,12 @@ def print_report(info: dict[str, Any], workload: Workload, rows: list[dict[str, 
         print(f"{r['variant']:<20} {_fmt(r['throughput'], '.0f'):>10} "
               f"{_fmt(r['throughput_ratio'], '.2f'):>8} {_fmt(r['p50_ms'], '.1f'):>7} "
               f"{_fmt(r['p99_ms'], '.1f'):>7} {_fmt(r['added_p50_ms'], '+.1f'):>8} "
-              f"{_fmt(r['added_p99_ms'], '+.1f'):>8} {_fmt(r['wall_s'], '.1f'):>7}")
+              f"{_fmt(r['added_p99_ms'], '+.1f'):>8} {_fmt(r['cpu_us'], '.0f'):>10} "
+              f"{_fmt(r['cpu_ratio'], '.2f'):>6} {_fmt(r['wall_s'], '.1f'):>7}")
 
 
 async def run(args: argparse.Namespace, workdir: Path) -> tuple[Workload, list[Measurement]]:
+    """Measure the three variants one after the other, the relay first."""
     workload = make_workload(args.records, args.payload_bytes, args.latency_records,
                              args.latency_rate)
     run_id = uuid.uuid4().hex[:8]
@@ -464,6 +506,7 @@ async def run(args: argparse.Namespace, workdir: Path) -> tuple[Workload, list[M
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The command line."""
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--bootstrap", default="127.0.0.1:9092", help="Kafka bootstrap (H:P)")
     p.add_argument("--records", type=int, default=20000, help="timed backlog records")
@@ -478,6 +521,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> None:
+    """Run the benchmark, print the table and optionally write the JSON."""
     args = parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="sc-bench-") as tmp:
         # before streamcompose.deploy is imported: the deployment's files stay in tmp

@@ -103,3 +103,11 @@ def subscribe(cli: Callable[..., subprocess.CompletedProcess], target: str, coun
     lines = [json.loads(line) for line in done.stdout.splitlines() if line.strip()]
     assert len(lines) >= count, f"got {len(lines)} of {count} results: {done.stderr}"
     return lines
+
+
+def read_all(cli: Callable[..., subprocess.CompletedProcess], target: str,
+             quiet_s: float = 5) -> list[dict[str, Any]]:
+    """Every record of a target from the beginning, until none came for ``quiet_s``."""
+    done = cli("subscribe", target, "--from-beginning", "--timeout", str(quiet_s),
+               timeout=quiet_s + 120)
+    return [json.loads(line) for line in done.stdout.splitlines() if line.strip()]

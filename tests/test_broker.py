@@ -10,6 +10,8 @@ import asyncio
 import json
 import random
 import socket
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -148,6 +150,18 @@ def test_start_refuses_a_port_taken_by_something_else(port: int, data_dir: Path)
         with pytest.raises(BrokerError, match=f"127.0.0.1:{port} is in use"):
             start_broker(port, data_dir, timeout=10)
     assert not (data_dir / "broker.pid").exists()
+
+
+def test_cli_reports_errors_with_exit_code_1(port: int, data_dir: Path) -> None:
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", port + 1))
+        squatter.listen()
+        done = subprocess.run(
+            [sys.executable, "-m", "streamcompose.cli", "broker", "start", "--port", str(port),
+             "--data-dir", str(data_dir)], capture_output=True, text=True, timeout=60, check=False,
+        )
+    assert done.returncode == 1
+    assert done.stderr.startswith(f"error: 127.0.0.1:{port + 1} is in use")
 
 
 def test_missing_maven_is_explained(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

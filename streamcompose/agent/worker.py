@@ -28,6 +28,7 @@ from typing import Any
 import mode
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
+from aiokafka.errors import CommitFailedError, IllegalStateError
 
 from streamcompose.agent.deadletter import dead_letter_value, error_reason
 from streamcompose.agent.offsets import OffsetTracker
@@ -208,10 +209,18 @@ class AgentWorker(mode.Service):
             await self.commit()
 
     async def commit(self) -> None:
-        """Commit what every acknowledged record allows."""
+        """Commit what every acknowledged record allows. A commit refused because a
+        rebalance moved the partitions away is dropped: the new owner consumes those
+        records again (at-least-once)."""
         positions = self.offsets.committable()
-        if positions and self.consumer is not None:
-            await self.consumer.commit(positions)
+        if not positions or self.consumer is None:
+            return
+        owned = self.consumer.assignment()
+        try:
+            await self.consumer.commit({tp: o for tp, o in positions.items() if tp in owned})
+        except (CommitFailedError, IllegalStateError) as exc:
+            log.warning("agent %s: commit refused after a rebalance (%s); the new owner "
+                        "consumes those records again", self.agent, exc)
 
     async def settle(self, partitions: list[TopicPartition] | None = None) -> None:
         """Wait until every fetched record (of the given partitions) is acknowledged,

@@ -41,7 +41,7 @@ def broker() -> None:
 @click.option("--timeout", type=float, default=90.0, show_default=True,
               help="Seconds to wait for the broker to answer.")
 def start(port: int, data_dir: Path | None, fresh: bool, timeout: float) -> None:
-    """Start the broker and wait until it answers; a no-op when one already answers."""
+    """Start the broker (no-op if one answers) and wait until it answers."""
     was_running = not fresh and broker_status(port, data_dir).running
     info = start_broker(port, data_dir, fresh=fresh, timeout=timeout)
     state = "already running" if was_running else "started"
@@ -53,7 +53,7 @@ def start(port: int, data_dir: Path | None, fresh: bool, timeout: float) -> None
 @port_option
 @data_dir_option
 def stop(port: int, data_dir: Path | None) -> None:
-    """Stop the broker started from the data dir (SIGTERM, then SIGKILL after 30 s)."""
+    """Stop the broker started from the data dir (SIGTERM, SIGKILL after 30 s)."""
     if stop_broker(port, data_dir):
         click.echo(f"broker on 127.0.0.1:{port} stopped")
     else:

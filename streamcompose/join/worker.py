@@ -44,10 +44,12 @@ class _Rebalance(ConsumerRebalanceListener):
         self.worker = worker
 
     async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
-        self.worker.store.forget({tp.partition for tp in revoked})
+        async with self.worker.busy:  # let the open transaction commit first
+            self.worker.store.forget({tp.partition for tp in revoked})
 
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
-        await self.worker.restore({tp.partition for tp in assigned})
+        async with self.worker.busy:
+            await self.worker.restore({tp.partition for tp in assigned})
         self.worker.wstate.update(joined=True, partitions=sorted(
             f"{tp.topic}[{tp.partition}]" for tp in assigned))
 
@@ -74,6 +76,7 @@ class JoinWorker(mode.Service):
         self.metrics = AgentMetrics(topology.name, agent, replica)
         self.metrics_port = metrics_port
         self.store = JoinStore()
+        self.busy = asyncio.Lock()
         self.aggregate: Aggregator | None = None
         self.consumer: AIOKafkaConsumer | None = None
         self.producer: AIOKafkaProducer | None = None
@@ -122,22 +125,29 @@ class JoinWorker(mode.Service):
     async def _run(self) -> None:
         assert self.consumer is not None and self.producer is not None
         while not self.should_stop:
-            polled = await self.consumer.getmany(timeout_ms=POLL_MS, max_records=500)
-            records = [r for batch in polled.values() for r in batch]
-            now = now_ms()
-            due = self._due(now)
-            expired = self.store.expired(now, self.join.remember_ms)
-            if not (records or due or expired):
-                continue
+            fetched = await self.consumer.getmany(timeout_ms=POLL_MS, max_records=500)
+            async with self.busy:
+                await self._process(fetched)
+            self.metrics.in_flight.set(self.store.pending_count())
+
+    async def _process(self, fetched: dict[TopicPartition, list[ConsumerRecord]]) -> None:
+        """One transaction: branch results, due timeouts, changelog, input offsets."""
+        assert self.consumer is not None and self.producer is not None
+        owned = self.consumer.assignment()  # a rebalance may have run since the fetch
+        polled = {tp: batch for tp, batch in fetched.items() if tp in owned and batch}
+        records = [r for batch in polled.values() for r in batch]
+        now = now_ms()
+        due = self._due(now)
+        expired = self.store.expired(now, self.join.remember_ms)
+        if records or due or expired:
             async with self.producer.transaction():
                 completed = [rid for r in records if (rid := await self._on_branch(r, now))]
                 await self._emit(completed + due, now)
                 for rid, partition in expired:
                     await self._changelog(rid, partition, None)
-                offsets = {tp: batch[-1].offset + 1 for tp, batch in polled.items() if batch}
-                if offsets:
-                    await self.producer.send_offsets_to_transaction(offsets, self.group)
-            self.metrics.in_flight.set(self.store.pending_count())
+                if polled:
+                    await self.producer.send_offsets_to_transaction(
+                        {tp: batch[-1].offset + 1 for tp, batch in polled.items()}, self.group)
 
     async def _on_branch(self, record: ConsumerRecord, now: int) -> str | None:
         """Add one branch result; returns the request id when it completed the join."""

@@ -101,8 +101,7 @@ def ensure_kafka_classpath() -> str:
 def start_broker(port: int = 9092, data_dir: Path | None = None, fresh: bool = False,
                  timeout: float = 90.0) -> BrokerInfo:
     """Start the broker, or reuse the one answering on ``port``; returns once it answers.
-
-    ``fresh`` stops the broker started from ``data_dir`` and wipes ``data_dir`` first.
+    ``fresh`` first stops the broker started from ``data_dir`` and wipes ``data_dir``.
 
     >>> start_broker(port=29092, fresh=True).running  # doctest: +SKIP
     True
@@ -143,8 +142,7 @@ def broker_status(port: int = 9092, data_dir: Path | None = None) -> BrokerInfo:
     >>> broker_status(port=29092).bootstrap
     '127.0.0.1:29092'
     """
-    data_dir = _data_dir(port, data_dir)
-    bootstrap = f"{HOST}:{port}"
+    data_dir, bootstrap = _data_dir(port, data_dir), f"{HOST}:{port}"
     pid = _read_pid(data_dir)
     running = pid is not None or _answers(bootstrap)
     return BrokerInfo(running, pid, port, bootstrap, data_dir, data_dir / "broker.log")

@@ -3,10 +3,16 @@
 * :class:`Preprocess` checks the ``pixels`` of one 8×8 digit, as scikit-learn's
   ``load_digits`` gives them (64 values 0..16), and writes the model input ``x``.
 * :class:`Postprocess` turns the class probabilities ``proba`` into a ``label``.
+* :class:`Features` checks the ``pixels`` like :class:`Preprocess` and writes both model
+  inputs the ensemble members read: ``image`` [1,8,8] (the CNN) and ``flat`` [64] (the
+  others).
 
 >>> out = Preprocess()([{"pixels": [16] * 64}])
 >>> out[0]["x"].shape, out[0]["x"].dtype, float(out[0]["x"].max())
 ((1, 8, 8), dtype('float32'), 1.0)
+>>> feats = Features()([{"pixels": [8] * 64}])[0]
+>>> feats["image"].shape, feats["flat"].shape, feats["flat"].dtype, float(feats["flat"][0])
+((1, 8, 8), (64,), dtype('float32'), 0.5)
 >>> Postprocess()([{"proba": [0.1, 0.7] + [0.025] * 8}])[0]["label"]
 1
 """
@@ -51,6 +57,22 @@ class Preprocess:
     def __call__(self, batch: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """Convert each payload; a malformed one raises ValueError."""
         return [{"x": to_input(p["pixels"])} for p in batch]
+
+
+class Features:
+    """``pixels`` (64 values 0..16) -> ``image`` float32 [1,8,8] and ``flat`` float32 [64],
+    both in 0..1 and holding the same values."""
+
+    inputs = ("pixels",)
+    outputs = ("image", "flat")
+
+    def __call__(self, batch: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Convert each payload; a malformed one raises ValueError."""
+        results = []
+        for p in batch:
+            image = to_input(p["pixels"])
+            results.append({"image": image, "flat": image.reshape(64)})
+        return results
 
 
 class Postprocess:

@@ -7,6 +7,11 @@ which is saved raw (0..16) as ``digits_test.npz`` so that the examples and tests
 replay it. The model files, their inputs and outputs, are listed in
 ``scripts/train_digits.py``, the command line over :func:`train_all`.
 
+The stacking meta-model (``digits_stack.onnx``) is a logistic regression over the four
+members' probabilities. It learns from out-of-fold predictions on the training part
+(5 stratified folds: each member refitted on four folds predicts the fifth), so that it
+sees the members' errors on digits they were not trained on, as at inference.
+
 Everything is seeded: two runs write models that give the same results.
 """
 
@@ -27,8 +32,10 @@ from skl2onnx.common.data_types import FloatTensorType, Int64TensorType
 from sklearn.datasets import load_digits
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.linear_model import LogisticRegression
-from sklearn.model_selection import train_test_split
+from sklearn.model_selection import StratifiedKFold, cross_val_predict, train_test_split
 from torch import nn
+
+from .direct import MEMBERS, member_probabilities, stacking_features
 
 MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
 TEST_FILE = "digits_test.npz"
@@ -36,6 +43,10 @@ SEED = 0
 THREADS = 2
 SCALE = 16.0
 ONNX_OPSET = {"": 17, "ai.onnx.ml": 3}
+CLASSES = 10
+CNN_EPOCHS = 30
+MLP_EPOCHS = 40
+STACK_FOLDS = 5
 
 
 @dataclass(frozen=True)
@@ -145,7 +156,7 @@ def train_cnn(split: Split, path: Path) -> float:
     output ``proba`` float32 [N,10]. Returns the held-out accuracy."""
     torch.manual_seed(SEED)
     net = DigitsCNN()
-    _fit_torch(net, split.x_train.reshape(-1, 1, 8, 8), split.y_train, epochs=30)
+    _fit_torch(net, split.x_train.reshape(-1, 1, 8, 8), split.y_train, epochs=CNN_EPOCHS)
     return _export_torch(net, split.x_test.reshape(-1, 1, 8, 8), split.y_test, path)
 
 
@@ -154,37 +165,91 @@ def train_mlp(split: Split, path: Path) -> float:
     output ``proba`` float32 [N,10]. Returns the held-out accuracy."""
     torch.manual_seed(SEED)
     net = DigitsMLP()
-    _fit_torch(net, split.x_train, split.y_train, epochs=40)
+    _fit_torch(net, split.x_train, split.y_train, epochs=MLP_EPOCHS)
     return _export_torch(net, split.x_test, split.y_test, path)
+
+
+def _save_onnx(model: LogisticRegression | RandomForestClassifier, features: int,
+               path: Path) -> ort.InferenceSession:
+    """Save a fitted scikit-learn classifier as ONNX (input ``x`` float32 [N,features],
+    outputs ``label`` int64 [N] and ``proba`` float32 [N,10], no ZipMap); return an
+    ONNX Runtime session of the saved model."""
+    onx = to_onnx(model, initial_types=[("x", FloatTensorType([None, features]))],
+                  final_types=[("label", Int64TensorType([None])),
+                               ("proba", FloatTensorType([None, CLASSES]))],
+                  options={"zipmap": False}, target_opset=ONNX_OPSET)
+    data = onx.SerializeToString()
+    _write_atomically(path, lambda tmp: tmp.write_bytes(data))
+    return ort.InferenceSession(data, providers=["CPUExecutionProvider"])
 
 
 def _fit_to_onnx(model: LogisticRegression | RandomForestClassifier, split: Split,
                  path: Path) -> float:
-    """Fit a scikit-learn classifier, save it as ONNX (input ``x`` float32 [N,64], outputs
-    ``label`` int64 [N] and ``proba`` float32 [N,10]); return the ONNX model's held-out
-    accuracy."""
+    """Fit a scikit-learn classifier on the pixels, save it as ONNX (input ``x`` float32
+    [N,64]); return the ONNX model's held-out accuracy."""
     model.fit(split.x_train, split.y_train)
-    onx = to_onnx(model, initial_types=[("x", FloatTensorType([None, 64]))],
-                  final_types=[("label", Int64TensorType([None])),
-                               ("proba", FloatTensorType([None, 10]))],
-                  options={"zipmap": False}, target_opset=ONNX_OPSET)
-    data = onx.SerializeToString()
-    _write_atomically(path, lambda tmp: tmp.write_bytes(data))
-    session = ort.InferenceSession(data, providers=["CPUExecutionProvider"])
-    (label,) = session.run(["label"], {"x": split.x_test})
+    (label,) = _save_onnx(model, 64, path).run(["label"], {"x": split.x_test})
     return float(np.mean(label == split.y_test))
+
+
+def _logreg() -> LogisticRegression:
+    return LogisticRegression(max_iter=2000, random_state=SEED)
+
+
+def _forest() -> RandomForestClassifier:
+    """40 trees of depth <= 12, to keep the ONNX file near 1 MB."""
+    return RandomForestClassifier(n_estimators=40, max_depth=12, random_state=SEED)
 
 
 def train_logreg(split: Split, path: Path) -> float:
     """Train a logistic regression and save it as ONNX. Returns the held-out accuracy."""
-    return _fit_to_onnx(LogisticRegression(max_iter=2000, random_state=SEED), split, path)
+    return _fit_to_onnx(_logreg(), split, path)
 
 
 def train_forest(split: Split, path: Path) -> float:
-    """Train a random forest (40 trees of depth <= 12, to keep the file near 1 MB) and save
-    it as ONNX. Returns the held-out accuracy."""
-    forest = RandomForestClassifier(n_estimators=40, max_depth=12, random_state=SEED)
-    return _fit_to_onnx(forest, split, path)
+    """Train a random forest and save it as ONNX. Returns the held-out accuracy."""
+    return _fit_to_onnx(_forest(), split, path)
+
+
+def _torch_out_of_fold(make: Callable[[], nn.Module], x: np.ndarray, y: np.ndarray,
+                       epochs: int, folds: list[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
+    """Probabilities [N,10] of fold networks, each trained as its member is on all but
+    one fold and predicting that fold."""
+    proba = np.zeros((len(x), CLASSES), dtype=np.float32)
+    for fit_idx, predict_idx in folds:
+        torch.manual_seed(SEED)
+        net = make()
+        _fit_torch(net, x[fit_idx], y[fit_idx], epochs)
+        with torch.inference_mode():
+            proba[predict_idx] = torch.softmax(net(torch.from_numpy(x[predict_idx])),
+                                               dim=1).numpy()
+    return proba
+
+
+def out_of_fold_probabilities(split: Split) -> dict[str, np.ndarray]:
+    """Each member's out-of-fold probabilities [N,10] on the training part, in
+    :data:`~digits.direct.MEMBERS` order (5 stratified folds, seeded)."""
+    x, y = split.x_train, split.y_train
+    folds = list(StratifiedKFold(STACK_FOLDS, shuffle=True, random_state=SEED).split(x, y))
+    return {
+        "logreg": cross_val_predict(_logreg(), x, y, cv=folds, method="predict_proba"),
+        "forest": cross_val_predict(_forest(), x, y, cv=folds, method="predict_proba"),
+        "mlp": _torch_out_of_fold(DigitsMLP, x, y, MLP_EPOCHS, folds),
+        "cnn": _torch_out_of_fold(DigitsCNN, x.reshape(-1, 1, 8, 8), y, CNN_EPOCHS, folds),
+    }
+
+
+def train_stack(split: Split, path: Path) -> float:
+    """Train the stacking meta-model and save it as ONNX: input ``x`` float32 [N,40] (the
+    members' probabilities side by side, in the order logreg, forest, mlp, cnn), outputs
+    ``label`` int64 [N] and ``proba`` float32 [N,10]. Returns the held-out accuracy of the
+    stacked ensemble, whose members are read from ``path``'s folder (train them first)."""
+    oof = out_of_fold_probabilities(split)
+    meta = _logreg().fit(stacking_features(oof), split.y_train)
+    session = _save_onnx(meta, CLASSES * len(MEMBERS), path)
+    members = member_probabilities(split.raw_test, path.parent)
+    (label,) = session.run(["label"], {"x": stacking_features(members)})
+    return float(np.mean(label == split.y_test))
 
 
 TRAINERS: dict[str, Callable[[Split, Path], float]] = {
@@ -192,6 +257,7 @@ TRAINERS: dict[str, Callable[[Split, Path], float]] = {
     "digits_logreg.onnx": train_logreg,
     "digits_forest.onnx": train_forest,
     "digits_mlp.pt": train_mlp,
+    "digits_stack.onnx": train_stack,  # last: it reads the members' files
 }
 
 
