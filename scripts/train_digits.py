@@ -15,14 +15,19 @@ file                    runtime  input                       outputs
                                                              ``proba`` float32 [N,10]
 ``digits_forest.onnx``  onnx     ``x`` float32 [N,64]        ``label`` int64 [N],
                                                              ``proba`` float32 [N,10]
+``digits_stack.onnx``   onnx     ``x`` float32 [N,40]        ``label`` int64 [N],
+                                 member probabilities        ``proba`` float32 [N,10]
 ``digits_test.npz``     (data)   ``X`` float32 [N,64] raw    ``y`` int64 [N]
                                  pixels 0..16
 ======================  =======  ==========================  ===============================
 
-Every model input holds pixels divided by 16 (0..1); ``proba`` is a softmax over the
-classes 0..9. The ``.pt`` files are TorchScript; the ONNX files come from skl2onnx
-(LogisticRegression, RandomForestClassifier) without ZipMap. The training code is in
-``topologies/digits/train.py``.
+Every pixel model input holds pixels divided by 16 (0..1); ``proba`` is a softmax over
+the classes 0..9. The ``.pt`` files are TorchScript; the ONNX files come from skl2onnx
+(LogisticRegression, RandomForestClassifier) without ZipMap. ``digits_stack.onnx`` is the
+stacking meta-model of ``topologies/digits_stacking.yaml``, a LogisticRegression whose
+input ``x`` is the four members' probabilities side by side (logreg, forest, mlp, cnn:
+10 each), learnt from out-of-fold predictions on the training part; it is trained last,
+from the member files in ``--out``. The training code is in ``topologies/digits/train.py``.
 """
 
 from __future__ import annotations

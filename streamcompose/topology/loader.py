@@ -15,184 +15,38 @@ graph-level checks (references, cycles, model files, field flow) are in
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Any
 
-from streamcompose.topology.model import (
-    JOIN_MODES,
-    JOIN_STRATEGIES,
-    RUNTIMES,
-    AgentSpec,
-    BatchSpec,
-    JoinSpec,
-    ModelSpec,
-    Topology,
-)
+from streamcompose.topology.model import AgentSpec, Topology
+from streamcompose.topology.parse_routers import ROUTER_KEYS, parse_router
+from streamcompose.topology.parse_specs import Reader, parse_batch, parse_join, parse_model
 from streamcompose.topology.validate import validate_topology
 from streamcompose.topology.yamlsource import YamlDocument, read_yaml_file, read_yaml_text
 
 TOPOLOGY_KEYS = {"name", "input", "output", "partitions", "output_format", "fields", "agents"}
-AGENT_KEYS = {"inputs", "model", "join", "batch", "replicas", "drop"}
-JOIN_KEYS = {"mode", "strategy", "field", "proba_field", "weights", "timeout_ms", "on_timeout",
-             "keep_branches", "max_pending", "remember_ms", "model", "entrypoint", "options"}
-MODEL_KEYS = {"runtime", "path", "entrypoint", "device", "input_map", "output_map", "outputs",
-              "options"}
-BATCH_KEYS = {"max_size", "max_wait_ms"}
-NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_\-]*$")
+AGENT_KEYS = {"inputs", "model", "join", "batch", "replicas", "drop", *ROUTER_KEYS}
 
 
-class _Reader:
-    """Typed access to a document's values, raising errors that locate the key."""
-
-    def __init__(self, doc: YamlDocument) -> None:
-        self.doc = doc
-
-    def mapping(self, value: Any, key: str, allowed: set[str]) -> dict[str, Any]:
-        if not isinstance(value, dict):
-            raise self.doc.error(f"must be a mapping, got {type(value).__name__}", key)
-        for name in value:
-            if name not in allowed:
-                raise self.doc.error(
-                    f"unknown key {name!r} (expected one of: {', '.join(sorted(allowed))})",
-                    f"{key}.{name}" if key else name)
-        return value
-
-    def string(self, value: Any, key: str) -> str:
-        if not isinstance(value, str) or not value:
-            raise self.doc.error(f"must be a non-empty string, got {value!r}", key)
-        return value
-
-    def name(self, value: Any, key: str) -> str:
-        if not NAME_RE.match(self.string(value, key)):
-            raise self.doc.error(f"{value!r} is not a valid name (letters, digits, _ and -)",
-                                 key)
-        return value
-
-    def number(self, value: Any, key: str, *, integer: bool, minimum: float) -> Any:
-        kind = int if integer else (int, float)
-        if isinstance(value, bool) or not isinstance(value, kind) or not value >= minimum:
-            what = "an integer" if integer else "a number"
-            raise self.doc.error(f"must be {what} >= {minimum}, got {value!r}", key)
-        return value
-
-    def strings(self, value: Any, key: str) -> tuple[str, ...]:
-        if not isinstance(value, list) or not value:
-            raise self.doc.error("must be a non-empty list of names", key)
-        return tuple(self.string(v, f"{key}.{i}") for i, v in enumerate(value))
-
-    def string_map(self, value: Any, key: str) -> dict[str, str]:
-        if not isinstance(value, dict):
-            raise self.doc.error("must be a mapping of names to names", key)
-        return {k: self.string(v, f"{key}.{k}") for k, v in value.items()}
-
-
-def _model(r: _Reader, raw: Any, key: str, base_dir: Path) -> ModelSpec:
-    m = r.mapping(raw, key, MODEL_KEYS)
-    runtime = r.string(m.get("runtime"), f"{key}.runtime")
-    if runtime not in RUNTIMES:
-        raise r.doc.error(f"unknown runtime {runtime!r} (expected one of: "
-                          f"{', '.join(RUNTIMES)})", f"{key}.runtime")
-    path = m.get("path")
-    entrypoint = m.get("entrypoint")
-    if runtime == "python" and not entrypoint:
-        raise r.doc.error("the python runtime needs an 'entrypoint: module:callable'", key)
-    if runtime != "python" and not (path or entrypoint):
-        raise r.doc.error(f"the {runtime} runtime needs a 'path' to the model file", key)
-    if entrypoint is not None and ":" not in r.string(entrypoint, f"{key}.entrypoint"):
-        raise r.doc.error(f"{entrypoint!r} is not of the form module:callable",
-                          f"{key}.entrypoint")
-    device = r.string(m.get("device", "cpu"), f"{key}.device")
-    if not re.fullmatch(r"cpu|cuda(:\d+)?", device):
-        raise r.doc.error(f"device must be cpu, cuda or cuda:N, got {device!r}", f"{key}.device")
-    outputs = m.get("outputs")
-    options = m.get("options", {})
-    if not isinstance(options, dict):
-        raise r.doc.error("must be a mapping", f"{key}.options")
-    return ModelSpec(
-        runtime=runtime,
-        path=(base_dir / r.string(path, f"{key}.path")).resolve() if path else None,
-        entrypoint=entrypoint,
-        device=device,
-        input_map=r.string_map(m.get("input_map", {}), f"{key}.input_map"),
-        output_map=r.string_map(m.get("output_map", {}), f"{key}.output_map"),
-        outputs=r.strings(outputs, f"{key}.outputs") if outputs is not None else None,
-        options=options,
-    )
-
-
-def _batch(r: _Reader, raw: Any, key: str) -> BatchSpec:
-    b = r.mapping(raw, key, BATCH_KEYS)
-    return BatchSpec(
-        max_size=r.number(b.get("max_size", 1), f"{key}.max_size", integer=True, minimum=1),
-        max_wait_ms=float(r.number(b.get("max_wait_ms", 0), f"{key}.max_wait_ms",
-                                   integer=False, minimum=0)),
-    )
-
-
-def _mode(r: _Reader, raw: Any, key: str) -> tuple[str, int | None]:
-    if isinstance(raw, dict):
-        r.mapping(raw, key, {"quorum"})
-        return "quorum", r.number(raw.get("quorum"), f"{key}.quorum", integer=True, minimum=1)
-    if raw not in JOIN_MODES or raw == "quorum":
-        raise r.doc.error(f"must be all, any or {{quorum: K}}, got {raw!r}", key)
-    return raw, None
-
-
-def _join(r: _Reader, raw: Any, key: str, base_dir: Path) -> JoinSpec:
-    j = r.mapping(raw, key, JOIN_KEYS)
-    strategy = r.string(j.get("strategy"), f"{key}.strategy")
-    if strategy not in JOIN_STRATEGIES:
-        raise r.doc.error(f"unknown strategy {strategy!r} (expected one of: "
-                          f"{', '.join(JOIN_STRATEGIES)})", f"{key}.strategy")
-    mode, quorum = _mode(r, j.get("mode", "all"), f"{key}.mode")
-    on_timeout = j.get("on_timeout", "partial")
-    if on_timeout not in ("partial", "dlq"):
-        raise r.doc.error(f"must be partial or dlq, got {on_timeout!r}", f"{key}.on_timeout")
-    weights = j.get("weights", {})
-    if not isinstance(weights, dict):
-        raise r.doc.error("must be a mapping of branch names to numbers", f"{key}.weights")
-    if strategy == "stacking" and "model" not in j:
-        raise r.doc.error("the stacking strategy needs a meta-model under 'model'", key)
-    if strategy == "python" and not j.get("entrypoint"):
-        raise r.doc.error("the python strategy needs an 'entrypoint: module:callable'", key)
-    return JoinSpec(
-        strategy=strategy, mode=mode, quorum=quorum,
-        field=r.string(j.get("field", "proba"), f"{key}.field"),
-        proba_field=r.string(j.get("proba_field", "proba"), f"{key}.proba_field"),
-        weights={b: r.number(w, f"{key}.weights.{b}", integer=False, minimum=0)
-                 for b, w in weights.items()},
-        timeout_ms=float(r.number(j.get("timeout_ms", 2000), f"{key}.timeout_ms",
-                                  integer=False, minimum=1)),
-        on_timeout=on_timeout,
-        keep_branches=bool(j.get("keep_branches", False)),
-        max_pending=r.number(j.get("max_pending", 10000), f"{key}.max_pending", integer=True,
-                             minimum=1),
-        remember_ms=float(r.number(j.get("remember_ms", 600_000), f"{key}.remember_ms",
-                                   integer=False, minimum=0)),
-        model=_model(r, j["model"], f"{key}.model", base_dir) if "model" in j else None,
-        entrypoint=r.string(j["entrypoint"], f"{key}.entrypoint") if "entrypoint" in j
-        else None,
-        options=r.mapping(j.get("options", {}), f"{key}.options", set(j.get("options", {}))),
-    )
-
-
-def _agent(r: _Reader, name: str, raw: Any, base_dir: Path) -> AgentSpec:
+def _agent(r: Reader, name: str, raw: Any, base_dir: Path) -> AgentSpec:
     key = f"agents.{name}"
     r.name(name, key)
     a = r.mapping(raw, key, AGENT_KEYS)
     if "inputs" not in a:
         raise r.doc.error("missing 'inputs' (use [$input] to read the topology's input)", key)
-    kinds = [k for k in ("model", "join") if k in a]
+    kinds = [k for k in ("model", "join", *ROUTER_KEYS) if k in a]
     if len(kinds) != 1:
-        raise r.doc.error("an agent needs exactly one of 'model' or 'join'" if kinds == [] else
-                          f"an agent has one of {' or '.join(kinds)}, not both", key)
+        raise r.doc.error("an agent needs one of: model, join, " + ", ".join(ROUTER_KEYS)
+                          if not kinds else "an agent has exactly one of model, join or a "
+                          f"router; this one has {' and '.join(kinds)}", key)
     return AgentSpec(
         name=name,
         inputs=r.strings(a["inputs"], f"{key}.inputs"),
-        model=_model(r, a["model"], f"{key}.model", base_dir) if "model" in a else None,
-        join=_join(r, a["join"], f"{key}.join", base_dir) if "join" in a else None,
-        batch=_batch(r, a.get("batch", {}), f"{key}.batch"),
+        model=parse_model(r, a["model"], f"{key}.model", base_dir) if "model" in a else None,
+        join=parse_join(r, a["join"], f"{key}.join", base_dir) if "join" in a else None,
+        router=parse_router(r, kinds[0], a[kinds[0]], f"{key}.{kinds[0]}", base_dir)
+        if kinds[0] in ROUTER_KEYS else None,
+        batch=parse_batch(r, a.get("batch", {}), f"{key}.batch"),
         replicas=r.number(a.get("replicas", 1), f"{key}.replicas", integer=True, minimum=1),
         drop=r.strings(a["drop"], f"{key}.drop") if "drop" in a else (),
     )
@@ -201,7 +55,7 @@ def _agent(r: _Reader, name: str, raw: Any, base_dir: Path) -> AgentSpec:
 def topology_from_document(doc: YamlDocument, base_dir: Path,
                            source: Path | None = None) -> Topology:
     """Build and validate a :class:`Topology` from a parsed document."""
-    r = _Reader(doc)
+    r = Reader(doc)
     top = r.mapping(doc.data, "", TOPOLOGY_KEYS)
     if "name" not in top:
         raise doc.error("missing 'name'", "")

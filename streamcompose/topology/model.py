@@ -6,6 +6,10 @@ Topic names are derived from the topology's name:
 * ``<name>.in``  – the input topic (``input:`` overrides it),
 * ``<name>.out`` – the output topic every sink agent writes to (``output:`` overrides it),
 * ``<name>.<agent>`` – the output topic of an agent that has downstream agents,
+* ``<name>.<router>.<target>`` – the requests a router sends to one target,
+* ``<name>.shadow.<agent>`` – a shadow's results (and ``.dlq``), never the output,
+* ``<name>.<agent>.changelog`` – the durable state of a joiner or fallback router,
+* ``<name>.control`` – run-time settings such as traffic split weights,
 * ``<name>.dlq`` – the dead-letter topic.
 
 >>> t = Topology(name="demo", agents=(AgentSpec(name="inc", inputs=(INPUT,)),))
@@ -15,115 +19,25 @@ Topic names are derived from the topology's name:
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
-from dataclasses import field as _field
 from pathlib import Path
-from types import MappingProxyType
-from typing import Any
 
-INPUT = "$input"
-RUNTIMES = ("onnx", "torch", "python")
+from streamcompose.topology.specs import (
+    INPUT,
+    JOIN_MODES,
+    JOIN_STRATEGIES,
+    ROUTER_KINDS,
+    RUNTIMES,
+    AgentSpec,
+    BatchSpec,
+    Case,
+    JoinSpec,
+    ModelSpec,
+    RouterSpec,
+)
 
-
-def _frozen(mapping: Mapping[str, Any] | None) -> Mapping[str, Any]:
-    return MappingProxyType(dict(mapping or {}))
-
-
-@dataclass(frozen=True)
-class BatchSpec:
-    """Micro-batching limits: a batch closes at ``max_size`` items or ``max_wait_ms``
-    after its first item, whichever comes first."""
-
-    max_size: int = 1
-    max_wait_ms: float = 0.0
-
-
-@dataclass(frozen=True)
-class ModelSpec:
-    """How an agent loads and calls its model.
-
-    ``input_map`` maps a model input name to the payload field bound to it;
-    ``output_map`` maps a model output name to the payload field it is stored as.
-    ``outputs`` (optional) restricts which model outputs are kept.
-    """
-
-    runtime: str
-    path: Path | None = None
-    entrypoint: str | None = None
-    device: str = "cpu"
-    input_map: Mapping[str, str] = _field(default_factory=dict)
-    output_map: Mapping[str, str] = _field(default_factory=dict)
-    outputs: tuple[str, ...] | None = None
-    options: Mapping[str, Any] = _field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        for name in ("input_map", "output_map", "options"):
-            object.__setattr__(self, name, _frozen(getattr(self, name)))
-
-
-JOIN_MODES = ("all", "any", "quorum")
-JOIN_STRATEGIES = ("majority_vote", "soft_vote", "weighted_average", "max_confidence",
-                   "entropy_weighted", "stacking", "merge", "python")
-
-
-@dataclass(frozen=True)
-class JoinSpec:
-    """How a joiner combines the results its branches (its ``inputs``) give for one request.
-
-    ``mode``: emit when ``all`` branches answered, at the first (``any``), or once
-    ``quorum`` have. After ``timeout_ms`` from the first branch result, ``on_timeout``
-    ``partial`` emits what arrived (with a ``missing`` list) and ``dlq`` dead-letters the
-    request. ``field`` is the payload field combined; ``weights`` weigh branches by name.
-    ``model`` is the stacking meta-model, ``entrypoint`` the python aggregator.
-    At most ``max_pending`` requests wait at once (the oldest is sent on with
-    ``on_timeout``); emitted request ids are remembered ``remember_ms`` to drop late
-    branch results.
-    """
-
-    strategy: str
-    mode: str = "all"
-    quorum: int | None = None
-    field: str = "proba"
-    proba_field: str = "proba"
-    weights: Mapping[str, float] = _field(default_factory=dict)
-    timeout_ms: float = 2000.0
-    on_timeout: str = "partial"
-    keep_branches: bool = False
-    max_pending: int = 10000
-    remember_ms: float = 600_000.0
-    model: ModelSpec | None = None
-    entrypoint: str | None = None
-    options: Mapping[str, Any] = _field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        for name in ("weights", "options"):
-            object.__setattr__(self, name, _frozen(getattr(self, name)))
-
-    def needed(self, branches: int) -> int:
-        """How many branch results complete a request."""
-        return {"all": branches, "any": 1}.get(self.mode, self.quorum or branches)
-
-
-@dataclass(frozen=True)
-class AgentSpec:
-    """One step of the graph: a model agent consuming ``inputs`` (``$input`` or agents).
-
-    ``drop`` names payload fields removed before the result goes downstream (bulky
-    intermediates such as an image a later step no longer needs)."""
-
-    name: str
-    inputs: tuple[str, ...]
-    model: ModelSpec | None = None
-    join: JoinSpec | None = None
-    batch: BatchSpec = _field(default_factory=BatchSpec)
-    replicas: int = 1
-    drop: tuple[str, ...] = ()
-
-    @property
-    def kind(self) -> str:
-        """``model`` or ``join``."""
-        return "join" if self.join is not None else "model"
+__all__ = ["INPUT", "JOIN_MODES", "JOIN_STRATEGIES", "ROUTER_KINDS", "RUNTIMES", "AgentSpec",
+           "BatchSpec", "Case", "JoinSpec", "ModelSpec", "RouterSpec", "Topology"]
 
 
 @dataclass(frozen=True)
@@ -162,32 +76,86 @@ class Topology:
                 return spec
         raise KeyError(name)
 
+    def targets(self, name: str) -> tuple[str, ...]:
+        """The agents a router sends requests to (none for other agents)."""
+        if name == INPUT:
+            return ()
+        router = self.agent(name).router
+        return router.targets if router is not None else ()
+
+    def returns_to(self, name: str) -> tuple[str, ...]:
+        """Fallback routers that consume ``name``'s results (it is their primary/backup)."""
+        return tuple(a.name for a in self.agents if a.router is not None
+                     and a.router.kind == "fallback" and name in (a.router.primary,
+                                                                  a.router.backup))
+
     def downstream(self, name: str) -> tuple[str, ...]:
-        """Agents that consume ``name``'s results."""
-        return tuple(a.name for a in self.agents if name in a.inputs)
+        """Agents that consume ``name``'s results (not the requests a router routes)."""
+        return tuple(a.name for a in self.agents if name in a.inputs
+                     and a.name not in self.targets(name)) + self.returns_to(name)
 
     def is_sink(self, name: str) -> bool:
         return not self.downstream(name)
 
+    def is_shadow(self, name: str) -> bool:
+        """Whether ``name`` is a shadow copy whose results never reach the output."""
+        return any(a.router is not None and name in a.router.shadows for a in self.agents)
+
+    def emits_results(self, name: str) -> bool:
+        """Every agent but the pure routers (a fallback router emits the answer itself)."""
+        return self.agent(name).kind in ("model", "join", "fallback")
+
     def topic_of(self, name: str) -> str:
-        """The topic an agent (or ``$input``) writes to."""
+        """The topic an agent (or ``$input``) writes its results to."""
         if name == INPUT:
             return self.input_topic
+        if self.is_shadow(name):
+            return f"{self.name}.shadow.{name}"
         return self.output_topic if self.is_sink(name) else f"{self.name}.{name}"
 
+    def edge_topic(self, router: str, target: str) -> str:
+        """The topic a router writes the requests it sends to ``target`` to."""
+        return f"{self.name}.{router}.{target}"
+
+    def dlq_of(self, name: str) -> str:
+        """Where an agent's dead letters go: shadows keep theirs apart from the main path."""
+        return f"{self.topic_of(name)}.dlq" if self.is_shadow(name) else self.dlq_topic
+
+    @property
+    def control_topic(self) -> str:
+        """The compacted topic carrying run-time settings (traffic split weights)."""
+        return f"{self.name}.control"
+
     def input_topics(self, name: str) -> tuple[str, ...]:
-        """The topics an agent consumes, in the order of its ``inputs``."""
-        return tuple(dict.fromkeys(self.topic_of(src) for src in self.agent(name).inputs))
+        """The topics an agent consumes: its ``inputs`` (a router's edge to it where the
+        input is a router), then, for a fallback router, its primary's and backup's
+        results and the dead letters."""
+        topics = [self.edge_topic(src, name) if name in self.targets(src) else self.topic_of(src)
+                  for src in self.agent(name).inputs]
+        router = self.agent(name).router
+        if router is not None and router.kind == "fallback":
+            topics += [self.topic_of(router.primary or ""), self.topic_of(router.backup or ""),
+                       self.dlq_topic]
+        return tuple(dict.fromkeys(topics))
 
     def topics(self) -> tuple[str, ...]:
         """Every topic the topology uses, input first."""
-        names = [self.input_topic, *(self.topic_of(a.name) for a in self.agents),
-                 self.output_topic, self.dlq_topic]
+        names = [self.input_topic]
+        for a in self.agents:
+            names += [self.edge_topic(a.name, t) for t in self.targets(a.name)]
+            if self.emits_results(a.name):
+                names.append(self.topic_of(a.name))
+            if self.is_shadow(a.name):
+                names.append(self.dlq_of(a.name))
+        names += [self.output_topic, self.dlq_topic]
+        if any(a.kind == "split" for a in self.agents):
+            names.append(self.control_topic)
         return tuple(dict.fromkeys(names))
 
     def changelog_topics(self) -> tuple[str, ...]:
-        """The changelog topics of the stateful agents (joiners)."""
-        return tuple(self.changelog_topic(a.name) for a in self.agents if a.kind == "join")
+        """The changelog topics of the stateful agents (joiners, fallback routers)."""
+        return tuple(self.changelog_topic(a.name) for a in self.agents
+                     if a.kind in ("join", "fallback"))
 
     def changelog_topic(self, name: str) -> str:
         """The compacted topic that makes a stateful agent's state durable."""
