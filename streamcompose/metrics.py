@@ -46,6 +46,9 @@ class AgentMetrics:
         self.in_flight = make(Gauge, "streamcompose_in_flight",
                               "Records consumed whose results are not yet acknowledged "
                               "(for joiners: requests waiting for branches).")
+        self._routed = make(Counter, "streamcompose_routed",
+                            "Requests a router sent to each target (expert load, variants).",
+                            "target")
         self._join_events = make(Counter, "streamcompose_join_events",
                                  "Joiner events: late, duplicate, timeout, partial, evicted.",
                                  "event")
@@ -53,6 +56,10 @@ class AgentMetrics:
     def error(self, reason: str) -> None:
         """Count one dead-lettered record."""
         self._errors.labels(*self._labels, reason).inc()
+
+    def routed(self, target: str) -> None:
+        """Count one request routed to ``target``."""
+        self._routed.labels(*self._labels, target).inc()
 
     def join_event(self, event: str, count: int = 1) -> None:
         """Count a joiner event (a late or duplicate branch result, a timeout...)."""

@@ -38,20 +38,23 @@ async def test_lone_item_closes_max_wait_after_it_arrived() -> None:
 
 async def test_timer_counts_from_first_item_not_from_later_ones() -> None:
     """Items arriving during the wait join the batch but do not extend it."""
-    b: MicroBatcher[int] = MicroBatcher(max_size=100, max_wait_ms=150)
+    b: MicroBatcher[int] = MicroBatcher(max_size=100, max_wait_ms=300)
+    put_at: list[float] = []
 
     async def producer() -> None:
-        for i in range(5):
+        for i in range(4):
+            put_at.append(time.monotonic())
             await b.put(i)
             await asyncio.sleep(0.02)
 
-    start = time.monotonic()
     task = asyncio.create_task(producer())
     batch = await b.next_batch()
-    elapsed = time.monotonic() - start
+    closed_at = time.monotonic()
     await task
-    assert batch == [0, 1, 2, 3, 4]
-    assert 0.14 <= elapsed < 0.15 + SLACK_S
+    assert batch == [0, 1, 2, 3]
+    assert closed_at - put_at[0] >= 0.295  # a full max_wait after the first item
+    assert closed_at - put_at[-1] < 0.295  # not restarted by the last one
+    assert closed_at - put_at[0] < 0.3 + SLACK_S
 
 
 async def test_next_batch_waits_for_the_first_item_then_times_from_it() -> None:

@@ -30,21 +30,24 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPa
 from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.errors import CommitFailedError, IllegalStateError
 
+from streamcompose.agent.control import ControlFollower
 from streamcompose.agent.deadletter import dead_letter_value, error_reason
 from streamcompose.agent.offsets import OffsetTracker
 from streamcompose.agent.state import WorkerState
+from streamcompose.agent.steps import Emission, Step, build_step
 from streamcompose.batching.batcher import MicroBatcher
-from streamcompose.codec import JSON, MSGPACK, Trace, decode_payload, encode_payload
+from streamcompose.codec import MSGPACK, Trace, decode_payload, encode_payload
 from streamcompose.errors import StreamComposeError
 from streamcompose.kafka.clients import make_consumer, make_producer
 from streamcompose.metrics import AgentMetrics
-from streamcompose.runtimes import RecordError, Runtime, load_runtime
+from streamcompose.runtimes import RecordError
 from streamcompose.topology.model import Topology
 
 log = logging.getLogger("streamcompose.agent")
 COMMIT_INTERVAL_S = 0.05
 DRAIN_TIMEOUT_S = 30.0
 EXIT_SEND_FAILED = 3
+FETCH_RECORDS = 500
 
 
 @dataclass
@@ -69,7 +72,7 @@ class _Rebalance(ConsumerRebalanceListener):
 
 
 class AgentWorker(mode.Service):
-    """Runs one replica of one agent of a topology."""
+    """Runs one replica of one agent (a model or a stateless router) of a topology."""
 
     def __init__(self, topology: Topology, agent: str, bootstrap: str, replica: int = 0,
                  state: WorkerState | None = None, metrics_port: int = 0) -> None:
@@ -80,14 +83,13 @@ class AgentWorker(mode.Service):
         self.wstate = state or WorkerState.disabled()
         self.metrics = AgentMetrics(topology.name, agent, replica)
         self.metrics_port = metrics_port
-        self.out_topic = topology.topic_of(agent)
-        self.out_type = JSON if (topology.is_sink(agent) and topology.output_format == "json") \
-            else MSGPACK
+        self.dlq = topology.dlq_of(agent)
+        self.drop = self.spec.drop
         self.offsets = OffsetTracker()
         self.batcher: MicroBatcher[Item] = MicroBatcher(
             self.spec.batch.max_size, self.spec.batch.max_wait_ms, on_batch=self._on_batch)
         self.executor = ThreadPoolExecutor(1, thread_name_prefix=f"model-{agent}")
-        self.runtime: Runtime | None = None
+        self.step: Step | None = None
         self.consumer: AIOKafkaConsumer | None = None
         self.producer: AIOKafkaProducer | None = None
         self._fetching = True
@@ -99,10 +101,9 @@ class AgentWorker(mode.Service):
     async def on_start(self) -> None:
         self.wstate.update(status="loading", metrics_port=self.metrics.serve(self.metrics_port))
         loop = asyncio.get_running_loop()
-        assert self.spec.model is not None
-        self.runtime = await loop.run_in_executor(
-            self.executor, load_runtime, self.spec.model, self.topology.base_dir, self.agent)
-        await loop.run_in_executor(self.executor, self.runtime.warmup)
+        self.step = await loop.run_in_executor(self.executor, build_step, self.topology,
+                                               self.agent)
+        await loop.run_in_executor(self.executor, self.step.warmup)
         client_id = f"{self.topology.name}.{self.agent}.{self.replica}"
         self.producer = make_producer(self.bootstrap, client_id)
         await self.producer.start()
@@ -111,23 +112,30 @@ class AgentWorker(mode.Service):
         self.consumer.subscribe(list(self.topology.input_topics(self.agent)),
                                 listener=_Rebalance(self))
         await self.consumer.start()
+        if self.spec.kind == "split":
+            await self._follow_control()
         self.wstate.update(status="running")
+
+    async def _follow_control(self) -> None:
+        """Apply the latest run-time settings for this agent, then follow new ones."""
+        assert self.step is not None
+        follower = ControlFollower(self.bootstrap, self.topology.control_topic, self.agent,
+                                   self.step.apply_control)
+        await follower.catch_up()
+        self.add_future(follower.follow())
 
     @mode.Service.task
     async def _consume(self) -> None:
         assert self.consumer is not None
         while self._fetching and not self.should_stop:
-            batches = await self.consumer.getmany(timeout_ms=100,
-                                                  max_records=max(self.batcher.max_size, 64))
+            batches = await self.consumer.getmany(timeout_ms=100, max_records=FETCH_RECORDS)
             for records in batches.values():
+                self.metrics.records_in.inc(len(records))
                 for record in records:
                     await self._accept(record)
 
     async def _accept(self, record: ConsumerRecord) -> None:
-        tp = TopicPartition(record.topic, record.partition)
-        self.offsets.track(tp, record.offset)
-        self.metrics.records_in.inc()
-        self.metrics.in_flight.inc()
+        self.offsets.track(TopicPartition(record.topic, record.partition), record.offset)
         trace = Trace.from_record(record.key, record.headers)
         try:
             payload = decode_payload(record.value, trace.content_type)
@@ -139,32 +147,39 @@ class AgentWorker(mode.Service):
     @mode.Service.task
     async def _infer(self) -> None:
         loop = asyncio.get_running_loop()
-        assert self.runtime is not None
+        assert self.step is not None
         while True:  # cancelled by mode after on_stop has drained the batcher
             batch = await self.batcher.next_batch()
             started = loop.time()
-            results = await loop.run_in_executor(self.executor, self.runtime.infer,
-                                                 [item.payload for item in batch])
+            outcomes = await loop.run_in_executor(
+                self.executor, self.step, [(i.trace.request_id, i.payload) for i in batch])
             self.metrics.inference_seconds.observe(loop.time() - started)
-            for item, result in zip(batch, results, strict=True):
-                if isinstance(result, RecordError):
-                    await self._dead_letter(item.record, item.trace, result)
+            for item, outcome in zip(batch, outcomes, strict=True):
+                if isinstance(outcome, RecordError):
+                    await self._dead_letter(item.record, item.trace, outcome)
                 else:
-                    await self._emit(item, result)
+                    await self._emit(item, outcome)
+            self.metrics.in_flight.set(self.offsets.in_flight())
 
-    async def _emit(self, item: Item, result: dict[str, Any]) -> None:
+    async def _emit(self, item: Item, emissions: list[Emission]) -> None:
         trace = item.trace.passed(self.agent)
+        records = []
         try:
-            merged = {**item.payload, **result}
-            for name in self.spec.drop:
-                merged.pop(name, None)
-            value = encode_payload(merged, self.out_type)
+            for e in emissions:
+                merged = {**item.payload, **e.fields}
+                for name in self.drop:
+                    merged.pop(name, None)
+                records.append((e.topic, encode_payload(merged, e.content_type),
+                                [*trace.headers(e.content_type), *e.headers]))
         except StreamComposeError as exc:
             await self._dead_letter(item.record, item.trace, RecordError(
-                f"the model's output cannot be encoded: {exc}", agent=self.agent))
+                f"the result cannot be encoded: {exc}", agent=self.agent))
             return
-        await self._send(item.record, self.out_topic, value, trace, self.out_type)
-        self.metrics.records_out.inc()
+        await self._send(item.record, trace.key, records)
+        self.metrics.records_out.inc(len(records))
+        for e in emissions:
+            if e.target is not None:
+                self.metrics.routed(e.target)
 
     async def _dead_letter(self, record: ConsumerRecord, trace: Trace,
                            error: BaseException) -> None:
@@ -173,27 +188,31 @@ class AgentWorker(mode.Service):
         self.metrics.error(error_reason(error))
         value = dead_letter_value(record.value, agent=self.agent, topic=record.topic,
                                   partition=record.partition, offset=record.offset, error=error)
-        await self._send(record, self.topology.dlq_topic, value, trace.passed(self.agent),
-                         MSGPACK)
+        await self._send(record, trace.key,
+                         [(self.dlq, value, trace.passed(self.agent).headers(MSGPACK))])
 
-    async def _send(self, record: ConsumerRecord, topic: str, value: bytes, trace: Trace,
-                    content_type: str) -> None:
+    async def _send(self, record: ConsumerRecord, key: bytes,
+                    records: list[tuple[str, bytes, list[tuple[str, bytes]]]]) -> None:
+        """Send a request's records; its offset is done once the broker has them all."""
         assert self.producer is not None
         tp = TopicPartition(record.topic, record.partition)
-        delivery = await self.producer.send(topic, value, key=trace.key,
-                                            headers=trace.headers(content_type))
+        remaining = len(records)
 
         def acknowledged(fut: asyncio.Future) -> None:
+            nonlocal remaining
             if fut.cancelled() or fut.exception() is not None:
                 log.error("agent %s: result of %s[%d]@%d not stored: %s; restarting so that "
                           "it is consumed again", self.agent, record.topic, record.partition,
                           record.offset, fut.exception() if not fut.cancelled() else "cancelled")
                 self._crash(fut.exception() or RuntimeError("send cancelled"))
                 return
-            self.offsets.done(tp, record.offset)
-            self.metrics.in_flight.dec()
+            remaining -= 1
+            if remaining == 0:
+                self.offsets.done(tp, record.offset)
 
-        delivery.add_done_callback(acknowledged)
+        for topic, value, headers in records:
+            delivery = await self.producer.send(topic, value, key=key, headers=headers)
+            delivery.add_done_callback(acknowledged)
 
     def _crash(self, exc: BaseException) -> None:
         """Exit at once without committing: the supervisor restarts the worker, which

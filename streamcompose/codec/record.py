@@ -19,6 +19,7 @@ Headers = list[tuple[str, bytes]]
 CONTENT_TYPE = "content-type"
 ENTERED = "sc-entered"
 PATH = "sc-path"
+EXPECT = "sc-expect"  # set by a mixture-of-experts gate: the experts a request went to
 OWN_HEADERS = (CONTENT_TYPE, ENTERED, PATH)
 
 

@@ -38,15 +38,16 @@ def _manifest(t: Topology, bootstrap: str, supervisor_pid: int | None) -> dict[s
 def _create_topics(t: Topology, bootstrap: str) -> None:
     """Create the topology's topics; joiners need their branch topics co-partitioned."""
     changelogs = t.changelog_topics()
+    compacted = (*changelogs, t.control_topic)
     counts = asyncio.run(ensure_topics(
-        bootstrap, {topic: t.partitions for topic in (*t.topics(), *changelogs)}, changelogs))
+        bootstrap, {topic: t.partitions for topic in (*t.topics(), *changelogs)}, compacted))
     for agent in t.agents:
-        if agent.kind != "join":
+        if agent.kind not in ("join", "fallback"):
             continue
         topics = (*t.input_topics(agent.name), t.changelog_topic(agent.name))
         if len({counts[topic] for topic in topics}) > 1:
             found = ", ".join(f"{topic}: {counts[topic]}" for topic in topics)
-            raise DeploymentError(f"joiner {agent.name!r} needs its input topics and changelog "
+            raise DeploymentError(f"agent {agent.name!r} needs its input topics and changelog "
                                   f"co-partitioned (equal partition counts), found {found}; "
                                   "delete the old topics or deploy under another --name",
                                   topology=t.name)

@@ -37,18 +37,26 @@ class Entry:
     path: list[str]
     branches: dict[str, bytes] = field(default_factory=dict)
     done_ms: int | None = None
+    expect: list[str] | None = None
+
+    def needed(self, default: int | None) -> int:
+        """How many branch results complete this request."""
+        if self.expect is not None:
+            return len(self.expect)
+        return default if default is not None else 1 << 30
 
     def encode(self) -> bytes:
         return msgpack.packb({"p": self.partition, "first": self.first_ms,
                               "entered": self.entered_ms, "path": self.path,
                               "b": {} if self.done_ms else self.branches,
-                              "done": self.done_ms}, use_bin_type=True)
+                              "done": self.done_ms, "expect": self.expect}, use_bin_type=True)
 
     @classmethod
     def decode(cls, value: bytes) -> Entry:
         d = msgpack.unpackb(value, raw=False)
         return cls(partition=d["p"], first_ms=d["first"], entered_ms=d["entered"],
-                   path=list(d["path"]), branches=dict(d["b"]), done_ms=d["done"])
+                   path=list(d["path"]), branches=dict(d["b"]), done_ms=d["done"],
+                   expect=d.get("expect"))
 
 
 class JoinStore:
@@ -61,19 +69,27 @@ class JoinStore:
 
     def add_branch(self, partition: int, request_id: str, branch: str, value: bytes, *,
                    first_ms: int, entered_ms: int, path: list[str],
-                   limit: int | None = None) -> Entry | None:
+                   limit: int | None = None, expect: list[str] | None = None) -> Entry | None:
         """Record a branch result; ``None`` when it is a duplicate or arrived late (the
-        request was emitted, or already has the ``limit`` results it needs)."""
+        request was emitted, or already has the ``limit`` results it needs). ``expect``
+        names the branches this request goes to, when a router chose them."""
         if request_id in self._done:
             return None
         entry = self._pending.get(request_id)
         if entry is None:
-            entry = self._pending[request_id] = Entry(partition, first_ms, entered_ms, path)
-        elif branch in entry.branches or (limit is not None and len(entry.branches) >= limit):
+            entry = self._pending[request_id] = Entry(partition, first_ms, entered_ms, path,
+                                                      expect=expect)
+        elif branch in entry.branches or len(entry.branches) >= entry.needed(limit):
             return None
         entry.branches[branch] = value
         entry.entered_ms = min(entry.entered_ms, entered_ms)
         return entry
+
+    def is_pending(self, request_id: str) -> bool:
+        return request_id in self._pending
+
+    def pending_entry(self, request_id: str) -> Entry:
+        return self._pending[request_id]
 
     def branches_of(self, request_id: str) -> dict[str, bytes]:
         """The raw branch results a pending request has so far."""

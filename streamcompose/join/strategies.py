@@ -102,6 +102,24 @@ def entropy_weighted(branches: Branches, spec: JoinSpec) -> dict[str, Any]:
                                for (name, _), w in zip(branches, weights, strict=True)}}
 
 
+def gate_weighted(branches: Branches, spec: JoinSpec) -> dict[str, Any]:
+    """Mixture of experts: the experts' outputs summed with the gate's weights (each
+    expert's payload carries ``gate_weights``), renormalised over the experts that
+    answered."""
+    weights = []
+    for name, payload in branches:
+        gate = payload.get("gate_weights")
+        if not isinstance(gate, dict) or name not in gate:
+            raise StrategyError(f"branch {name!r} carries no gate weight for itself: is it an "
+                                "expert of a mixture-of-experts router?")
+        weights.append(float(gate[name]))
+    value = _weighted_mean(_values(branches, spec.field), np.array(weights))
+    out: dict[str, Any] = {spec.field: value}
+    if value.ndim == 1:
+        out["label"] = int(np.argmax(value))
+    return out
+
+
 def merge(branches: Branches, spec: JoinSpec) -> dict[str, Any]:
     """Every branch's payload under its agent name."""
     return {name: payload for name, payload in branches}
@@ -120,6 +138,7 @@ STRATEGIES: dict[str, Callable[[Branches, JoinSpec], dict[str, Any]]] = {
     "max_confidence": max_confidence,
     "entropy_weighted": entropy_weighted,
     "merge": merge,
+    "gate_weighted": gate_weighted,
 }
 
 

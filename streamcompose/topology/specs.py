@@ -55,7 +55,7 @@ class ModelSpec:
 
 JOIN_MODES = ("all", "any", "quorum")
 JOIN_STRATEGIES = ("majority_vote", "soft_vote", "weighted_average", "max_confidence",
-                   "entropy_weighted", "stacking", "merge", "python")
+                   "entropy_weighted", "stacking", "merge", "python", "gate_weighted")
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,181 @@
+"""Deploy a digits ensemble, stream the held-out digits through it and compare accuracies.
+
+Usage::
+
+    python scripts/digits_ensemble_report.py --bootstrap 127.0.0.1:9092 \\
+        [--topology topologies/digits_ensemble.yaml] [--samples 450] [--name NAME] [--json]
+
+Deploys the topology (``digits_ensemble.yaml``: soft vote, or ``digits_stacking.yaml``:
+stacking meta-model) under a unique name, publishes the held-out digits
+(``topologies/models/digits_test.npz``) with ``Client.infer``, concurrently in chunks,
+and prints the accuracy of each member alone and of the same ensemble computed directly
+in-process (``topologies/digits/direct.py``: onnxruntime and torch, then the numpy soft
+vote or the meta-model on the members' probabilities) beside the ensemble's through
+Kafka. It counts the streamed labels equal to the direct ones (all must be), says
+whether the ensemble is at least as accurate as its best member, and stops the
+deployment. ``--json`` prints a machine-readable summary instead of the table.
+
+Exit status: 0 when every streamed label equals the direct one, 1 otherwise, 2 on a
+usage or deployment error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "topologies"))
+
+from digits import direct  # noqa: E402
+
+from streamcompose.client import Client  # noqa: E402
+from streamcompose.deploy import deploy, stop  # noqa: E402
+from streamcompose.deploy.registry import Deployment  # noqa: E402
+from streamcompose.errors import StreamComposeError  # noqa: E402
+from streamcompose.topology import Topology, load_topology  # noqa: E402
+from streamcompose.topology.model import JoinSpec  # noqa: E402
+
+STRATEGIES = ("soft_vote", "stacking")
+
+
+def ensemble_joiner(topology: Topology) -> tuple[str, JoinSpec]:
+    """The name and join spec of the topology's sink joiner, checked to fuse the members
+    of :data:`digits.direct.MEMBERS`, in that order, by a strategy this report computes."""
+    joiners = [a for a in topology.agents if a.join is not None and topology.is_sink(a.name)]
+    if len(joiners) != 1:
+        raise ValueError(f"{topology.source} must end in one joiner, found "
+                         f"{[a.name for a in joiners]}")
+    (agent,) = joiners
+    assert agent.join is not None
+    if agent.inputs != direct.MEMBERS:
+        raise ValueError(f"joiner {agent.name!r} fuses {', '.join(agent.inputs)}; this report "
+                         f"knows the members {', '.join(direct.MEMBERS)} (in that order)")
+    if agent.join.strategy not in STRATEGIES:
+        raise ValueError(f"joiner {agent.name!r} uses {agent.join.strategy}; this report "
+                         f"computes {' and '.join(STRATEGIES)}")
+    return agent.name, agent.join
+
+
+def direct_ensemble(join: JoinSpec, probas: dict[str, np.ndarray]) -> tuple[np.ndarray,
+                                                                            np.ndarray]:
+    """The ensemble's labels and probabilities computed in-process from the members'."""
+    if join.strategy == "stacking":
+        assert join.model is not None and join.model.path is not None
+        return direct.stack(probas, join.model.path)
+    proba = direct.soft_vote(probas)
+    return proba.argmax(axis=1), proba
+
+
+async def stream(bootstrap: str, name: str, pixels: np.ndarray, chunk: int,
+                 timeout: float) -> list[dict[str, Any]]:
+    """Each digit's result payload through the deployed topology, in order. The first
+    request goes alone (it starts the client's result listener), the rest concurrently,
+    ``chunk`` at a time."""
+    payloads = [{"pixels": row.tolist()} for row in pixels]
+    async with Client(bootstrap) as client:
+        results = [await client.infer(name, payloads[0], timeout)]
+        for start in range(1, len(payloads), chunk):
+            results += await asyncio.gather(*(client.infer(name, p, timeout)
+                                              for p in payloads[start:start + chunk]))
+    return [r.payload for r in results]
+
+
+def report(args: argparse.Namespace) -> dict[str, Any]:
+    """Deploy, stream, compute directly and compare; returns the summary."""
+    topology = load_topology(args.topology)
+    joiner, join = ensemble_joiner(topology)
+    with np.load(direct.MODELS_DIR / "digits_test.npz") as data:
+        pixels, truth = data["X"][:args.samples], data["y"][:args.samples]
+    probas = direct.member_probabilities(pixels)
+    members = {m: direct.accuracy(probas[m].argmax(axis=1), truth) for m in direct.MEMBERS}
+    direct_labels, direct_proba = direct_ensemble(join, probas)
+
+    name = args.name or f"{topology.name}-report-{uuid.uuid4().hex[:8]}"
+    print(f"deploying {args.topology} as {name} ...", file=sys.stderr, flush=True)
+    deploy(args.topology, args.bootstrap, name=name,
+           progress=lambda w: print(f"  joined: {w}", file=sys.stderr, flush=True))
+    try:
+        started = time.perf_counter()
+        results = asyncio.run(stream(args.bootstrap, name, pixels, args.chunk, args.timeout))
+        elapsed = time.perf_counter() - started
+    except StreamComposeError as exc:
+        logs = Deployment(name).log_file("supervisor").parent
+        raise StreamComposeError(f"{exc} (the workers' logs are in {logs})") from exc
+    finally:
+        stop(name)
+    streamed = np.array([int(r["label"]) for r in results])
+    streamed_proba = np.array([np.asarray(r["proba"], dtype=np.float64) for r in results])
+    best = max(members, key=lambda m: members[m])
+    ensemble = direct.accuracy(streamed, truth)
+    return {
+        "topology": str(args.topology), "name": name, "joiner": joiner,
+        "strategy": join.strategy, "samples": len(truth), "members": members,
+        "direct": direct.accuracy(direct_labels, truth), "streamed": ensemble,
+        "agree": int(np.sum(streamed == direct_labels)),
+        "max_proba_diff": float(np.abs(streamed_proba - direct_proba).max()),
+        "best_member": best, "ensemble_ge_best": ensemble >= members[best],
+        "result_fields": sorted(results[0]), "elapsed_s": round(elapsed, 3),
+    }
+
+
+def print_table(summary: dict[str, Any]) -> None:
+    """The summary as a table of accuracies and the comparison lines."""
+    n, what = summary["samples"], summary["strategy"].replace("_", " ")
+    print(f"\n{summary['name']} ({what} of {', '.join(summary['members'])}) on {n} held-out "
+          f"digits\n")
+    rows = [(f"{m} (member, direct)", acc) for m, acc in summary["members"].items()]
+    rows += [(f"ensemble, direct ({'numpy' if what == 'soft vote' else 'meta-model'})",
+              summary["direct"]), ("ensemble through Kafka", summary["streamed"])]
+    width = max(len(label) for label, _ in rows)
+    print(f"{'model':<{width}}  accuracy")
+    for label, acc in rows:
+        print(f"{label:<{width}}  {acc:.4f}  ({round(acc * n)}/{n})")
+    best = summary["best_member"]
+    print(f"\nstreamed labels equal to the direct computation: {summary['agree']}/{n} "
+          f"(max |proba difference| {summary['max_proba_diff']:.2e})")
+    print(f"ensemble >= best member ({best}, {summary['members'][best]:.4f}): "
+          f"{'yes' if summary['ensemble_ge_best'] else 'no'}")
+    print(f"result fields: {', '.join(summary['result_fields'])}; {n} requests in "
+          f"{summary['elapsed_s']:.1f} s")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse the command line, run the report; return the exit status."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--bootstrap", required=True, help="Kafka bootstrap server, host:port")
+    parser.add_argument("--topology", type=Path,
+                        default=ROOT / "topologies" / "digits_ensemble.yaml",
+                        help="digits_ensemble.yaml (default) or digits_stacking.yaml")
+    parser.add_argument("--samples", type=int, default=None,
+                        help="held-out digits to send (default: all 450)")
+    parser.add_argument("--name", help="deployment name (default: unique)")
+    parser.add_argument("--chunk", type=int, default=50, help="requests in flight at once")
+    parser.add_argument("--timeout", type=float, default=120.0,
+                        help="seconds to wait for each result")
+    parser.add_argument("--json", action="store_true", help="print a JSON summary")
+    args = parser.parse_args(argv)
+    if (args.samples is not None and args.samples < 1) or args.chunk < 1:
+        parser.error("--samples and --chunk must be at least 1")
+    try:
+        summary = report(args)
+    except (StreamComposeError, ValueError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(summary, indent=2))
+    else:
+        print_table(summary)
+    return 0 if summary["agree"] == summary["samples"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,190 @@
+"""The base of the stateful agents (joiners, fallback routers): exactly-once processing
+of co-partitioned topics with state in a changelog.
+
+Co-partitioning: every topic such an agent reads is keyed by request id and has the
+topology's partition count, so one request's records sit in the same partition number
+of every topic. The group uses the range assignor, which gives a replica the same
+partition numbers of every topic, so all records of a request reach the same replica
+however many replicas run.
+
+Exactly once: each poll is processed in one Kafka transaction holding the results, the
+dead letters, the changelog updates and the input offsets. A worker killed mid-stream
+leaves an open transaction that its successor aborts; the successor restores the
+changelog (read committed) and resumes from the committed offsets, so no request is lost
+or emitted twice. A rebalance waits for the open transaction to commit before giving
+partitions away.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from abc import abstractmethod
+from typing import Any
+
+import mode
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka.abc import ConsumerRebalanceListener
+from aiokafka.coordinator.assignors.range import RangePartitionAssignor
+
+from streamcompose.agent.deadletter import dead_letter_value
+from streamcompose.agent.state import WorkerState
+from streamcompose.codec import JSON, MSGPACK, Trace, encode_payload
+from streamcompose.codec.record import now_ms
+from streamcompose.join.store import Entry, JoinStore
+from streamcompose.kafka.clients import make_consumer, make_producer
+from streamcompose.metrics import AgentMetrics
+from streamcompose.topology.model import Topology
+
+log = logging.getLogger("streamcompose.stateful")
+POLL_MS = 50
+MAX_RECORDS = 500
+
+
+class _Rebalance(ConsumerRebalanceListener):
+    def __init__(self, worker: StatefulWorker) -> None:
+        self.worker = worker
+
+    async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
+        async with self.worker.busy:  # let the open transaction commit first
+            self.worker.store.forget({tp.partition for tp in revoked})
+
+    async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
+        async with self.worker.busy:
+            await self.worker.restore({tp.partition for tp in assigned})
+        self.worker.wstate.update(joined=True, partitions=sorted(
+            f"{tp.topic}[{tp.partition}]" for tp in assigned))
+
+
+class StatefulWorker(mode.Service):
+    """Runs one replica of a stateful agent; subclasses say what a record and a passing
+    minute do (:meth:`handle`, :meth:`tick`)."""
+
+    def __init__(self, topology: Topology, agent: str, bootstrap: str, replica: int = 0,
+                 state: WorkerState | None = None, metrics_port: int = 0) -> None:
+        super().__init__()
+        self.topology, self.agent = topology, agent
+        self.bootstrap, self.replica = bootstrap, replica
+        self.spec = topology.agent(agent)
+        self.changelog = topology.changelog_topic(agent)
+        self.group = topology.group_id(agent)
+        self.out_topic = topology.topic_of(agent)
+        self.out_type = JSON if (topology.is_sink(agent) and topology.output_format == "json") \
+            else MSGPACK
+        self.wstate = state or WorkerState.disabled()
+        self.metrics = AgentMetrics(topology.name, agent, replica)
+        self.metrics_port = metrics_port
+        self.store = JoinStore()
+        self.busy = asyncio.Lock()
+        self.consumer: AIOKafkaConsumer | None = None
+        self.producer: AIOKafkaProducer | None = None
+
+    async def prepare(self) -> None:
+        """Load what the agent needs before consuming (a meta-model, say)."""
+
+    async def on_start(self) -> None:
+        self.wstate.update(status="loading", metrics_port=self.metrics.serve(self.metrics_port))
+        await self.prepare()
+        client_id = f"{self.topology.name}.{self.agent}.{self.replica}"
+        self.producer = make_producer(self.bootstrap, client_id,
+                                      transactional_id=f"{self.group}.{self.replica}")
+        await self.producer.start()
+        self.consumer = make_consumer(self.bootstrap, self.group, client_id,
+                                      partition_assignment_strategy=(RangePartitionAssignor,))
+        self.consumer.subscribe(list(self.topology.input_topics(self.agent)),
+                                listener=_Rebalance(self))
+        await self.consumer.start()
+        self.wstate.update(status="running")
+
+    async def restore(self, partitions: set[int]) -> None:
+        """Rebuild the state of the given partitions from the changelog."""
+        restorer = make_consumer(self.bootstrap)
+        await restorer.start()
+        try:
+            tps = [TopicPartition(self.changelog, p) for p in sorted(partitions)]
+            restorer.assign(tps)
+            await restorer.seek_to_beginning(*tps)
+            ends = await restorer.end_offsets(tps)
+            remaining = {tp for tp in tps if ends[tp] > 0}
+            count = 0
+            while remaining:
+                for records in (await restorer.getmany(*remaining, timeout_ms=500)).values():
+                    for record in records:
+                        self.store.restore(record.key.decode(), record.value)
+                        count += 1
+                for tp in list(remaining):
+                    if await restorer.position(tp) >= ends[tp]:
+                        remaining.discard(tp)
+        finally:
+            await restorer.stop()
+        log.info("agent %s restored %d changelog records for partitions %s: %s", self.agent,
+                 count, sorted(partitions), self.store.stats())
+
+    @mode.Service.task
+    async def _run(self) -> None:
+        assert self.consumer is not None
+        while not self.should_stop:
+            fetched = await self.consumer.getmany(timeout_ms=POLL_MS, max_records=MAX_RECORDS)
+            async with self.busy:
+                await self._process(fetched)
+            self.metrics.in_flight.set(self.store.pending_count())
+
+    async def _process(self, fetched: dict[TopicPartition, list[ConsumerRecord]]) -> None:
+        """One transaction: the records, what is due, the changelog, the input offsets."""
+        assert self.consumer is not None and self.producer is not None
+        owned = self.consumer.assignment()  # a rebalance may have run since the fetch
+        polled = {tp: batch for tp, batch in fetched.items() if tp in owned and batch}
+        now = now_ms()
+        due = self.due(now)
+        expired = self.store.expired(now, self.remember_ms)
+        if not (polled or due or expired):
+            return
+        async with self.producer.transaction():
+            for batch in polled.values():
+                self.metrics.records_in.inc(len(batch))
+            await self.handle([r for batch in polled.values() for r in batch], due, now)
+            for rid, partition in expired:
+                await self.write_changelog(rid, partition, None)
+            if polled:
+                await self.producer.send_offsets_to_transaction(
+                    {tp: batch[-1].offset + 1 for tp, batch in polled.items()}, self.group)
+
+    remember_ms: float = 600_000.0
+
+    @abstractmethod
+    def due(self, now: int) -> list[str]:
+        """Pending requests whose time is up (checked on every poll, records or not)."""
+
+    @abstractmethod
+    async def handle(self, records: list[ConsumerRecord], due: list[str], now: int) -> None:
+        """Process a poll's records and the due requests, inside the transaction."""
+
+    async def send(self, topic: str, payload: dict[str, Any], trace: Trace,
+                   content_type: str = MSGPACK) -> None:
+        assert self.producer is not None
+        await self.producer.send(topic, encode_payload(payload, content_type), key=trace.key,
+                                 headers=trace.headers(content_type))
+
+    async def dead_letter(self, trace: Trace, entry: Entry, original: bytes,
+                          topic: str, error: Exception) -> None:
+        log.warning("agent %s: request %s -> dead letter: %s", self.agent, trace.request_id,
+                    error)
+        self.metrics.error(type(error).__name__)
+        assert self.producer is not None
+        await self.producer.send(
+            self.topology.dlq_topic, dead_letter_value(
+                original, agent=self.agent, topic=topic, partition=entry.partition, offset=-1,
+                error=error),
+            key=trace.key, headers=trace.headers(MSGPACK))
+
+    async def write_changelog(self, rid: str, partition: int, entry: Entry | None) -> None:
+        assert self.producer is not None
+        await self.producer.send(self.changelog, None if entry is None else entry.encode(),
+                                 key=rid.encode(), partition=partition)
+
+    async def on_stop(self) -> None:
+        self.wstate.update(status="stopping")
+        for client in (self.consumer, self.producer):
+            if client is not None:
+                await client.stop()
+        self.wstate.update(status="stopped", joined=False)

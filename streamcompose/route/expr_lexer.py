@@ -1,0 +1,160 @@
+"""Tokenizer for the routing-condition language of :mod:`streamcompose.route.expr`.
+
+A hand-written scanner (no regular expressions, no Python evaluation): it turns the text
+into :class:`Token` objects, each with the 0-based character offset it starts at, and
+raises :class:`TokenizeError` with the offset of the first character it cannot accept.
+
+>>> [(t.kind, t.value) for t in tokenize("x.y >= -1.5e3")]
+[('name', 'x.y'), ('>=', None), ('number', -1500.0), ('end', None)]
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from string import ascii_letters, hexdigits
+from typing import Any
+
+__all__ = ["KEYWORDS", "Token", "TokenizeError", "tokenize"]
+
+KEYWORDS = frozenset({"and", "or", "not", "in", "true", "false", "null", "has"})
+_DIGITS = "0123456789"
+_NAME_START = ascii_letters + "_"
+_NAME_CHARS = _NAME_START + _DIGITS
+_ESCAPES = {"\\": "\\", "'": "'", '"': '"', "n": "\n", "t": "\t", "r": "\r", "0": "\0"}
+_SYMBOLS = ("==", "!=", "<=", ">=", "<", ">", "(", ")", "[", "]", ",")
+_MISTAKES = {  # symbols people write from other languages, and what to write instead
+    "&&": "use 'and'", "||": "use 'or'", "&": "use 'and'", "|": "use 'or'",
+    "!": "use 'not'", "=": "did you mean '=='?",
+}
+# Names that look like a keyword in the wrong case (or Python's None): a helpful error.
+_NEAR_KEYWORDS = {**{k: k for k in KEYWORDS}, "none": "null"}
+
+
+class TokenizeError(ValueError):
+    """The text cannot be split into tokens; ``position`` is where scanning failed."""
+
+    def __init__(self, message: str, position: int) -> None:
+        super().__init__(message)
+        self.message, self.position = message, position
+
+
+@dataclass(frozen=True, slots=True)
+class Token:
+    """One token: ``kind`` is ``number``, ``string``, ``name``, ``end``, a keyword, ``not in``
+    or a symbol (``and``, ``==``, ``(``...); ``text`` is its source text and ``pos`` its offset;
+    ``value`` is the decoded literal for numbers and strings, the dotted name for names."""
+
+    kind: str
+    text: str
+    pos: int
+    value: Any = None
+
+
+def tokenize(text: str) -> list[Token]:
+    """Split ``text`` into tokens, ending with an ``end`` token at ``len(text)``."""
+    tokens: list[Token] = []
+    i, n = 0, len(text)
+    while i < n:
+        c = text[i]
+        if c.isspace():
+            i += 1
+        elif c in "'\"":
+            i = _string(text, i, tokens)
+        elif c in _DIGITS or (c in "-." and _starts_number(text, i)):
+            i = _number(text, i, tokens)
+        elif c in _NAME_START:
+            i = _name(text, i, tokens)
+        else:
+            symbol = next((s for s in _SYMBOLS if text.startswith(s, i)), None)
+            if symbol is not None:
+                tokens.append(Token(symbol, symbol, i))
+                i += len(symbol)
+                continue
+            wrong = text[i : i + 2] if text[i : i + 2] in _MISTAKES else c
+            hint = f" ({_MISTAKES[wrong]})" if wrong in _MISTAKES else ""
+            raise TokenizeError(f"unexpected character {wrong!r}{hint}", i)
+    tokens.append(Token("end", "", n))
+    return tokens
+
+
+def _starts_number(text: str, i: int) -> bool:
+    """Whether a ``-`` or ``.`` at ``i`` begins a number (``-1``, ``-.5``, ``.5``)."""
+    if text[i] == "-":
+        i += 1
+        if text.startswith(".", i):
+            i += 1
+    elif text[i] == ".":
+        i += 1
+    return i < len(text) and text[i] in _DIGITS
+
+
+def _skip(text: str, i: int, chars: str) -> int:
+    while i < len(text) and text[i] in chars:
+        i += 1
+    return i
+
+
+def _number(text: str, start: int, tokens: list[Token]) -> int:
+    i = _skip(text, start + (text[start] == "-"), _DIGITS)
+    is_float = False
+    if text.startswith(".", i):
+        is_float, i = True, _skip(text, i + 1, _DIGITS)
+    if i < len(text) and text[i] in "eE":
+        digits_at = i + 1 + (text[i + 1 : i + 2] in ("+", "-"))
+        end = _skip(text, digits_at, _DIGITS)
+        if end == digits_at:
+            raise TokenizeError("malformed exponent in number", i)
+        is_float, i = True, end
+    if i < len(text) and text[i] in _NAME_CHARS + ".":
+        raise TokenizeError(f"unexpected {text[i]!r} after number", i)
+    source = text[start:i]
+    tokens.append(Token("number", source, start, float(source) if is_float else int(source)))
+    return i
+
+
+def _string(text: str, start: int, tokens: list[Token]) -> int:
+    quote, out, i = text[start], [], start + 1
+    while i < len(text):
+        c = text[i]
+        if c == quote:
+            tokens.append(Token("string", text[start : i + 1], start, "".join(out)))
+            return i + 1
+        if c != "\\":
+            out.append(c)
+            i += 1
+            continue
+        if i + 1 >= len(text):
+            break
+        escape = text[i + 1]
+        if escape == "u":
+            code = text[i + 2 : i + 6]
+            if len(code) != 4 or any(h not in hexdigits for h in code):
+                raise TokenizeError("invalid \\u escape (needs 4 hex digits)", i)
+            out.append(chr(int(code, 16)))
+            i += 6
+        elif escape in _ESCAPES:
+            out.append(_ESCAPES[escape])
+            i += 2
+        else:
+            raise TokenizeError(f"invalid escape '\\{escape}'", i)
+    raise TokenizeError("unterminated string", start)
+
+
+def _name(text: str, start: int, tokens: list[Token]) -> int:
+    i = _skip(text, start, _NAME_CHARS)
+    while text.startswith(".", i):
+        if not text[i + 1 : i + 2] or text[i + 1] not in _NAME_START:
+            raise TokenizeError("expected a name after '.'", i + 1)
+        i = _skip(text, i + 1, _NAME_CHARS)
+    word = text[start:i]
+    if word == "in" and tokens and tokens[-1].kind == "not":  # one operator: 'not in'
+        tokens[-1] = Token("not in", text[tokens[-1].pos : i], tokens[-1].pos)
+    elif word in KEYWORDS:
+        tokens.append(Token(word, word, start))
+    elif word.lower() in _NEAR_KEYWORDS:
+        case = "keywords are lower case: " if word.lower() in KEYWORDS else ""
+        hint = _NEAR_KEYWORDS[word.lower()]
+        raise TokenizeError(f"unknown name {word!r} ({case}did you mean {hint}?)", start)
+    else:
+        tokens.append(Token("name", word, start, word))
+    return i
