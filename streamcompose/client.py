@@ -121,6 +121,7 @@ class Client:
         self._producer: AIOKafkaProducer | None = None
         self._waiting: dict[str, asyncio.Future[Result]] = {}
         self._listeners: dict[tuple[str, str], asyncio.Task] = {}
+        self._listen_lock = asyncio.Lock()
 
     async def __aenter__(self) -> Client:
         await self.start()
@@ -206,22 +207,22 @@ class Client:
 
     async def _listen(self, topics: Topics) -> None:
         key = (topics.output, topics.dlq)
-        if key in self._listeners:
-            return
-        consumer = await _assigned_consumer(self.bootstrap, key, from_beginning=False)
+        async with self._listen_lock:  # concurrent infer() calls share one listener
+            if key not in self._listeners:
+                consumer = await _assigned_consumer(self.bootstrap, key, from_beginning=False)
+                self._listeners[key] = asyncio.create_task(self._dispatch(consumer))
 
-        async def dispatch() -> None:
-            try:
-                while True:
-                    for records in (await consumer.getmany(timeout_ms=200)).values():
-                        for record in records:
-                            waiter = self._waiting.get((record.key or b"").decode())
-                            if waiter is not None and not waiter.done():
-                                waiter.set_result(Result.from_record(record))
-            finally:
-                await consumer.stop()
-
-        self._listeners[key] = asyncio.create_task(dispatch())
+    async def _dispatch(self, consumer: AIOKafkaConsumer) -> None:
+        """Hand each result or dead letter to the infer() call waiting for it."""
+        try:
+            while True:
+                for records in (await consumer.getmany(timeout_ms=200)).values():
+                    for record in records:
+                        waiter = self._waiting.get((record.key or b"").decode())
+                        if waiter is not None and not waiter.done():
+                            waiter.set_result(Result.from_record(record))
+        finally:
+            await consumer.stop()
 
 
 def _nones() -> Iterable[None]:

@@ -72,6 +72,7 @@ def held_out(direct: ModuleType) -> tuple[np.ndarray, np.ndarray]:
 @pytest.fixture(scope="module")
 def member_probas(direct: ModuleType, held_out: tuple[np.ndarray, np.ndarray]
                   ) -> dict[str, np.ndarray]:
+    """Each member's probabilities for the held-out digits, computed directly."""
     return direct.member_probabilities(held_out[0])
 
 
@@ -106,6 +107,7 @@ def run_graph(topology: Topology, payloads: list[Payload]) -> dict[str, list[Pay
 
 
 def digits_payloads(held_out: tuple[np.ndarray, np.ndarray]) -> list[Payload]:
+    """The requests of the held-out digits, pixels as lists as a client sends them."""
     return [{"pixels": row.tolist()} for row in held_out[0]]
 
 

@@ -124,8 +124,13 @@ def test_onnx_reports_fields_and_providers(fixed_model: Path, tmp_path: Path) ->
     assert rt.providers == ["CPUExecutionProvider"]
     (ti,) = rt.tensor_inputs
     assert (ti.name, ti.field, ti.dtype, ti.shape) == ("x", "x", np.dtype(np.float32), (3,))
-    assert describe_model(ModelSpec(runtime="onnx", path=fixed_model), tmp_path) == (
-        ("x",), ("y", "s"))
+    info = describe_model(ModelSpec(runtime="onnx", path=fixed_model), tmp_path)
+    assert (info.inputs, info.outputs) == (("x",), ("y", "s"))
+    assert info.shapes == {"y": (3,), "s": ()}
+    info = describe_model(ModelSpec(runtime="onnx", path=fixed_model, output_map={"y": "d"},
+                                    input_map={"x": "img"}), tmp_path)
+    assert (info.inputs, info.outputs) == (("img",), ("d", "s"))
+    assert info.shapes["d"] == (3,)
 
 
 def test_onnx_wrong_shape_rejects_only_that_payload(fixed_model: Path, tmp_path: Path) -> None:
@@ -575,6 +580,8 @@ def test_python_declared_inputs_missing_field(module: Callable[[str], str],
     rt = py_runtime(tmp_path, f"{mod}:needs_ab")
     assert rt.input_fields == ("a", "b")
     assert rt.output_fields is None
+    info = describe_model(ModelSpec(runtime="python", entrypoint=f"{mod}:needs_ab"), tmp_path)
+    assert (info.inputs, info.outputs, dict(info.shapes)) == (("a", "b"), None, {})
     results = rt.infer([{"a": 1, "b": 2}, {"a": 1}, {}])
     assert errors(results) == [1, 2]
     assert "missing field(s) b" in str(results[1])

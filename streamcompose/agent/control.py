@@ -53,7 +53,7 @@ class ControlFollower:
         await self.consumer.seek_to_beginning(*partitions)
         ends = await self.consumer.end_offsets(partitions)
         latest = None
-        while any(await self.consumer.position(tp) < end for tp, end in ends.items()):
+        while [tp for tp, end in ends.items() if await self.consumer.position(tp) < end]:
             for records in (await self.consumer.getmany(timeout_ms=200)).values():
                 latest = next((r for r in reversed(records) if self._mine(r)), latest)
         if latest is not None:

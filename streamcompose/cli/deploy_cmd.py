@@ -9,6 +9,7 @@ import click
 
 from streamcompose.cli.main import bootstrap_option
 from streamcompose.deploy import deploy as deploy_topology
+from streamcompose.deploy import set_weights as change_weights
 from streamcompose.deploy import status as deployment_status
 from streamcompose.deploy import stop as stop_deployment
 
@@ -85,4 +86,26 @@ def stop(name: str) -> None:
     click.echo(f"stopped {name}" if was_running else f"{name} was not running; cleaned up")
 
 
-COMMANDS = [deploy, status, stop]
+@click.command("set-weights")
+@click.argument("name")
+@click.argument("agent")
+@click.argument("weights", nargs=-1, required=True)
+def set_weights(name: str, agent: str, weights: tuple[str, ...]) -> None:
+    """Change the variant weights of traffic split AGENT in deployment NAME while it runs.
+
+    Example: streamcompose set-weights ab ab model_v1=90 model_v2=10
+    """
+    parsed = {}
+    for item in weights:
+        variant, sep, value = item.partition("=")
+        try:
+            parsed[variant] = float(value)
+        except ValueError:
+            sep = ""
+        if not sep:
+            raise click.BadParameter(f"{item!r} is not VARIANT=WEIGHT", param_hint="WEIGHTS")
+    sent = change_weights(name, agent, parsed)
+    click.echo(f"{name}/{agent}: " + ", ".join(f"{v}={w:g}" for v, w in sent.items()))
+
+
+COMMANDS = [deploy, status, stop, set_weights]

@@ -1,5 +1,5 @@
 """Deploying topologies as supervised worker processes."""
 
-from streamcompose.deploy.control import deploy, status, stop
+from streamcompose.deploy.control import deploy, set_weights, status, stop
 
-__all__ = ["deploy", "status", "stop"]
+__all__ = ["deploy", "set_weights", "status", "stop"]

@@ -28,7 +28,10 @@ def _manifest(t: Topology, bootstrap: str, supervisor_pid: int | None) -> dict[s
         "name": t.name, "file": str(t.source), "bootstrap": bootstrap,
         "input": t.input_topic, "output": t.output_topic, "dlq": t.dlq_topic,
         "topics": list(t.topics()), "partitions": t.partitions,
-        "agents": [{"name": a.name, "replicas": a.replicas, "group": t.group_id(a.name),
+        "control": t.control_topic,
+        "agents": [{"name": a.name, "kind": a.kind, "replicas": a.replicas,
+                    "group": t.group_id(a.name),
+                    "targets": list(t.targets(a.name)),
                     "inputs": list(t.input_topics(a.name)), "output": t.topic_of(a.name)}
                    for a in t.agents],
         "supervisor_pid": supervisor_pid, "deployed_at": time.time(),
@@ -95,7 +98,8 @@ def _wait_joined(d: Deployment, t: Topology, proc: subprocess.Popen, timeout: fl
             raise DeploymentError(f"the supervisor of {t.name!r} exited:\n"
                                   f"{_log_tail(d.log_file('supervisor'))}", topology=t.name)
         for w in workers:
-            if w not in joined and d.worker_state(*w).get("joined"):
+            state = d.worker_state(*w)
+            if w not in joined and state.get("joined") and state.get("status") == "running":
                 joined.add(w)
                 if progress is not None:
                     progress(f"{w[0]}-{w[1]}")
@@ -125,6 +129,27 @@ def stop(name: str, timeout: float = 90.0) -> bool:
             os.kill(info["pid"], signal.SIGKILL)
     d.remove_manifest()
     return running
+
+
+def set_weights(name: str, agent: str, weights: dict[str, float]) -> dict[str, float]:
+    """Change a running traffic split's weights; its workers apply them between batches.
+    Returns the weights sent."""
+    from streamcompose.agent.control import publish_control
+
+    m = Deployment(name).manifest()
+    spec = next((a for a in m["agents"] if a["name"] == agent), None)
+    if spec is None or spec.get("kind") != "split":
+        splits = [a["name"] for a in m["agents"] if a.get("kind") == "split"]
+        raise DeploymentError(f"{agent!r} is not a traffic split of {name!r} (splits: "
+                              f"{', '.join(splits) or 'none'})", topology=name)
+    if set(weights) != set(spec["targets"]):
+        raise DeploymentError(f"give a weight for each variant of {agent!r}: "
+                              f"{', '.join(spec['targets'])}", topology=name)
+    if any(w < 0 for w in weights.values()) or sum(weights.values()) <= 0:
+        raise DeploymentError("weights must be non-negative and sum to a positive number",
+                              topology=name)
+    asyncio.run(publish_control(m["bootstrap"], m["control"], agent, {"weights": weights}))
+    return weights
 
 
 def status(name: str | None = None, with_lag: bool = True) -> list[dict[str, Any]]:

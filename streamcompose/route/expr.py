@@ -78,16 +78,22 @@ class ExpressionError(StreamComposeError):
 
 @dataclass(frozen=True, slots=True)
 class Literal:
-    value: Scalar | tuple[Scalar, ...]  # a tuple for a list literal
+    """A number, string, true, false or null; a list literal is a tuple of them."""
+
+    value: Scalar | tuple[Scalar, ...]
 
 
 @dataclass(frozen=True, slots=True)
 class Field:
-    name: str  # dotted, as in 'meta.source'
+    """A payload field, by its dotted name: ``meta.source``."""
+
+    name: str
 
 
 @dataclass(frozen=True, slots=True)
 class Has:
+    """``has(field)``: whether the field is present."""
+
     field: Field
 
 
@@ -108,7 +114,9 @@ class Or:
 
 @dataclass(frozen=True, slots=True)
 class Compare:
-    op: str  # ==, !=, <, <=, >, >=, in, 'not in'
+    """``left op right``, ``op`` one of ``== != < <= > >= in``, ``not in``."""
+
+    op: str
     left: Node
     right: Node
 
@@ -220,15 +228,19 @@ class _Parser:
     """Recursive descent over the tokens: one method per rule of the grammar."""
 
     def __init__(self, text: str) -> None:
-        self.text, self.tokens, self.i, self.depth = text, tokenize(text), 0, 0
+        self.text, self.stream, self.depth = text, tokenize(text), 0
+        self.next: Token | None = None  # the one token of lookahead
         self.fields: set[str] = set()
 
-    def peek(self, ahead: int = 0) -> Token:
-        return self.tokens[min(self.i + ahead, len(self.tokens) - 1)]
+    def peek(self) -> Token:
+        if self.next is None:
+            self.next = next(self.stream)
+        return self.next
 
     def take(self) -> Token:
         tok = self.peek()
-        self.i += 1
+        if tok.kind != "end":
+            self.next = None
         return tok
 
     def fail(self, tok: Token, message: str = "", hint: str = "") -> ExpressionError:
@@ -243,10 +255,10 @@ class _Parser:
             raise self.fail(self.peek(), hint=hint)
         self.take()
 
-    def nested(self, rule: Callable[[], Node]) -> Node:
+    def nested(self, opening: Token, rule: Callable[[], Node]) -> Node:
         self.depth += 1
         if self.depth > MAX_DEPTH:
-            raise self.fail(self.peek(), f"expression nested more than {MAX_DEPTH} deep")
+            raise self.fail(opening, f"expression nested more than {MAX_DEPTH} deep")
         node = rule()
         self.depth -= 1
         return node
@@ -271,8 +283,7 @@ class _Parser:
     def negation(self) -> Node:
         if self.peek().kind != "not":
             return self.comparison()
-        self.take()
-        return Not(self.nested(self.negation))
+        return Not(self.nested(self.take(), self.negation))
 
     def comparison(self) -> Node:
         left = self.operand()
@@ -288,7 +299,7 @@ class _Parser:
         if tok.kind in _LITERALS:
             return Literal(_CONSTANTS.get(tok.kind, tok.value))
         if tok.kind == "(":
-            node = self.nested(lambda: self.junction("or"))
+            node = self.nested(tok, lambda: self.junction("or"))
             self.close(")", tok)
             return node
         if tok.kind == "[":
@@ -304,10 +315,12 @@ class _Parser:
             self.close("]", tok)
             return Literal(tuple(items))
         if tok.kind == "has":
-            opening, name = self.take(), self.take()
-            if opening.kind != "(" or name.kind != "name":
-                bad = name if opening.kind == "(" else opening
-                raise self.fail(bad, hint=" (expected has(field))")
+            opening = self.take()
+            if opening.kind != "(":
+                raise self.fail(opening, hint=" (expected has(field))")
+            name = self.take()
+            if name.kind != "name":
+                raise self.fail(name, hint=" (expected has(field))")
             self.close(")", opening)
             self.fields.add(name.text)
             return Has(Field(name.text))

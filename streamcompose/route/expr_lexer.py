@@ -10,6 +10,7 @@ raises :class:`TokenizeError` with the offset of the first character it cannot a
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from string import ascii_letters, hexdigits
 from typing import Any
@@ -50,31 +51,49 @@ class Token:
     value: Any = None
 
 
-def tokenize(text: str) -> list[Token]:
-    """Split ``text`` into tokens, ending with an ``end`` token at ``len(text)``."""
-    tokens: list[Token] = []
+def tokenize(text: str) -> Iterator[Token]:
+    """Yield the tokens of ``text``, ending with an ``end`` token at ``len(text)``.
+
+    Lazily, so that a parser stopping at a syntax error reports it rather than a bad
+    character further on. ``not`` followed by ``in`` becomes one ``not in`` token.
+    """
+    held: Token | None = None  # a 'not', until we know whether 'in' follows
+    for tok in _scan(text):
+        if held is not None:
+            if tok.kind == "in":
+                tok = Token("not in", text[held.pos : tok.pos + 2], held.pos)
+            else:
+                yield held
+            held = None
+        if tok.kind == "not":
+            held = tok
+        else:
+            yield tok
+
+
+def _scan(text: str) -> Iterator[Token]:
     i, n = 0, len(text)
     while i < n:
         c = text[i]
         if c.isspace():
             i += 1
-        elif c in "'\"":
-            i = _string(text, i, tokens)
+            continue
+        if c in "'\"":
+            tok = _string(text, i)
         elif c in _DIGITS or (c in "-." and _starts_number(text, i)):
-            i = _number(text, i, tokens)
+            tok = _number(text, i)
         elif c in _NAME_START:
-            i = _name(text, i, tokens)
+            tok = _name(text, i)
         else:
             symbol = next((s for s in _SYMBOLS if text.startswith(s, i)), None)
-            if symbol is not None:
-                tokens.append(Token(symbol, symbol, i))
-                i += len(symbol)
-                continue
-            wrong = text[i : i + 2] if text[i : i + 2] in _MISTAKES else c
-            hint = f" ({_MISTAKES[wrong]})" if wrong in _MISTAKES else ""
-            raise TokenizeError(f"unexpected character {wrong!r}{hint}", i)
-    tokens.append(Token("end", "", n))
-    return tokens
+            if symbol is None:
+                wrong = text[i : i + 2] if text[i : i + 2] in _MISTAKES else c
+                hint = f" ({_MISTAKES[wrong]})" if wrong in _MISTAKES else ""
+                raise TokenizeError(f"unexpected {wrong!r}{hint}", i)
+            tok = Token(symbol, symbol, i)
+        yield tok
+        i += len(tok.text)
+    yield Token("end", "", n)
 
 
 def _starts_number(text: str, i: int) -> bool:
@@ -94,7 +113,7 @@ def _skip(text: str, i: int, chars: str) -> int:
     return i
 
 
-def _number(text: str, start: int, tokens: list[Token]) -> int:
+def _number(text: str, start: int) -> Token:
     i = _skip(text, start + (text[start] == "-"), _DIGITS)
     is_float = False
     if text.startswith(".", i):
@@ -108,17 +127,18 @@ def _number(text: str, start: int, tokens: list[Token]) -> int:
     if i < len(text) and text[i] in _NAME_CHARS + ".":
         raise TokenizeError(f"unexpected {text[i]!r} after number", i)
     source = text[start:i]
-    tokens.append(Token("number", source, start, float(source) if is_float else int(source)))
-    return i
+    try:
+        return Token("number", source, start, float(source) if is_float else int(source))
+    except ValueError:  # more digits than int() accepts
+        raise TokenizeError("number too long", start) from None
 
 
-def _string(text: str, start: int, tokens: list[Token]) -> int:
+def _string(text: str, start: int) -> Token:
     quote, out, i = text[start], [], start + 1
     while i < len(text):
         c = text[i]
         if c == quote:
-            tokens.append(Token("string", text[start : i + 1], start, "".join(out)))
-            return i + 1
+            return Token("string", text[start : i + 1], start, "".join(out))
         if c != "\\":
             out.append(c)
             i += 1
@@ -140,21 +160,17 @@ def _string(text: str, start: int, tokens: list[Token]) -> int:
     raise TokenizeError("unterminated string", start)
 
 
-def _name(text: str, start: int, tokens: list[Token]) -> int:
+def _name(text: str, start: int) -> Token:
     i = _skip(text, start, _NAME_CHARS)
     while text.startswith(".", i):
         if not text[i + 1 : i + 2] or text[i + 1] not in _NAME_START:
             raise TokenizeError("expected a name after '.'", i + 1)
         i = _skip(text, i + 1, _NAME_CHARS)
     word = text[start:i]
-    if word == "in" and tokens and tokens[-1].kind == "not":  # one operator: 'not in'
-        tokens[-1] = Token("not in", text[tokens[-1].pos : i], tokens[-1].pos)
-    elif word in KEYWORDS:
-        tokens.append(Token(word, word, start))
-    elif word.lower() in _NEAR_KEYWORDS:
+    if word in KEYWORDS:
+        return Token(word, word, start)
+    if word.lower() in _NEAR_KEYWORDS:
         case = "keywords are lower case: " if word.lower() in KEYWORDS else ""
         hint = _NEAR_KEYWORDS[word.lower()]
         raise TokenizeError(f"unknown name {word!r} ({case}did you mean {hint}?)", start)
-    else:
-        tokens.append(Token("name", word, start, word))
-    return i
+    return Token("name", word, start, word)

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 from streamcompose.errors import StreamComposeError, TopologyError
 from streamcompose.topology.model import INPUT, AgentSpec, Topology
+from streamcompose.topology.validate_routes import validate_routers
 from streamcompose.topology.yamlsource import YamlDocument
 
 if TYPE_CHECKING:
@@ -79,7 +80,9 @@ def _models(t: Topology, doc: YamlDocument) -> dict[str, ModelInfo]:
     described = {}
     models = [(a.name, a.model, f"agents.{a.name}.model") for a in t.agents if a.model] + [
         (a.name, a.join.model, f"agents.{a.name}.join.model") for a in t.agents
-        if a.join is not None and a.join.model is not None]
+        if a.join is not None and a.join.model is not None] + [
+        (a.name, a.router.model, f"agents.{a.name}.route.model") for a in t.agents
+        if a.router is not None and a.router.model is not None]
     for name, model, key in models:
         if model.path is not None and not model.path.exists():
             raise doc.error(f"model file not found: {model.path}", f"{key}.path")
@@ -93,9 +96,11 @@ def _models(t: Topology, doc: YamlDocument) -> dict[str, ModelInfo]:
     return described
 
 
+ROUTER_GIVES = {"route": ("gate_weights",), "switch": (), "split": ("variant",), "shadow": ()}
 JOIN_OUTPUTS = {"soft_vote": ("label",), "majority_vote": ("label", "votes"),
                 "weighted_average": (), "max_confidence": ("label", "chosen"),
-                "entropy_weighted": ("label", "branch_weights")}
+                "entropy_weighted": ("label", "branch_weights"),
+                "gate_weighted": ("label",)}
 
 
 def _join_gives(agent: AgentSpec, described: dict[str, ModelInfo]) -> tuple[str, ...] | None:
@@ -177,6 +182,9 @@ def _field_flow(t: Topology, doc: YamlDocument, described: dict[str, ModelInfo])
         if agent.join is not None:
             _check_joined_field(t, doc, agent, out, described)
             needs, gives = None, _join_gives(agent, described)
+        elif agent.router is not None:
+            needs = described[name].inputs if name in described else None
+            gives = ROUTER_GIVES.get(agent.router.kind)
         else:
             info = described.get(name)
             needs, gives = (info.inputs, info.outputs) if info else (None, None)
@@ -197,6 +205,7 @@ def validate_topology(t: Topology, doc: YamlDocument) -> None:
         raise TopologyError("a topology needs at least one agent", file=doc.file, key="agents")
     _references(t, doc)
     _cycles(t, doc)
+    validate_routers(t, doc)
     _topics(t, doc)
     _replicas(t, doc)
     _joins(t, doc)

@@ -195,6 +195,7 @@ def _fit_to_onnx(model: LogisticRegression | RandomForestClassifier, split: Spli
 
 
 def _logreg() -> LogisticRegression:
+    """The logistic regression of the ``logreg`` member and of the meta-model."""
     return LogisticRegression(max_iter=2000, random_state=SEED)
 
 

@@ -1,0 +1,1 @@
+"""Request routing: switch conditions, traffic splits, mixtures of experts and shadows."""
