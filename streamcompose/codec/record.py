@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from streamcompose.codec.wire import MSGPACK
 
@@ -69,7 +69,8 @@ class Trace:
 
     def passed(self, agent: str) -> Trace:
         """This trace after one more agent."""
-        return replace(self, path=(*self.path, agent))
+        return Trace(self.request_id, self.entered_ms, (*self.path, agent), self.content_type,
+                     self.extra)
 
     @property
     def key(self) -> bytes:

@@ -78,6 +78,9 @@ def import_entrypoint(entrypoint: str, base_dir: Path) -> Any:
         raise ModelError(f"cannot import module {module_name!r} for entrypoint "
                          f"{entrypoint!r} (looked in {base_dir} and the installed "
                          f"packages): {exc}") from exc
+    except Exception as exc:  # the user's module failed while importing
+        raise ModelError(f"module {module_name!r} raised {type(exc).__name__} while being "
+                         f"imported for entrypoint {entrypoint!r}: {exc}") from exc
     obj: Any = module
     for part in attr.split("."):
         try:

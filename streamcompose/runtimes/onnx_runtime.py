@@ -55,7 +55,8 @@ class OnnxRuntime(TensorRuntime):
         self.output_shapes = {
             spec.output_map.get(o.name, o.name):
                 tuple(d if isinstance(d, int) else None for d in o.shape[1:])
-            for o in self.session.get_outputs() if o.shape}
+            for o in self.session.get_outputs()
+            if o.shape and (spec.outputs is None or o.name in spec.outputs)}
         self.output_fields = tuple(spec.output_map.get(n, n) for n in self.output_names
                                    if spec.outputs is None or n in spec.outputs)
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import inspect
 from pathlib import Path
 
+from streamcompose.errors import ModelError
 from streamcompose.runtimes.base import Payload, Result, Runtime, import_entrypoint, rename_outputs
 from streamcompose.topology.model import ModelSpec
 
@@ -27,7 +28,11 @@ class PythonRuntime(Runtime):
     def __init__(self, spec: ModelSpec, base_dir: Path, agent: str | None = None) -> None:
         super().__init__(spec, agent)
         target = import_entrypoint(spec.entrypoint or "", base_dir)
-        self.fn = target(**spec.options) if inspect.isclass(target) else target
+        try:
+            self.fn = target(**spec.options) if inspect.isclass(target) else target
+        except Exception as exc:
+            raise ModelError(f"{spec.entrypoint!r}({', '.join(spec.options)}) raised "
+                             f"{type(exc).__name__}: {exc}", agent=agent) from exc
         self.input_fields = _names(getattr(self.fn, "inputs", None))
         declared = _names(getattr(self.fn, "outputs", None))
         self.output_fields = (None if declared is None else

@@ -48,7 +48,11 @@ class TensorRuntime(Runtime):
                 return self.error(f"missing field {spec.field!r} (model input {spec.name!r}); "
                                   f"the payload has: {', '.join(sorted(payload)) or 'nothing'}")
             value = payload[spec.field]
-            array = value if isinstance(value, np.ndarray) else np.asarray(value)
+            try:
+                array = value if isinstance(value, np.ndarray) else np.asarray(value)
+            except ValueError as exc:
+                return self.error(f"field {spec.field!r} is not an array (model input "
+                                  f"{spec.name!r}): {exc}")
             if array.dtype == object or not np.can_cast(array.dtype, spec.dtype, "same_kind"):
                 return self.error(f"field {spec.field!r} has dtype {array.dtype}, model input "
                                   f"{spec.name!r} needs {spec.dtype}")
