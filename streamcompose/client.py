@@ -4,10 +4,16 @@ Targets are a deployed topology's name (its input and output topics are looked u
 topic name. ``send()`` returns a future in the manner of aiokafka; ``send_and_wait()``
 awaits it.
 
->>> async def main():  # doctest: +SKIP
-...     async with Client("127.0.0.1:9092") as client:
-...         result = await client.infer("digits", {"pixels": [0.0] * 64}, timeout=10)
-...         return result.payload["label"]
+Example (needs a broker and the deployed digits cascade)::
+
+    async def main():
+        async with Client("127.0.0.1:9092") as client:
+            result = await client.infer("digits", {"pixels": [0.0] * 64}, timeout=10)
+            return result.payload["label"]
+
+>>> resolve_topics("digits-not-deployed")
+Topics(input='digits-not-deployed.in', output='digits-not-deployed.out', \
+dlq='digits-not-deployed.dlq')
 """
 
 from __future__ import annotations
@@ -169,12 +175,17 @@ class Client:
                    for p, i in zip(payloads, ids if ids is not None else _nones(), strict=False)]
         return list(await asyncio.gather(*pending))
 
-    async def subscribe(self, target: str, from_beginning: bool = False,
-                        include_dead_letters: bool = False) -> AsyncIterator[Result]:
+    def subscribe(self, target: str, from_beginning: bool = False,
+                  include_dead_letters: bool = False) -> AsyncIterator[Result]:
         """Yield results of a target as they arrive (optionally its dead letters too)."""
         topics = resolve_topics(target)
         wanted = [topics.output, topics.dlq] if include_dead_letters else [topics.output]
-        consumer = await _assigned_consumer(self.bootstrap, wanted, from_beginning)
+        return self.read(wanted, from_beginning)
+
+    async def read(self, topics: list[str], from_beginning: bool = False
+                   ) -> AsyncIterator[Result]:
+        """Yield the records of any topics (an agent's intermediate topic, say)."""
+        consumer = await _assigned_consumer(self.bootstrap, topics, from_beginning)
         try:
             while True:
                 for records in (await consumer.getmany(timeout_ms=200)).values():

@@ -19,7 +19,8 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any
 
-from streamcompose.codec import JSON, MSGPACK
+from streamcompose.agent.base import result_content_type
+from streamcompose.codec import MSGPACK
 from streamcompose.runtimes import RecordError, load_runtime
 from streamcompose.topology.model import Topology
 
@@ -64,8 +65,7 @@ class ModelStep(Step):
         assert spec.model is not None
         self.runtime = load_runtime(spec.model, topology.base_dir, agent)
         self.topic = topology.topic_of(agent)
-        sink_json = topology.is_sink(agent) and topology.output_format == "json"
-        self.content_type = JSON if sink_json and not topology.is_shadow(agent) else MSGPACK
+        self.content_type = result_content_type(topology, agent)
 
     def warmup(self) -> None:
         self.runtime.warmup()

@@ -26,22 +26,20 @@ from dataclasses import dataclass
 from typing import Any
 
 import mode
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka import ConsumerRecord, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.errors import CommitFailedError, IllegalStateError
 
+from streamcompose.agent.base import WorkerBase
 from streamcompose.agent.control import ControlFollower
 from streamcompose.agent.deadletter import dead_letter_value, error_reason
 from streamcompose.agent.offsets import OffsetTracker
-from streamcompose.agent.state import WorkerState
 from streamcompose.agent.steps import Emission, Step, build_step
 from streamcompose.batching.batcher import MicroBatcher
 from streamcompose.codec import MSGPACK, Trace, decode_payload, encode_payload
 from streamcompose.errors import StreamComposeError
 from streamcompose.kafka.clients import make_consumer, make_producer
-from streamcompose.metrics import AgentMetrics
 from streamcompose.runtimes import RecordError
-from streamcompose.topology.model import Topology
 
 log = logging.getLogger("streamcompose.agent")
 COMMIT_INTERVAL_S = 0.05
@@ -67,22 +65,15 @@ class _Rebalance(ConsumerRebalanceListener):
         await self.worker.settle(revoked)
 
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
-        self.worker.wstate.update(joined=True, partitions=sorted(f"{tp.topic}[{tp.partition}]"
-                                                                for tp in assigned))
+        self.worker.joined(assigned)
 
 
-class AgentWorker(mode.Service):
+class AgentWorker(WorkerBase):
     """Runs one replica of one agent (a model or a stateless router) of a topology."""
 
-    def __init__(self, topology: Topology, agent: str, bootstrap: str, replica: int = 0,
-                 state: WorkerState | None = None, metrics_port: int = 0) -> None:
-        super().__init__()
-        self.topology, self.agent = topology, agent
-        self.bootstrap, self.replica = bootstrap, replica
-        self.spec = topology.agent(agent)
-        self.wstate = state or WorkerState.disabled()
-        self.metrics = AgentMetrics(topology.name, agent, replica)
-        self.metrics_port = metrics_port
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        topology, agent = self.topology, self.agent
         self.dlq = topology.dlq_of(agent)
         self.drop = self.spec.drop
         self.offsets = OffsetTracker()
@@ -90,8 +81,6 @@ class AgentWorker(mode.Service):
             self.spec.batch.max_size, self.spec.batch.max_wait_ms, on_batch=self._on_batch)
         self.executor = ThreadPoolExecutor(1, thread_name_prefix=f"model-{agent}")
         self.step: Step | None = None
-        self.consumer: AIOKafkaConsumer | None = None
-        self.producer: AIOKafkaProducer | None = None
         self._fetching = True
 
     def _on_batch(self, stats: Any) -> None:
@@ -99,16 +88,14 @@ class AgentWorker(mode.Service):
         self.metrics.queue_seconds.observe(stats.wait_s)
 
     async def on_start(self) -> None:
-        self.wstate.update(status="loading", metrics_port=self.metrics.serve(self.metrics_port))
+        self.serve_metrics()
         loop = asyncio.get_running_loop()
         self.step = await loop.run_in_executor(self.executor, build_step, self.topology,
                                                self.agent)
         await loop.run_in_executor(self.executor, self.step.warmup)
-        client_id = f"{self.topology.name}.{self.agent}.{self.replica}"
-        self.producer = make_producer(self.bootstrap, client_id)
+        self.producer = make_producer(self.bootstrap, self.client_id)
         await self.producer.start()
-        self.consumer = make_consumer(self.bootstrap, self.topology.group_id(self.agent),
-                                      client_id)
+        self.consumer = make_consumer(self.bootstrap, self.group, self.client_id)
         self.consumer.subscribe(list(self.topology.input_topics(self.agent)),
                                 listener=_Rebalance(self))
         await self.consumer.start()
@@ -259,8 +246,5 @@ class AgentWorker(mode.Service):
         self._fetching = False
         if self.consumer is not None:
             await self.settle()
-        for client in (self.consumer, self.producer):
-            if client is not None:
-                await client.stop()
+        await self.close_clients()
         self.executor.shutdown(wait=False)
-        self.wstate.update(status="stopped", joined=False)

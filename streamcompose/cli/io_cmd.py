@@ -13,7 +13,8 @@ import click
 from tqdm import tqdm
 
 from streamcompose.cli.main import bootstrap_option
-from streamcompose.client import Client
+from streamcompose.client import Client, resolve_topics
+from streamcompose.deploy.registry import Deployment
 
 PROGRESS_FROM = 100
 
@@ -61,24 +62,24 @@ def publish(target: str, source: IO[str], bootstrap: str) -> None:
     asyncio.run(run())
 
 
-@click.command()
-@click.argument("target")
-@click.option("--from-beginning", is_flag=True, help="Read the topic from its start.")
-@click.option("--count", "-n", type=int, default=None, help="Stop after N results.")
-@click.option("--timeout", type=float, default=None,
-              help="Stop after S seconds without a new result.")
-@click.option("--dead-letters", is_flag=True, help="Also print the target's dead letters.")
-@bootstrap_option
-def subscribe(target: str, from_beginning: bool, count: int | None, timeout: float | None,
-              dead_letters: bool, bootstrap: str) -> None:
-    """Print TARGET's results as JSON lines with at least "id" and "payload".
+def _follow_options(command: Any) -> Any:
+    for option in reversed([
+            click.option("--from-beginning", is_flag=True, help="Read from the start."),
+            click.option("--count", "-n", type=int, default=None, help="Stop after N records."),
+            click.option("--timeout", type=float, default=None,
+                         help="Stop after S seconds without a new record."),
+            bootstrap_option]):
+        command = option(command)
+    return command
 
-    Example: streamcompose subscribe digits --from-beginning --count 10
-    """
+
+def _follow(topics: list[str], from_beginning: bool, count: int | None,
+            timeout: float | None, bootstrap: str) -> None:
+    """Print records of the topics as JSON lines; exit 1 if fewer than ``count`` came."""
     async def run() -> int:
         seen = 0
         async with Client(bootstrap) as client:
-            results = client.subscribe(target, from_beginning, dead_letters).__aiter__()
+            results = client.read(topics, from_beginning).__aiter__()
             while count is None or seen < count:
                 try:
                     result = await asyncio.wait_for(results.__anext__(), timeout)
@@ -92,8 +93,43 @@ def subscribe(target: str, from_beginning: bool, count: int | None, timeout: flo
     with contextlib.suppress(KeyboardInterrupt):
         seen = asyncio.run(run())
         if count is not None and seen < count:
-            click.echo(f"only {seen} of {count} results within {timeout}s", err=True)
+            click.echo(f"only {seen} of {count} records within {timeout}s", err=True)
             sys.exit(1)
+
+
+@click.command()
+@click.argument("target")
+@click.option("--dead-letters", is_flag=True, help="Also print the target's dead letters.")
+@_follow_options
+def subscribe(target: str, dead_letters: bool, from_beginning: bool, count: int | None,
+              timeout: float | None, bootstrap: str) -> None:
+    """Print TARGET's results as JSON lines with at least "id" and "payload".
+
+    TARGET is a deployed topology's name or a topic.
+
+    Example: streamcompose subscribe digits --from-beginning --count 10
+    """
+    topics = resolve_topics(target)
+    _follow([topics.output, topics.dlq] if dead_letters else [topics.output],
+            from_beginning, count, timeout, bootstrap)
+
+
+@click.command()
+@click.argument("name")
+@click.argument("agent")
+@_follow_options
+def inspect(name: str, agent: str, from_beginning: bool, count: int | None,
+            timeout: float | None, bootstrap: str) -> None:
+    """Print what AGENT of deployment NAME writes (for a router: the requests it routes).
+
+    Example: streamcompose inspect ocr detect --from-beginning --count 3
+    """
+    spec = next((a for a in Deployment(name).manifest()["agents"] if a["name"] == agent), None)
+    if spec is None:
+        raise click.BadParameter(f"deployment {name!r} has no agent {agent!r}",
+                                 param_hint="AGENT")
+    topics = spec.get("edges") or [spec["output"]]
+    _follow(topics, from_beginning, count, timeout, bootstrap)
 
 
 @click.command()
@@ -120,4 +156,4 @@ def infer(target: str, data: str, timeout: float, bootstrap: str) -> None:
     click.echo(json.dumps(asyncio.run(run())))
 
 
-COMMANDS = [publish, subscribe, infer]
+COMMANDS = [publish, subscribe, inspect, infer]

@@ -1,7 +1,10 @@
 """Deploying, inspecting and stopping topologies.
 
->>> from streamcompose.deploy import deploy, status, stop
->>> info = deploy("topologies/digits_cascade.yaml")  # doctest: +SKIP
+Example (needs a broker)::
+
+    manifest = deploy("topologies/digits_cascade.yaml", "127.0.0.1:9092", name="digits-a")
+    print(status("digits-a")[0]["agents"])
+    stop("digits-a")
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ def _manifest(t: Topology, bootstrap: str, supervisor_pid: int | None) -> dict[s
         "agents": [{"name": a.name, "kind": a.kind, "replicas": a.replicas,
                     "group": t.group_id(a.name),
                     "targets": list(t.targets(a.name)),
+                    "edges": [t.edge_topic(a.name, x) for x in t.targets(a.name)],
                     "inputs": list(t.input_topics(a.name)), "output": t.topic_of(a.name)}
                    for a in t.agents],
         "supervisor_pid": supervisor_pid, "deployed_at": time.time(),

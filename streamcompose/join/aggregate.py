@@ -3,8 +3,8 @@ stacking meta-model (any runtime) or a Python aggregator entrypoint.
 
 >>> from streamcompose.topology.model import JoinSpec
 >>> agg = Aggregator(JoinSpec(strategy="weighted_average", field="y"), ".")
->>> agg([[("a", {"y": 1.0}), ("b", {"y": 3.0})]])[0]["y"]
-array(2.)
+>>> float(agg([[("a", {"y": 1.0}), ("b", {"y": 3.0})]])[0]["y"])
+2.0
 """
 
 from __future__ import annotations

@@ -23,18 +23,16 @@ from abc import abstractmethod
 from typing import Any
 
 import mode
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka import ConsumerRecord, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 
+from streamcompose.agent.base import WorkerBase, result_content_type
 from streamcompose.agent.deadletter import dead_letter_value
-from streamcompose.agent.state import WorkerState
-from streamcompose.codec import JSON, MSGPACK, Trace, encode_payload
+from streamcompose.codec import MSGPACK, Trace, encode_payload
 from streamcompose.codec.record import now_ms
 from streamcompose.join.store import Entry, JoinStore
 from streamcompose.kafka.clients import make_consumer, make_producer
-from streamcompose.metrics import AgentMetrics
-from streamcompose.topology.model import Topology
 
 log = logging.getLogger("streamcompose.stateful")
 POLL_MS = 50
@@ -52,44 +50,31 @@ class _Rebalance(ConsumerRebalanceListener):
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
         async with self.worker.busy:
             await self.worker.restore({tp.partition for tp in assigned})
-        self.worker.wstate.update(joined=True, partitions=sorted(
-            f"{tp.topic}[{tp.partition}]" for tp in assigned))
+        self.worker.joined(assigned)
 
 
-class StatefulWorker(mode.Service):
+class StatefulWorker(WorkerBase):
     """Runs one replica of a stateful agent; subclasses say what a record and a passing
-    minute do (:meth:`handle`, :meth:`tick`)."""
+    moment do (:meth:`handle`, :meth:`due`)."""
 
-    def __init__(self, topology: Topology, agent: str, bootstrap: str, replica: int = 0,
-                 state: WorkerState | None = None, metrics_port: int = 0) -> None:
-        super().__init__()
-        self.topology, self.agent = topology, agent
-        self.bootstrap, self.replica = bootstrap, replica
-        self.spec = topology.agent(agent)
-        self.changelog = topology.changelog_topic(agent)
-        self.group = topology.group_id(agent)
-        self.out_topic = topology.topic_of(agent)
-        self.out_type = JSON if (topology.is_sink(agent) and topology.output_format == "json") \
-            else MSGPACK
-        self.wstate = state or WorkerState.disabled()
-        self.metrics = AgentMetrics(topology.name, agent, replica)
-        self.metrics_port = metrics_port
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.changelog = self.topology.changelog_topic(self.agent)
+        self.out_topic = self.topology.topic_of(self.agent)
+        self.out_type = result_content_type(self.topology, self.agent)
         self.store = JoinStore()
         self.busy = asyncio.Lock()
-        self.consumer: AIOKafkaConsumer | None = None
-        self.producer: AIOKafkaProducer | None = None
 
     async def prepare(self) -> None:
         """Load what the agent needs before consuming (a meta-model, say)."""
 
     async def on_start(self) -> None:
-        self.wstate.update(status="loading", metrics_port=self.metrics.serve(self.metrics_port))
+        self.serve_metrics()
         await self.prepare()
-        client_id = f"{self.topology.name}.{self.agent}.{self.replica}"
-        self.producer = make_producer(self.bootstrap, client_id,
+        self.producer = make_producer(self.bootstrap, self.client_id,
                                       transactional_id=f"{self.group}.{self.replica}")
         await self.producer.start()
-        self.consumer = make_consumer(self.bootstrap, self.group, client_id,
+        self.consumer = make_consumer(self.bootstrap, self.group, self.client_id,
                                       partition_assignment_strategy=(RangePartitionAssignor,))
         self.consumer.subscribe(list(self.topology.input_topics(self.agent)),
                                 listener=_Rebalance(self))
@@ -184,7 +169,4 @@ class StatefulWorker(mode.Service):
 
     async def on_stop(self) -> None:
         self.wstate.update(status="stopping")
-        for client in (self.consumer, self.producer):
-            if client is not None:
-                await client.stop()
-        self.wstate.update(status="stopped", joined=False)
+        await self.close_clients()

@@ -6,7 +6,7 @@ over branches in that fixed order, so a result is reproducible bit for bit.
 
 >>> spec = JoinSpec(strategy="soft_vote", weights={"b": 3})
 >>> out = combine([("a", {"proba": [0.9, 0.1]}), ("b", {"proba": [0.2, 0.8]})], spec)
->>> out["label"], [round(p, 3) for p in out["proba"]]
+>>> out["label"], [round(float(p), 3) for p in out["proba"]]
 (1, [0.375, 0.625])
 """
 

@@ -3,8 +3,9 @@ and top-k expert choice with renormalised gate weights and a per-batch capacity.
 
 >>> sticky_choice("user-42", {"v1": 95, "v2": 5}) in ("v1", "v2")
 True
->>> choose_experts([[0.1, 0.6, 0.3]], top_k=2, capacity=None)
-[[(1, 0.6666666666666666), (2, 0.3333333333333333)]]
+>>> [(e, round(w, 3)) for e, w in choose_experts([[0.1, 0.6, 0.3]], top_k=2,
+...                                                capacity=None)[0]]
+[(1, 0.667), (2, 0.333)]
 """
 
 from __future__ import annotations
@@ -40,14 +41,15 @@ def choose_experts(scores: Sequence[Sequence[float]], top_k: int, capacity: floa
     """For each request of a batch, its ``top_k`` experts (by index) with gate weights
     renormalised over them. With ``capacity`` (a share in (0, 1]) one expert takes at
     most ``ceil(capacity * batch size)`` requests of the batch; a request whose best
-    experts are full goes to the next best with room (best regardless, if none has).
+    experts are full goes to the next best with room and a positive score (best
+    regardless, if none has).
     Gate scores must be non-negative (probabilities)."""
     limit = math.inf if capacity is None else max(1, math.ceil(capacity * len(scores)))
     load: dict[int, int] = {}
     chosen_all = []
     for row in scores:
         ranked = sorted(range(len(row)), key=lambda e: (-row[e], e))
-        chosen = [e for e in ranked if load.get(e, 0) < limit][:top_k]
+        chosen = [e for e in ranked if load.get(e, 0) < limit and row[e] > 0][:top_k]
         chosen += [e for e in ranked if e not in chosen][:top_k - len(chosen)]
         for e in chosen:
             load[e] = load.get(e, 0) + 1

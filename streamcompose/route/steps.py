@@ -78,8 +78,8 @@ class SplitStep(_Router):
         if not isinstance(weights, dict) or set(weights) != set(self.spec.targets):
             raise self.error(f"weights must name exactly the variants "
                              f"{', '.join(self.spec.targets)}; got {weights!r}")
-        if any(not isinstance(w, int | float) or w < 0 for w in weights.values()) or \
-                sum(weights.values()) <= 0:
+        if any(isinstance(w, bool) or not isinstance(w, int | float) or w < 0
+               for w in weights.values()) or sum(weights.values()) <= 0:
             raise self.error(f"weights must be non-negative numbers with a positive sum, "
                              f"got {weights}")
         self.weights = {v: float(weights[v]) for v in self.spec.targets}

@@ -1,8 +1,10 @@
 """Pictures of a topology's inference graph: Mermaid, Graphviz DOT and PNG.
 
-The graph has one node per topic end (the input, output and dead-letter topics) and one
-per agent. A solid edge carries data and is labelled with the topic it travels on; a
-dashed edge runs from every agent to the dead-letter topic, where rejected records go.
+All three draw the one :func:`~streamcompose.topology.graph_model.graph_of` description:
+a node per topic end (input, output, dead letters, each shadow's results) and per agent,
+each kind in its own shape (models rounded boxes, joiners double-edged boxes, routers
+hexagons); data edges labelled with their topic, a router's edges with what decides the
+route, dashed edges for shadow copies and dead letters.
 
 >>> from streamcompose.topology.model import INPUT, AgentSpec, ModelSpec, Topology
 >>> t = Topology(name="demo", agents=(
@@ -14,94 +16,39 @@ dashed edge runs from every agent to the dead-letter topic, where rejected recor
 
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass
 from pathlib import Path
 
-from streamcompose.topology.model import INPUT, AgentSpec, Topology
+from streamcompose.topology.graph_model import (
+    DLQ_ID,
+    IN_ID,
+    OUT_ID,
+    Edge,
+    Graph,
+    Node,
+    agent_lines,
+    graph_of,
+)
+from streamcompose.topology.model import Topology
 
-__all__ = ["Edge", "Graph", "Node", "agent_lines", "graph_of", "to_dot", "to_mermaid",
-           "to_png"]
+__all__ = ["DLQ_ID", "IN_ID", "OUT_ID", "Edge", "Graph", "Node", "agent_lines", "graph_of",
+           "to_dot", "to_mermaid", "to_png"]
 
-IN_ID, OUT_ID, DLQ_ID = "topic_in", "topic_out", "topic_dlq"
-
-
-@dataclass(frozen=True)
-class Node:
-    """A box of the picture; ``kind`` is ``input``, ``agent``, ``output`` or ``dlq``."""
-
-    id: str
-    kind: str
-    lines: tuple[str, ...]
-    depth: int
-
-
-@dataclass(frozen=True)
-class Edge:
-    """An arrow; ``dashed`` marks the dead-letter edges."""
-
-    source: str
-    target: str
-    label: str
-    dashed: bool = False
+#: fill and stroke colour of each node kind (shared by the DOT and Mermaid pictures)
+COLOURS = {"topic": ("#e3eefb", "#3d6fb4"), "shadow": ("#ececec", "#7a7a7a"),
+           "dlq": ("#fbe4e4", "#b44a4a"), "model": ("#fff6d8", "#8a6d1d"),
+           "join": ("#e2f3e0", "#3b7a35"), "router": ("#ece4f7", "#6a4a9c")}
+EDGE_COLOURS = {"dlq": "#b44a4a", "return": "#3b7a35", "copy": "#7a7a7a"}
+_MERMAID_SHAPES = {"model": '("{}")', "join": '[["{}"]]', "router": '{{{{"{}"}}}}'}
+_MERMAID_ESCAPES = {'"': "#quot;", "<": "#lt;", ">": "#gt;", "|": "#124;"}
 
 
-@dataclass(frozen=True)
-class Graph:
-    """The nodes (input first, then agents upstream first, output, dlq) and edges."""
-
-    name: str
-    nodes: tuple[Node, ...]
-    edges: tuple[Edge, ...]
-
-    def node(self, node_id: str) -> Node:
-        return next(n for n in self.nodes if n.id == node_id)
-
-
-def agent_lines(agent: AgentSpec) -> tuple[str, ...]:
-    """The text of an agent's box: name, runtime, then batching and replicas if used.
-
-    >>> from streamcompose.topology.model import BatchSpec, ModelSpec
-    >>> agent_lines(AgentSpec(name="ocr", inputs=("det",), replicas=2,
-    ...     batch=BatchSpec(max_size=8, max_wait_ms=5), model=ModelSpec(runtime="onnx")))
-    ('ocr', 'onnx', 'batch 8 / 5 ms', 'replicas 2')
-    """
-    runtime = agent.model.runtime if agent.model else "?"
-    if agent.model and agent.model.device != "cpu":
-        runtime += f" on {agent.model.device}"
-    lines = [agent.name, runtime]
-    if agent.batch.max_size > 1:
-        lines.append(f"batch {agent.batch.max_size} / {agent.batch.max_wait_ms:g} ms")
-    if agent.replicas > 1:
-        lines.append(f"replicas {agent.replicas}")
-    return tuple(lines)
-
-
-def graph_of(t: Topology) -> Graph:
-    """The nodes and edges every rendering draws, with each node's layer (``depth``)."""
-    order = t.order()
-    ids = {INPUT: IN_ID, **{name: f"a{i}_{re.sub(r'[^A-Za-z0-9_]', '_', name)}"
-                            for i, name in enumerate(order)}}
-    depth = {INPUT: 0}
-    for name in order:
-        depth[name] = 1 + max(depth[src] for src in t.agent(name).inputs)
-    last = max(depth.values()) + 1
-    nodes = [Node(IN_ID, "input", (t.input_topic,), 0)]
-    nodes += [Node(ids[n], "agent", agent_lines(t.agent(n)), depth[n]) for n in order]
-    nodes += [Node(OUT_ID, "output", (t.output_topic,), last),
-              Node(DLQ_ID, "dlq", (t.dlq_topic,), last)]
-    edges: list[Edge] = []
-    for name in order:
-        for src in dict.fromkeys(t.agent(name).inputs):
-            edges.append(Edge(ids[src], ids[name], t.topic_of(src)))
-        if t.is_sink(name):
-            edges.append(Edge(ids[name], OUT_ID, t.output_topic))
-    edges += [Edge(ids[name], DLQ_ID, t.dlq_topic, dashed=True) for name in order]
-    return Graph(t.name, tuple(nodes), tuple(edges))
+def _style(node: Node) -> str:
+    """The colour class of a node: topic, shadow, dlq, model, join or router."""
+    return {"input": "topic", "output": "topic", "topic": "shadow"}.get(node.kind, node.kind)
 
 
 def _mermaid_text(text: str) -> str:
-    return text.replace('"', "#quot;")
+    return "".join(_MERMAID_ESCAPES.get(c, c) for c in text)
 
 
 def to_mermaid(t: Topology) -> str:
@@ -113,35 +60,58 @@ def to_mermaid(t: Topology) -> str:
     >>> print(to_mermaid(t))
     flowchart LR
         topic_in[("demo.in")]:::topic
-        a0_inc("inc<br/>python"):::agent
+        a0_inc("inc<br/>python"):::model
         topic_out[("demo.out")]:::topic
         topic_dlq[("demo.dlq")]:::dlq
         topic_in -->|"demo.in"| a0_inc
         a0_inc -->|"demo.out"| topic_out
         a0_inc -.->|"demo.dlq"| topic_dlq
+        linkStyle 2 stroke:#b44a4a
         classDef topic fill:#e3eefb,stroke:#3d6fb4
-        classDef agent fill:#fff6d8,stroke:#8a6d1d
         classDef dlq fill:#fbe4e4,stroke:#b44a4a,stroke-dasharray:4 3
+        classDef model fill:#fff6d8,stroke:#8a6d1d
     """
     g = graph_of(t)
     out = ["flowchart LR"]
     for n in g.nodes:
-        text = _mermaid_text("<br/>".join(n.lines))
-        if n.kind == "agent":
-            out.append(f'    {n.id}("{text}"):::agent')
-        else:
-            out.append(f'    {n.id}[("{text}")]:::{"dlq" if n.kind == "dlq" else "topic"}')
+        text = "<br/>".join(_mermaid_text(line) for line in n.lines)
+        shape = _MERMAID_SHAPES.get(n.kind, '[("{}")]')
+        out.append(f"    {n.id}{shape.format(text)}:::{_style(n)}")
     for e in g.edges:
         arrow = "-.->" if e.dashed else "-->"
         out.append(f'    {e.source} {arrow}|"{_mermaid_text(e.label)}"| {e.target}')
-    out += ["    classDef topic fill:#e3eefb,stroke:#3d6fb4",
-            "    classDef agent fill:#fff6d8,stroke:#8a6d1d",
-            "    classDef dlq fill:#fbe4e4,stroke:#b44a4a,stroke-dasharray:4 3"]
+    for kind, colour in EDGE_COLOURS.items():
+        links = [str(i) for i, e in enumerate(g.edges) if e.kind == kind]
+        if links:
+            out.append(f"    linkStyle {','.join(links)} stroke:{colour}")
+    used = {_style(n) for n in g.nodes}
+    for style in (s for s in COLOURS if s in used):
+        fill, stroke = COLOURS[style]
+        dashes = ",stroke-dasharray:4 3" if style in ("dlq", "shadow") else ""
+        out.append(f"    classDef {style} fill:{fill},stroke:{stroke}{dashes}")
     return "\n".join(out)
 
 
 def _dot_text(text: str) -> str:
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+_DOT_SHAPES = {"model": 'shape=box, style="rounded,filled"', "join": "shape=box, peripheries=2, "
+               'style=filled', "router": "shape=hexagon, style=filled",
+               "dlq": 'shape=cylinder, style="dashed,filled"'}
+
+
+def _dot_edge(e: Edge) -> str:
+    attrs = [f"label={_dot_text(e.label)}"]
+    if e.kind in ("route", "copy"):
+        attrs.append(f"tooltip={_dot_text(e.topic)}")
+    if e.dashed:
+        attrs.append("style=dashed")
+    if e.kind in EDGE_COLOURS:
+        attrs.append(f'color="{EDGE_COLOURS[e.kind]}"')
+    if e.kind == "return":  # results flow back to the router: keep the targets after it
+        attrs.append("constraint=false")
+    return f"    {e.source} -> {e.target} [{', '.join(attrs)}];"
 
 
 def to_dot(t: Topology) -> str:
@@ -154,7 +124,8 @@ def to_dot(t: Topology) -> str:
     digraph "demo" {
         rankdir=LR;
     ...
-        a0_inc [label="inc\\npython", shape=box, style="rounded,filled", fillcolor="#fff6d8"];
+        a0_inc [label="inc\\npython", shape=box, style="rounded,filled", fillcolor="#fff6d8", \
+color="#8a6d1d"];
     ...
         a0_inc -> topic_dlq [label="demo.dlq", style=dashed, color="#b44a4a"];
     }
@@ -164,17 +135,11 @@ def to_dot(t: Topology) -> str:
            '    node [fontname="Helvetica"];', '    edge [fontname="Helvetica", fontsize=10];']
     for n in g.nodes:
         label = _dot_text("\n".join(n.lines)).replace("\n", "\\n")
-        if n.kind == "agent":
-            style = 'shape=box, style="rounded,filled", fillcolor="#fff6d8"'
-        elif n.kind == "dlq":
-            style = 'shape=cylinder, style="dashed,filled", fillcolor="#fbe4e4"'
-        else:
-            style = 'shape=cylinder, style=filled, fillcolor="#e3eefb"'
-        out.append(f"    {n.id} [label={label}, {style}];")
+        shape = _DOT_SHAPES.get(n.kind, "shape=cylinder, style=filled")
+        fill, stroke = COLOURS[_style(n)]
+        out.append(f'    {n.id} [label={label}, {shape}, fillcolor="{fill}", color="{stroke}"];')
     out.append(f"    {{ rank=same; {OUT_ID}; {DLQ_ID}; }}")
-    for e in g.edges:
-        extra = ', style=dashed, color="#b44a4a"' if e.dashed else ""
-        out.append(f"    {e.source} -> {e.target} [label={_dot_text(e.label)}{extra}];")
+    out += [_dot_edge(e) for e in g.edges]
     out.append("}")
     return "\n".join(out)
 

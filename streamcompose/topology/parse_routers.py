@@ -23,7 +23,8 @@ def _route(r: Reader, raw: Any, key: str, base_dir: Path) -> RouterSpec:
         raise r.doc.error("a mixture-of-experts router needs a gate 'model'", key)
     experts = r.strings(g.get("experts"), f"{key}.experts")
     capacity = g.get("capacity")
-    if capacity is not None and not (isinstance(capacity, int | float) and 0 < capacity <= 1):
+    if capacity is not None and (isinstance(capacity, bool) or not (
+            isinstance(capacity, int | float) and 0 < capacity <= 1)):
         raise r.doc.error(f"capacity is the largest share of a batch one expert may take, "
                           f"in (0, 1]; got {capacity!r}", f"{key}.capacity")
     return RouterSpec(

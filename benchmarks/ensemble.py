@@ -1,0 +1,461 @@
+"""What an ensemble costs over Kafka, against its slowest member deployed alone.
+
+Two deployments, one after the other in one run on the same broker:
+
+(1) ``<member> alone``: the ``features`` step of ``topologies/digits_ensemble.yaml`` and its
+    slowest member, nothing else (derived from that file at run time, with the joiner's
+    ``drop`` moved to the member so that both variants write the same output fields).
+(2) ``ensemble``: ``topologies/digits_ensemble.yaml`` as is: ``features``, fanned out to four
+    members (logreg, forest: onnx; mlp, cnn: torch), joined by ``vote`` (soft vote).
+
+The slowest member is found first, in this process: each member's step (the code a worker
+runs on a batch, model call included) is timed on the held-out digits in batches of the
+member's batch size, best of a few interleaved rounds. Every member reads the same
+``features`` output and writes the same kind of output, so the per-record cost of the
+worker around the model is the same for all of them; the member whose step costs most
+per record is the one with the least throughput alone. Timing the steps takes about a
+second; deploying each member alone would take minutes and be noisier than the
+differences on a loaded machine.
+
+Each deployment gets fresh topics (input and output with ``LogAppendTime``, so every
+record carries the time the broker stored it) and the same requests: held-out digits
+from ``topologies/models/digits_test.npz`` (``{"pixels": float32[64]}``, repeated as
+needed, request ids as keys):
+
+1. *Warm-up*: once every worker has joined its group, warm-up requests go through the
+   whole pipeline.
+2. *Backlog*: the workers are frozen (SIGSTOP) while the ``--records`` timed requests are
+   produced, then resumed (SIGCONT), so every deployment starts warm on the same full
+   backlog. Throughput is the number of timed requests over the span between the first
+   and the last broker timestamp of their outputs; CPU per record is the CPU time of the
+   deployment's worker processes (from /proc, all threads) while they drain it, divided by
+   the timed requests, in total and by agent.
+3. *Latency probe*: ``--latency-records`` requests at a steady ``--latency-rate``.
+   End-to-end latency is an output's broker timestamp minus its request's: p50 and p99.
+   Outputs are read as streamcompose clients read them (``read_committed``: the joiner
+   writes in transactions), and when this process received each one is kept too, so the
+   report also gives the latency until a result was readable (meaningful when the broker
+   runs on this machine, whose clock both times then come from).
+
+Ratios and added latencies are relative to the single member of the same run. Nothing
+here passes or fails; the script reports. Usage::
+
+    python benchmarks/ensemble.py --bootstrap 127.0.0.1:9092 [--records 10000]
+        [--json benchmarks/out/ensemble.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib.metadata
+import json
+import os
+import signal
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from overhead import (
+    CONSUMER_CONFIG,
+    PARTITIONS,
+    POLL_S,
+    STALL_S,
+    BenchError,
+    Measurement,
+    Record,
+    Workload,
+    _fmt,
+    _minus,
+    broker_times,
+    compare,
+    create_topics,
+    machine,
+    process_cpu_seconds,
+    produce,
+    summarize,
+)
+
+from streamcompose.agent.steps import build_step
+from streamcompose.codec import Trace, encode_payload
+from streamcompose.codec.record import now_ms
+from streamcompose.kafka.admin import delete_topics
+from streamcompose.topology import Topology, load_topology
+
+ROOT = Path(__file__).resolve().parent.parent
+TOPOLOGIES = ROOT / "topologies"
+ENSEMBLE = TOPOLOGIES / "digits_ensemble.yaml"
+DIGITS = TOPOLOGIES / "models" / "digits_test.npz"
+WARMUP_RECORDS = 600
+TIMING_ROUNDS = 5
+DEPLOY_TIMEOUT_S = 180.0
+
+AgentPids = dict[str, list[int]]
+
+
+@dataclass(frozen=True)
+class Result:
+    """One deployment's measurement, with its worker count, its CPU per record by agent
+    and the latency until a result was readable by a client."""
+
+    measurement: Measurement
+    workers: int = 0
+    cpu_by_agent: dict[str, float] | None = None
+    seen_p50_ms: float | None = None
+    seen_p99_ms: float | None = None
+
+
+# --- the workload and the members -------------------------------------------------------
+
+def digit_records(prefix: str, count: int, pixels: np.ndarray) -> list[Record]:
+    """``count`` requests ``{"pixels": float32[64]}``, cycling through ``pixels``."""
+    records = []
+    for i in range(count):
+        key = f"{prefix}-{i:07d}"
+        value = encode_payload({"pixels": pixels[i % len(pixels)]})
+        records.append((key.encode(), value, Trace(request_id=key, entered_ms=now_ms()).headers()))
+    return records
+
+
+def make_workload(records: int, latency_records: int, latency_rate: float) -> Workload:
+    """Warm-up, timed and probe requests, each set with keys of its own."""
+    pixels = np.load(DIGITS)["X"].astype(np.float32)
+    return Workload(warmup=digit_records("warmup", WARMUP_RECORDS, pixels),
+                    timed=digit_records("timed", records, pixels),
+                    probe=digit_records("probe", latency_records, pixels),
+                    payload_bytes=pixels[0].nbytes, latency_rate=latency_rate)
+
+
+def members_of(ensemble: Topology) -> tuple[str, str, tuple[str, ...]]:
+    """The ensemble's joiner, the step that feeds its members, and the members."""
+    (joiner,) = [a for a in ensemble.agents if a.join is not None]
+    (feeder,) = {source for member in joiner.inputs
+                 for source in ensemble.agent(member).inputs}
+    return joiner.name, feeder, joiner.inputs
+
+
+def time_members(ensemble: Topology) -> dict[str, float]:
+    """µs per record of each member's step on the held-out digits, in batches of the
+    member's ``max_size``: the best of :data:`TIMING_ROUNDS` interleaved rounds."""
+    _, feeder, members = members_of(ensemble)
+    pixels = np.load(DIGITS)["X"].astype(np.float32)
+    requests = [(str(i), {"pixels": p}) for i, p in enumerate(pixels)]
+    outcomes = build_step(ensemble, feeder)(requests)
+    payloads = [(rid, {**p, **outcome[0].fields}) for (rid, p), outcome
+                in zip(requests, outcomes, strict=True) if isinstance(outcome, list)]
+    steps = {m: build_step(ensemble, m) for m in members}
+    best = dict.fromkeys(members, float("inf"))
+    for _ in range(TIMING_ROUNDS):
+        for member, step in steps.items():
+            size = ensemble.agent(member).batch.max_size
+            step.warmup()
+            started = time.perf_counter()
+            for i in range(0, len(payloads), size):
+                step(payloads[i:i + size])
+            best[member] = min(best[member],
+                               (time.perf_counter() - started) / len(payloads) * 1e6)
+    return best
+
+
+def single_member_topology(member: str, name: str, workdir: Path) -> Path:
+    """Write a topology of the ensemble's feeding step and ``member`` (with the joiner's
+    ``drop``) to ``workdir``, beside links to the folders of ``topologies/`` (python steps,
+    models) that its relative paths name. Returns the file."""
+    raw = yaml.safe_load(ENSEMBLE.read_text())
+    joiner, feeder, _ = members_of(load_topology(ENSEMBLE))
+    agents = raw["agents"]
+    spec = {**agents[member], **({"drop": agents[joiner]["drop"]}
+                                 if "drop" in agents[joiner] else {})}
+    derived = {**raw, "name": name, "agents": {feeder: agents[feeder], member: spec}}
+    for folder in TOPOLOGIES.iterdir():
+        if folder.is_dir() and not (workdir / folder.name).exists():
+            (workdir / folder.name).symlink_to(folder, target_is_directory=True)
+    file = workdir / f"{name}.yaml"
+    file.write_text(yaml.safe_dump(derived, sort_keys=False))
+    return file
+
+
+# --- a deployment under measurement -----------------------------------------------------
+
+class OutputCollector:
+    """Reads a topic from its beginning as it is written, ``read_committed`` like every
+    streamcompose consumer: the broker timestamp of each key's first record, and when
+    this process received it (ms since the epoch)."""
+
+    def __init__(self, bootstrap: str, topic: str) -> None:
+        self.consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap,
+                                         isolation_level="read_committed", **CONSUMER_CONFIG)
+        self.partitions = [TopicPartition(topic, p) for p in range(PARTITIONS)]
+        self.times: dict[bytes, int] = {}
+        self.seen: dict[bytes, float] = {}
+        self.task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        await self.consumer.start()
+        self.consumer.assign(self.partitions)
+        await self.consumer.seek_to_beginning(*self.partitions)
+        self.task = asyncio.create_task(self._run())
+
+    async def _run(self) -> None:
+        while True:
+            batches = await self.consumer.getmany(timeout_ms=100, max_records=5000)
+            received = time.time() * 1000
+            for records in batches.values():
+                for r in records:
+                    if r.key not in self.times:
+                        self.times[r.key] = r.timestamp
+                        self.seen[r.key] = received
+
+    async def wait_for(self, target: int, label: str) -> None:
+        """Wait until ``target`` keys have an output; raise if none comes for STALL_S."""
+        seen, moved = -1, time.perf_counter()
+        while (count := len(self.times)) < target:
+            if self.task is not None and self.task.done():
+                raise BenchError(f"reading the outputs failed: {self.task.exception()!r}")
+            if count != seen:
+                seen, moved = count, time.perf_counter()
+            elif time.perf_counter() - moved > STALL_S:
+                raise BenchError(f"{label}: {count} of {target} outputs, none more for "
+                                 f"{STALL_S:.0f}s")
+            await asyncio.sleep(POLL_S)
+
+    async def stop(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
+            await asyncio.gather(self.task, return_exceptions=True)
+        await self.consumer.stop()
+
+
+class TopologyDeployment:
+    """A topology deployed under a unique name, as a user deploys it: a supervisor and
+    one worker process per agent (an :class:`overhead.Variant`)."""
+
+    def __init__(self, label: str, file: Path, name: str) -> None:
+        self.label, self.file = label, file
+        self.topology = load_topology(file, name)
+        self.input, self.output = self.topology.input_topic, self.topology.output_topic
+        self.topics = (*self.topology.topics(), *self.topology.changelog_topics(),
+                       self.topology.control_topic)
+        self.pids: dict[str, list[int]] = {}
+        self.deployed = False
+
+    async def start(self, bootstrap: str) -> None:
+        # imported here: main() has pointed STREAMCOMPOSE_HOME at a temporary folder
+        from streamcompose.deploy import deploy
+
+        # deploy() returns once every worker has joined its group; it leaves the input
+        # and output topics, created beforehand with LogAppendTime, as they are
+        await asyncio.to_thread(deploy, self.file, bootstrap, name=self.topology.name,
+                                timeout=DEPLOY_TIMEOUT_S)
+        self.deployed = True
+        self.pids = await asyncio.to_thread(self.worker_pids)
+
+    def worker_pids(self) -> dict[str, list[int]]:
+        """The pids of the worker processes, by agent, as the deployment's status has them."""
+        from streamcompose.deploy import status
+
+        (deployment,) = status(self.topology.name, False)
+        return {a["name"]: [w["pid"] for w in a["workers"]] for a in deployment["agents"]}
+
+    def check(self) -> None:
+        """Raise :class:`BenchError` if the supervisor restarted a worker."""
+        if self.worker_pids() != self.pids:
+            raise BenchError(f"{self.label}: a worker was restarted during the run")
+
+    def cpu_by_agent(self) -> dict[str, float]:
+        """The CPU time (user + system, all threads) each agent's workers used so far; not
+        the supervisor's, which only polls its children."""
+        return {agent: sum(process_cpu_seconds(pid) for pid in pids)
+                for agent, pids in self.pids.items()}
+
+    def cpu_seconds(self) -> float:
+        return sum(self.cpu_by_agent().values())
+
+    @contextmanager
+    def frozen(self) -> Iterator[None]:
+        """Stop every worker process (SIGSTOP) for the duration, then let them go on."""
+        pids = [pid for agent_pids in self.pids.values() for pid in agent_pids]
+        for pid in pids:
+            os.kill(pid, signal.SIGSTOP)
+        try:
+            yield
+        finally:
+            for pid in pids:
+                os.kill(pid, signal.SIGCONT)
+
+    async def stop(self) -> None:
+        from streamcompose.deploy import stop
+
+        if self.deployed:
+            await asyncio.to_thread(stop, self.topology.name)
+
+
+async def drive(variant: TopologyDeployment, bootstrap: str, workload: Workload
+                ) -> tuple[OutputCollector, dict[str, float]]:
+    """Deploy, warm up, drain the backlog produced while the workers were frozen, send the
+    latency probe and stop. Returns the outputs and each agent's CPU µs per timed record."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=0,
+                                max_request_size=16 << 20)
+    collector = OutputCollector(bootstrap, variant.output)
+    await producer.start()
+    await collector.start()
+    try:
+        await variant.start(bootstrap)
+        try:
+            await produce(producer, variant.input, workload.warmup)
+            await collector.wait_for(len(workload.warmup), variant.label)
+            with variant.frozen():
+                await produce(producer, variant.input, workload.timed)
+                before = variant.cpu_by_agent()
+            await collector.wait_for(len(workload.backlog), variant.label)
+            after = variant.cpu_by_agent()
+            await produce(producer, variant.input, workload.probe, workload.latency_rate)
+            await collector.wait_for(len(workload.backlog) + len(workload.probe),
+                                     variant.label)
+            await asyncio.to_thread(variant.check)
+        finally:
+            await variant.stop()
+    finally:
+        await producer.stop()
+        await collector.stop()
+    return collector, {agent: (after[agent] - before[agent]) / len(workload.timed) * 1e6
+                       for agent in after}
+
+
+async def measure(variant: TopologyDeployment, bootstrap: str, workload: Workload) -> Result:
+    """Measure one deployment on fresh topics, deleted afterwards; an error becomes the
+    measurement's ``error``."""
+    started = time.perf_counter()
+    try:
+        if variant.topology.partitions != PARTITIONS:
+            raise BenchError(f"{variant.file} has {variant.topology.partitions} partitions, "
+                             f"not {PARTITIONS}")
+        await create_topics(bootstrap, (variant.input, variant.output))
+        try:
+            collector, cpu_us = await drive(variant, bootstrap, workload)
+            inputs = await broker_times(bootstrap, variant.input)
+        finally:
+            await delete_topics(bootstrap, list(variant.topics))
+        m = summarize(variant, workload, inputs, collector.times, sum(cpu_us.values()),
+                      time.perf_counter() - started)
+        seen = np.array([collector.seen[k] - inputs[k] for k, _, _ in workload.probe])
+        return Result(m, workers=sum(len(pids) for pids in variant.pids.values()),
+                      cpu_by_agent=cpu_us,
+                      seen_p50_ms=float(np.percentile(seen, 50)),
+                      seen_p99_ms=float(np.percentile(seen, 99)))
+    except Exception as exc:  # reported, not raised: the other deployment still runs
+        return Result(Measurement(variant.label, error=f"{type(exc).__name__}: {exc}",
+                                  wall_s=time.perf_counter() - started))
+
+
+# --- reporting ---------------------------------------------------------------------------
+
+def rows_of(results: list[Result]) -> list[dict[str, Any]]:
+    """Each result with its ratios and added latencies against the first (the member
+    alone), as :func:`overhead.compare` gives them, plus the extras of :class:`Result`."""
+    rows = compare([r.measurement for r in results])
+    return [{**row, **{k: v for k, v in asdict(r).items() if k != "measurement"},
+             "added_seen_p50_ms": _minus(r.seen_p50_ms, results[0].seen_p50_ms),
+             "added_seen_p99_ms": _minus(r.seen_p99_ms, results[0].seen_p99_ms)}
+            for row, r in zip(rows, results, strict=True)]
+
+
+def print_report(info: dict[str, Any], workload: Workload, timings: dict[str, float],
+                 rows: list[dict[str, Any]]) -> None:
+    """The machine, the workload, the member timings and one row per deployment."""
+    print(f"machine: {info['nproc']} CPUs, {info['cpu']}, Python {info['python']}, "
+          f"{info['platform']}; load {info['loadavg_1m_at_start']} (1 min) at start, "
+          f"{info['loadavg_1m_at_end']} at end")
+    print(f"workload: {len(workload.timed)} timed requests after {len(workload.warmup)} "
+          f"warm-up, held-out digits ({workload.payload_bytes} B of float32 pixels), "
+          f"{PARTITIONS} partitions; latency probe {len(workload.probe)} requests at "
+          f"{workload.latency_rate:g}/s")
+    print("member steps in-process, µs/record: "
+          + ", ".join(f"{m} {us:.1f}" for m, us in timings.items())
+          + f"; slowest: {max(timings, key=timings.__getitem__)}")
+    print(f"{'variant':<16} {'workers':>7} {'records/s':>10} {'× member':>9} {'p50 ms':>7} "
+          f"{'p99 ms':>7} {'+p50 ms':>8} {'+p99 ms':>8} {'seen p50':>9} {'seen p99':>9} "
+          f"{'CPU µs/rec':>10} {'CPU ×':>6} {'wall s':>7}")
+    for r in rows:
+        if r["error"] is not None:
+            print(f"{r['variant']:<16} not measured: {r['error']}")
+            continue
+        print(f"{r['variant']:<16} {r['workers']:>7} {_fmt(r['throughput'], '.0f'):>10} "
+              f"{_fmt(r['throughput_ratio'], '.2f'):>9} {_fmt(r['p50_ms'], '.1f'):>7} "
+              f"{_fmt(r['p99_ms'], '.1f'):>7} {_fmt(r['added_p50_ms'], '+.1f'):>8} "
+              f"{_fmt(r['added_p99_ms'], '+.1f'):>8} {_fmt(r['seen_p50_ms'], '.1f'):>9} "
+              f"{_fmt(r['seen_p99_ms'], '.1f'):>9} {_fmt(r['cpu_us'], '.0f'):>10} "
+              f"{_fmt(r['cpu_ratio'], '.2f'):>6} {_fmt(r['wall_s'], '.1f'):>7}")
+    for r in rows:
+        if r["cpu_by_agent"]:
+            print(f"CPU µs/record by agent, {r['variant']}: "
+                  + ", ".join(f"{a} {us:.0f}" for a, us in r["cpu_by_agent"].items()))
+
+
+async def run(args: argparse.Namespace, workdir: Path
+              ) -> tuple[Workload, dict[str, float], list[Result]]:
+    """Time the members, then measure the slowest alone and the ensemble, in that order."""
+    ensemble = load_topology(ENSEMBLE)
+    print("timing the members in-process ...", file=sys.stderr, flush=True)
+    timings = await asyncio.to_thread(time_members, ensemble)
+    slowest = max(timings, key=timings.__getitem__)
+    run_id = uuid.uuid4().hex[:8]
+    single_name = f"bench-{run_id}-{slowest}"
+    variants = [
+        TopologyDeployment(f"{slowest} alone", single_member_topology(slowest, single_name,
+                                                                      workdir), single_name),
+        TopologyDeployment("ensemble", ENSEMBLE, f"bench-{run_id}-ensemble")]
+    workload = make_workload(args.records, args.latency_records, args.latency_rate)
+    results = []
+    for variant in variants:
+        print(f"measuring the {variant.label} ...", file=sys.stderr, flush=True)
+        results.append(await measure(variant, args.bootstrap, workload))
+    return workload, timings, results
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The command line."""
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--bootstrap", default="127.0.0.1:9092", help="Kafka bootstrap (H:P)")
+    p.add_argument("--records", type=int, default=10000, help="timed backlog requests")
+    p.add_argument("--latency-records", type=int, default=500,
+                   help="requests of the latency probe")
+    p.add_argument("--latency-rate", type=float, default=100.0,
+                   help="requests per second of the latency probe")
+    p.add_argument("--json", type=Path, default=None, help="also write the results here")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the benchmark, print the table and optionally write the JSON."""
+    args = parse_args(argv)
+    with tempfile.TemporaryDirectory(prefix="sc-bench-") as tmp:
+        # before streamcompose.deploy is imported: the deployments' files stay in tmp
+        os.environ["STREAMCOMPOSE_HOME"] = str(Path(tmp) / "home")
+        info = {**machine(), **{pkg: importlib.metadata.version(pkg)
+                                for pkg in ("onnxruntime", "torch")}}
+        workload, timings, results = asyncio.run(run(args, Path(tmp)))
+    info["loadavg_1m_at_end"] = round(os.getloadavg()[0], 2)
+    rows = rows_of(results)
+    print_report(info, workload, timings, rows)
+    if args.json is not None:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps({
+            "command": sys.argv, "machine": info,
+            "workload": {"records": len(workload.timed), "warmup": len(workload.warmup),
+                         "partitions": PARTITIONS, "latency_records": len(workload.probe),
+                         "latency_rate": workload.latency_rate},
+            "member_step_us_per_record": timings, "results": rows}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
