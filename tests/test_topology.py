@@ -285,6 +285,114 @@ def test_png_is_a_valid_image(tmp_path: Path):
     assert path.stat().st_size > 5_000
 
 
+ROUTERS = f"""\
+name: rt
+agents:
+  triage:
+    inputs: [$input]
+    switch:
+      cases:
+        - {{when: "kind == 'image' and size > 10", to: ab}}
+        - {{when: "'urgent' in tags or (has(priority) and priority >= 5)", to: safe}}
+      default: gate
+  ab: {{inputs: [triage], split: {{v1: 80, v2: 20}}}}
+  v1: {{inputs: [ab], {COPY}}}
+  v2: {{inputs: [ab], {COPY}}}
+  safe:
+    inputs: [triage]
+    fallback: {{primary: big, backup: small, deadline_ms: 250}}
+  big: {{inputs: [safe], {COPY}}}
+  small: {{inputs: [safe], {COPY}}}
+  mirror: {{inputs: [v1], shadow: {{primary: cur, shadows: [cand]}}}}
+  cur: {{inputs: [mirror], {COPY}}}
+  cand: {{inputs: [mirror], {COPY}}}
+  gate:
+    inputs: [triage]
+    route: {{{COPY}, experts: [ea, eb], top_k: 1}}
+  ea: {{inputs: [gate], {COPY}}}
+  eb: {{inputs: [gate], {COPY}}}
+  combine: {{inputs: [ea, eb], join: {{strategy: gate_weighted, mode: any}}}}
+"""
+
+
+def agent_ids(t) -> dict[str, str]:
+    return {n.lines[0]: n.id for n in graph_of(t).nodes if n.is_agent}
+
+
+def test_graph_of_routers_matches_the_topics_agents_read():
+    t = load_topology_text(ROUTERS)
+    g, ids = graph_of(t), agent_ids(t)
+    for name in t.agent_names:  # every agent's incoming edges are the topics it consumes
+        incoming = {e.topic for e in g.edges if e.target == ids[name]}
+        assert incoming == set(t.input_topics(name)) - {t.dlq_topic}, name
+        dlq = [e for e in g.edges if e.source == ids[name] and e.kind == "dlq"]
+        assert [g.node(e.target).lines for e in dlq] == [(t.dlq_of(name),)], name
+    kinds = {(e.source, e.target): e.kind for e in g.edges}
+    assert kinds[ids["big"], ids["safe"]] == kinds[ids["small"], ids["safe"]] == "return"
+    assert kinds[ids["mirror"], ids["cand"]] == "copy"
+    assert kinds[ids["ab"], ids["v1"]] == "route"
+    assert {g.node(ids[n]).kind for n in ("triage", "ab", "safe", "mirror", "gate")} == \
+        {"router"}
+    assert g.node(ids["combine"]).kind == "join" and g.node(ids["v1"]).kind == "model"
+
+
+def test_mermaid_draws_routers_joiners_and_their_edges():
+    t = load_topology_text(ROUTERS)
+    text, ids = to_mermaid(t), agent_ids(t)
+    assert f'{ids["triage"]}{{{{"triage<br/>switch"}}}}:::router' in text
+    assert f'{ids["ab"]}{{{{"ab<br/>split"}}}}:::router' in text
+    assert f'{ids["gate"]}{{{{"gate<br/>moe gate (top-1)<br/>python"}}}}:::router' in text
+    assert f'{ids["combine"]}[["combine<br/>join: gate_weighted (any)"]]:::join' in text
+    for source, target, label in [
+            ("triage", "ab", "kind == 'image' and size #gt; 10"),  # switch conditions
+            ("triage", "safe", "'urgent' in tags or (has(prio…"),
+            ("triage", "gate", "default"),
+            ("ab", "v1", "80%"), ("ab", "v2", "20%"),  # split weights
+            ("mirror", "cur", "primary"),
+            ("safe", "big", "primary"), ("safe", "small", "backup (after 250 ms / error)"),
+            ("big", "safe", "rt.big"), ("small", "safe", "rt.small"),  # fallback returns
+            ("gate", "ea", "expert"), ("gate", "eb", "expert")]:
+        assert f'{ids[source]} -->|"{label}"| {ids[target]}' in text, (source, target)
+    assert f'{ids["mirror"]} -.->|"copy"| {ids["cand"]}' in text
+    shadow = f"{ids['cand']}_shadow"
+    assert f'{shadow}[("rt.shadow.cand")]:::shadow' in text
+    assert f'{ids["cand"]} -->|"rt.shadow.cand"| {shadow}' in text
+    assert f'{ids["cand"]} -.->|"rt.shadow.cand.dlq"| {shadow}_dlq' in text
+    to_out = {line.split()[0] for line in text.splitlines() if line.endswith("| topic_out")}
+    assert to_out == {ids[n] for n in ("v2", "safe", "combine", "cur")}
+    assert text.count('-.->|"rt.dlq"| topic_dlq') == len(t.agents) - 1
+    assert "linkStyle" in text and "classDef router" in text and "classDef join" in text
+
+
+def test_dot_draws_routers_and_joiners():
+    t = load_topology_text(ROUTERS)
+    text, ids = to_dot(t), agent_ids(t)
+    lines = text.splitlines()
+    assert lines[0] == 'digraph "rt" {' and lines[-1] == "}"
+    assert all(line.rstrip().endswith((";", "{", "}")) for line in lines)
+    for line in lines:  # every quoted string is closed
+        assert line.replace('\\"', "").count('"') % 2 == 0, line
+    assert text.count("shape=hexagon") == 5 and text.count("peripheries=2") == 1
+    edges = [line for line in lines if " -> " in line]
+    assert len(edges) == len(graph_of(t).edges)
+    assert sum("style=dashed" in e for e in edges) == len(t.agents) + 1  # dead letters, copy
+    assert (f'{ids["ab"]} -> {ids["v1"]} [label="80%", tooltip="rt.ab.v1"];') in text
+    assert (f'{ids["big"]} -> {ids["safe"]} [label="rt.big", color="#3b7a35", '
+            "constraint=false];") in text
+    assert f'{ids["mirror"]} -> {ids["cand"]} [label="copy", tooltip="rt.mirror.cand", ' \
+        'style=dashed' in text
+
+
+def test_png_of_routers_is_valid_and_draws_every_kind(tmp_path: Path):
+    path = to_png(load_topology_text(ROUTERS), tmp_path / "rt.png")
+    with Image.open(path) as img:
+        assert img.format == "PNG"
+        assert 800 <= img.width <= 3500 and 300 <= img.height <= 2000
+        colours = {c for _, c in img.convert("RGB").getcolors(1 << 20)}
+    assert {(236, 228, 247), (226, 243, 224), (255, 246, 216), (236, 236, 236),
+            (59, 122, 53)} <= colours  # router, joiner, model, shadow topic, return edge
+
+
 # -- CLI ---------------------------------------------------------------------------------
 
 @pytest.fixture

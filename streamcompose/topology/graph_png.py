@@ -174,7 +174,7 @@ def _draw_box(d: ImageDraw.ImageDraw, g: Graph, b: Box) -> None:
     text_h = (font(15).size + LINE_GAP) * len(node.lines) - LINE_GAP
     y = b.cy - text_h / 2
     for i, line in enumerate(node.lines):
-        d.text((b.x + b.w / 2, y), line, font=line_font(node.kind, i), anchor="mt",
+        d.text((b.x + b.w / 2, y), line, font=line_font(node.kind, i), anchor="ma",
                fill=INK if i == 0 else MUTED)
         y += font(15).size + LINE_GAP
 

@@ -12,7 +12,8 @@
 
 Every model takes ``features`` float32 [N,4] and is exported by skl2onnx without ZipMap.
 The held-out split is saved as ``moe_test.npz`` (``X`` float32 [N,4], ``y`` and
-``region`` int64 [N]). Everything is seeded: two runs write the same files. The command line is ``scripts/train_moe.py``.
+``region`` int64 [N]). Everything is seeded: two runs write the same files. The command
+line is ``scripts/train_moe.py``.
 """
 
 from __future__ import annotations

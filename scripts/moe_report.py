@@ -1,0 +1,203 @@
+"""Deploy the mixture of experts, stream the held-out samples through it and compare.
+
+Usage::
+
+    python scripts/moe_report.py --bootstrap 127.0.0.1:9092 [--samples 750] \\
+        [--name NAME] [--chunk 50] [--timeout 120] [--json]
+
+Deploys ``topologies/moe.yaml`` under a unique name (in ``$STREAMCOMPOSE_HOME``),
+publishes the held-out samples (``topologies/models/moe_test.npz``, from
+``scripts/train_moe.py``) with ``Client.infer``, the first alone and then concurrently
+in chunks, and prints the accuracy, on the whole test set and region by region, of each
+expert alone, of the gate at telling the regions apart, of the mixture through Kafka
+and of the same mixture computed directly (``topologies/moe/direct.py``: onnxruntime,
+then the top-k routing and the gate-weighted mean in numpy). It counts the streamed
+labels equal to the direct ones (all must be) and the requests routed to the same
+experts, gives the largest differences of probabilities and gate weights, and each
+expert's load (the requests it got, read from the results' ``gate_weights``), then
+stops the deployment. ``--json`` prints a machine-readable summary instead.
+
+Exit status: 0 when every streamed label equals the direct one, 1 otherwise, 2 on a
+usage or deployment error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "topologies"))
+
+from moe import direct  # noqa: E402
+from moe.data import REGIONS  # noqa: E402
+
+from streamcompose.client import Client  # noqa: E402
+from streamcompose.deploy import deploy, stop  # noqa: E402
+from streamcompose.deploy.registry import Deployment  # noqa: E402
+from streamcompose.errors import StreamComposeError  # noqa: E402
+from streamcompose.topology import Topology, load_topology  # noqa: E402
+
+TOPOLOGY = ROOT / "topologies" / "moe.yaml"
+GATE, COMBINE = "gate", "combine"
+
+
+def checked_top_k(topology: Topology) -> int:
+    """The gate's ``top_k``, once the topology is checked to route to, and combine, the
+    experts of :data:`moe.direct.EXPERTS` in that order, as the direct computation does."""
+    gate, combine = topology.agent(GATE), topology.agent(COMBINE)
+    if gate.router is None or gate.router.kind != "route" or gate.router.capacity is not None:
+        raise ValueError(f"agent {GATE!r} of {topology.source} must be a mixture-of-experts "
+                         "router without capacity")
+    if gate.router.targets != direct.EXPERTS or combine.inputs != direct.EXPERTS:
+        raise ValueError(f"{topology.source} must route to and combine "
+                         f"{', '.join(direct.EXPERTS)} in that order")
+    if combine.join is None or combine.join.strategy != "gate_weighted":
+        raise ValueError(f"agent {COMBINE!r} of {topology.source} must be a gate_weighted "
+                         "joiner")
+    return gate.router.top_k
+
+
+async def stream(bootstrap: str, name: str, features: np.ndarray, chunk: int,
+                 timeout: float) -> list[dict[str, Any]]:
+    """Each sample's result payload through the deployed topology, in order. The first
+    request goes alone (it starts the client's result listener), the rest concurrently,
+    ``chunk`` at a time."""
+    payloads = [{"features": row.tolist()} for row in features]
+    async with Client(bootstrap) as client:
+        results = [await client.infer(name, payloads[0], timeout)]
+        for start in range(1, len(payloads), chunk):
+            results += await asyncio.gather(*(client.infer(name, p, timeout)
+                                              for p in payloads[start:start + chunk]))
+    return [r.payload for r in results]
+
+
+def streamed_routing(results: list[dict[str, Any]]) -> tuple[np.ndarray, np.ndarray]:
+    """The experts each result says its request went to (bool [N,E]) and their gate
+    weights (float64 [N,E], 0 for the others), read from its ``gate_weights``."""
+    chosen = np.array([[e in r["gate_weights"] for e in direct.EXPERTS] for r in results])
+    weights = np.array([[float(r["gate_weights"].get(e, 0.0)) for e in direct.EXPERTS]
+                        for r in results])
+    return chosen, weights
+
+
+def accuracies(labels: np.ndarray, truth: np.ndarray, region: np.ndarray) -> dict[str, float]:
+    """Accuracy on all samples (``all``) and on each region's (by region name)."""
+    out = {"all": direct.accuracy(labels, truth)}
+    for number, name in enumerate(REGIONS):
+        mine = region == number
+        out[name] = direct.accuracy(labels[mine], truth[mine])
+    return out
+
+
+def report(args: argparse.Namespace) -> dict[str, Any]:
+    """Deploy, stream, compute directly and compare; returns the summary."""
+    topology = load_topology(TOPOLOGY)
+    top_k = checked_top_k(topology)
+    test = direct.load_test()
+    x, truth, region = (a[:args.samples] for a in (test.x, test.y, test.region))
+    scores = direct.gate_scores(x)
+    probas = direct.expert_probabilities(x)
+    expected = direct.moe(scores, probas, top_k)
+
+    name = args.name or f"{topology.name}-report-{uuid.uuid4().hex[:8]}"
+    print(f"deploying {TOPOLOGY} as {name} ...", file=sys.stderr, flush=True)
+    deploy(TOPOLOGY, args.bootstrap, name=name,
+           progress=lambda w: print(f"  joined: {w}", file=sys.stderr, flush=True))
+    try:
+        started = time.perf_counter()
+        results = asyncio.run(stream(args.bootstrap, name, x, args.chunk, args.timeout))
+        elapsed = time.perf_counter() - started
+    except StreamComposeError as exc:
+        logs = Deployment(name).log_file("supervisor").parent
+        raise StreamComposeError(f"{exc} (the workers' logs are in {logs})") from exc
+    finally:
+        stop(name)
+    labels = np.array([int(r["label"]) for r in results])
+    proba = np.array([np.asarray(r["proba"], dtype=np.float64) for r in results])
+    chosen, weights = streamed_routing(results)
+    experts = {e: accuracies(probas[e].argmax(axis=1), truth, region) for e in direct.EXPERTS}
+    streamed = accuracies(labels, truth, region)
+    return {
+        "name": name, "samples": len(truth), "top_k": top_k,
+        "experts": experts,
+        "gate_regions": accuracies(scores.argmax(axis=1), region, region),
+        "direct": accuracies(expected.labels, truth, region),
+        "streamed": streamed,
+        "agree": int(np.sum(labels == expected.labels)),
+        "max_proba_diff": float(np.abs(proba - expected.proba).max()),
+        "same_experts": int(np.sum((chosen == expected.chosen).all(axis=1))),
+        "max_weight_diff": float(np.abs(weights - expected.weights).max()),
+        "load": direct.expert_load(chosen), "direct_load": direct.expert_load(expected.chosen),
+        "partial": sum("missing" in r for r in results),
+        "beats_every_expert": all(streamed["all"] > a["all"] for a in experts.values()),
+        "result_fields": sorted({f for r in results for f in r}),
+        "elapsed_s": round(elapsed, 3),
+    }
+
+
+def print_table(summary: dict[str, Any]) -> None:
+    """The summary as a table of accuracies and the comparison lines."""
+    n = summary["samples"]
+    experts = ", ".join(summary["experts"])
+    print(f"\n{summary['name']} (gate -> top {summary['top_k']} of {experts} -> "
+          f"gate-weighted mean) on {n} held-out samples\n")
+    rows = [(f"{e} alone (direct)", acc) for e, acc in summary["experts"].items()]
+    rows += [("gate: region (direct)", summary["gate_regions"]),
+             ("mixture, direct (numpy)", summary["direct"]),
+             ("mixture through Kafka", summary["streamed"])]
+    width = max(len(label) for label, _ in rows)
+    print(f"{'model':<{width}}  {'accuracy':<18}" + "".join(f"  region {r}" for r in REGIONS))
+    for label, acc in rows:
+        overall = f"{acc['all']:.4f} ({round(acc['all'] * n)}/{n})"
+        print(f"{label:<{width}}  {overall:<18}" + "".join(f"  {acc[r]:8.4f}" for r in REGIONS))
+    print(f"\nstreamed labels equal to the direct ones: {summary['agree']}/{n} "
+          f"(max |proba difference| {summary['max_proba_diff']:.2e})")
+    print(f"requests routed to the same experts: {summary['same_experts']}/{n} "
+          f"(max |gate weight difference| {summary['max_weight_diff']:.2e})")
+    load = ", ".join(f"{e} {k} ({summary['direct_load'][e]} direct)"
+                     for e, k in summary["load"].items())
+    print(f"expert load (requests each got, from the results' gate_weights): {load}")
+    print(f"mixture better than every expert alone: "
+          f"{'yes' if summary['beats_every_expert'] else 'no'}; partial results "
+          f"(an expert missing): {summary['partial']}")
+    print(f"result fields: {', '.join(summary['result_fields'])}; {n} requests in "
+          f"{summary['elapsed_s']:.1f} s")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse the command line, run the report; return the exit status."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--bootstrap", required=True, help="Kafka bootstrap server, host:port")
+    parser.add_argument("--samples", type=int, default=None,
+                        help="held-out samples to send (default: all 750)")
+    parser.add_argument("--name", help="deployment name (default: unique)")
+    parser.add_argument("--chunk", type=int, default=50, help="requests in flight at once")
+    parser.add_argument("--timeout", type=float, default=120.0,
+                        help="seconds to wait for each result")
+    parser.add_argument("--json", action="store_true", help="print a JSON summary")
+    args = parser.parse_args(argv)
+    if (args.samples is not None and args.samples < 1) or args.chunk < 1:
+        parser.error("--samples and --chunk must be at least 1")
+    try:
+        summary = report(args)
+    except (StreamComposeError, ValueError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(summary, indent=2))
+    else:
+        print_table(summary)
+    return 0 if summary["agree"] == summary["samples"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
