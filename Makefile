@@ -19,8 +19,10 @@ $(VENV)/.installed: pyproject.toml
 
 install: $(VENV)/.installed  ## create .venv and install the project with test deps
 
-models: install  ## train the example models (small, not committed)
+models: install  ## train the example models (small, not committed; seconds to a minute)
 	$(PY) scripts/train_digits.py --out topologies/models
+	$(PY) scripts/train_textgraph.py --out topologies/models
+	$(PY) scripts/train_moe.py --out topologies/models
 
 broker: install  ## start the local Kafka broker (real Apache Kafka, KRaft)
 	$(SC) broker start --port $(PORT) --data-dir $(BROKER_DIR)
@@ -44,6 +46,7 @@ demo: models broker  ## deploy the OCR cascade and recognise text in sample imag
 
 bench: models broker  ## overhead and ensemble benchmarks (ratios, see benchmarks/README.md)
 	$(PY) benchmarks/overhead.py --bootstrap $(BOOTSTRAP)
+	$(PY) benchmarks/ensemble.py --bootstrap $(BOOTSTRAP)
 
 clean: broker-stop
 	rm -rf $(VENV) .streamcompose topologies/models topologies/ocr/samples

@@ -55,8 +55,9 @@ import signal
 import sys
 import tempfile
 import time
+import urllib.request
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -84,6 +85,7 @@ from overhead import (
     produce,
     summarize,
 )
+from prometheus_client.parser import text_string_to_metric_families
 
 from streamcompose.agent.steps import build_step
 from streamcompose.codec import Trace, encode_payload
@@ -99,17 +101,16 @@ WARMUP_RECORDS = 600
 TIMING_ROUNDS = 5
 DEPLOY_TIMEOUT_S = 180.0
 
-AgentPids = dict[str, list[int]]
-
 
 @dataclass(frozen=True)
 class Result:
-    """One deployment's measurement, with its worker count, its CPU per record by agent
-    and the latency until a result was readable by a client."""
+    """One deployment's measurement, with its number of worker processes, what each agent
+    did per timed record (:func:`per_agent`) and the latency until a result was readable
+    by a client."""
 
     measurement: Measurement
     workers: int = 0
-    cpu_by_agent: dict[str, float] | None = None
+    agents: dict[str, Any] | None = None
     seen_p50_ms: float | None = None
     seen_p99_ms: float | None = None
 
@@ -245,7 +246,7 @@ class TopologyDeployment:
         self.input, self.output = self.topology.input_topic, self.topology.output_topic
         self.topics = (*self.topology.topics(), *self.topology.changelog_topics(),
                        self.topology.control_topic)
-        self.pids: dict[str, list[int]] = {}
+        self.workers: dict[str, list[tuple[int, int]]] = {}  # agent: [(pid, metrics port)]
         self.deployed = False
 
     async def start(self, bootstrap: str) -> None:
@@ -257,33 +258,40 @@ class TopologyDeployment:
         await asyncio.to_thread(deploy, self.file, bootstrap, name=self.topology.name,
                                 timeout=DEPLOY_TIMEOUT_S)
         self.deployed = True
-        self.pids = await asyncio.to_thread(self.worker_pids)
+        self.workers = await asyncio.to_thread(self.worker_processes)
 
-    def worker_pids(self) -> dict[str, list[int]]:
-        """The pids of the worker processes, by agent, as the deployment's status has them."""
+    def worker_processes(self) -> dict[str, list[tuple[int, int]]]:
+        """Each agent's worker processes (pid, metrics port), as the status has them."""
         from streamcompose.deploy import status
 
         (deployment,) = status(self.topology.name, False)
-        return {a["name"]: [w["pid"] for w in a["workers"]] for a in deployment["agents"]}
+        return {a["name"]: [(w["pid"], w["metrics_port"]) for w in a["workers"]]
+                for a in deployment["agents"]}
 
     def check(self) -> None:
         """Raise :class:`BenchError` if the supervisor restarted a worker."""
-        if self.worker_pids() != self.pids:
+        if self.worker_processes() != self.workers:
             raise BenchError(f"{self.label}: a worker was restarted during the run")
 
     def cpu_by_agent(self) -> dict[str, float]:
         """The CPU time (user + system, all threads) each agent's workers used so far; not
         the supervisor's, which only polls its children."""
-        return {agent: sum(process_cpu_seconds(pid) for pid in pids)
-                for agent, pids in self.pids.items()}
+        return {agent: sum(process_cpu_seconds(pid) for pid, _ in workers)
+                for agent, workers in self.workers.items()}
 
     def cpu_seconds(self) -> float:
         return sum(self.cpu_by_agent().values())
 
+    def model_calls(self) -> dict[str, ModelCalls]:
+        """What each agent's workers report in their metrics: model calls so far, the
+        records in them and the seconds they took (none for a joiner)."""
+        return {agent: ModelCalls.total(model_calls(port) for _, port in workers)
+                for agent, workers in self.workers.items()}
+
     @contextmanager
     def frozen(self) -> Iterator[None]:
         """Stop every worker process (SIGSTOP) for the duration, then let them go on."""
-        pids = [pid for agent_pids in self.pids.values() for pid in agent_pids]
+        pids = [pid for workers in self.workers.values() for pid, _ in workers]
         for pid in pids:
             os.kill(pid, signal.SIGSTOP)
         try:
@@ -299,10 +307,53 @@ class TopologyDeployment:
             await asyncio.to_thread(stop, self.topology.name)
 
 
+@dataclass(frozen=True)
+class ModelCalls:
+    """Model calls made, the records in them and the seconds they took."""
+
+    calls: float = 0.0
+    records: float = 0.0
+    seconds: float = 0.0
+
+    @classmethod
+    def total(cls, parts: Iterable[ModelCalls]) -> ModelCalls:
+        """The sum of several workers' counts."""
+        items = list(parts)
+        return cls(sum(p.calls for p in items), sum(p.records for p in items),
+                   sum(p.seconds for p in items))
+
+
+def model_calls(port: int) -> ModelCalls:
+    """A worker's model calls, from its Prometheus metrics (served on this machine)."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
+        text = response.read().decode()
+    samples = {s.name: s.value for family in text_string_to_metric_families(text)
+               for s in family.samples}
+    return ModelCalls(samples.get("streamcompose_batch_size_count", 0.0),
+                      samples.get("streamcompose_batch_size_sum", 0.0),
+                      samples.get("streamcompose_inference_duration_seconds_sum", 0.0))
+
+
+def per_agent(records: int, cpu: tuple[dict[str, float], dict[str, float]],
+              calls: tuple[dict[str, ModelCalls], dict[str, ModelCalls]]) -> dict[str, Any]:
+    """Each agent's CPU µs per record, records per model call and µs per record in model
+    calls (thread hand-off included), between two snapshots of each."""
+    stats = {}
+    for agent in cpu[0]:
+        before, after = calls[0][agent], calls[1][agent]
+        made = after.calls - before.calls
+        stats[agent] = {
+            "cpu_us": (cpu[1][agent] - cpu[0][agent]) / records * 1e6,
+            "batch": (after.records - before.records) / made if made else None,
+            "model_us": (after.seconds - before.seconds) / records * 1e6 if made else None}
+    return stats
+
+
 async def drive(variant: TopologyDeployment, bootstrap: str, workload: Workload
-                ) -> tuple[OutputCollector, dict[str, float]]:
+                ) -> tuple[OutputCollector, dict[str, Any]]:
     """Deploy, warm up, drain the backlog produced while the workers were frozen, send the
-    latency probe and stop. Returns the outputs and each agent's CPU µs per timed record."""
+    latency probe and stop. Returns the outputs and what each agent did per timed record
+    (:func:`per_agent`)."""
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=0,
                                 max_request_size=16 << 20)
     collector = OutputCollector(bootstrap, variant.output)
@@ -313,11 +364,13 @@ async def drive(variant: TopologyDeployment, bootstrap: str, workload: Workload
         try:
             await produce(producer, variant.input, workload.warmup)
             await collector.wait_for(len(workload.warmup), variant.label)
+            calls_before = await asyncio.to_thread(variant.model_calls)  # not while frozen
             with variant.frozen():
                 await produce(producer, variant.input, workload.timed)
-                before = variant.cpu_by_agent()
+                cpu_before = variant.cpu_by_agent()
             await collector.wait_for(len(workload.backlog), variant.label)
-            after = variant.cpu_by_agent()
+            cpu_after = variant.cpu_by_agent()
+            calls_after = await asyncio.to_thread(variant.model_calls)
             await produce(producer, variant.input, workload.probe, workload.latency_rate)
             await collector.wait_for(len(workload.backlog) + len(workload.probe),
                                      variant.label)
@@ -327,29 +380,51 @@ async def drive(variant: TopologyDeployment, bootstrap: str, workload: Workload
     finally:
         await producer.stop()
         await collector.stop()
-    return collector, {agent: (after[agent] - before[agent]) / len(workload.timed) * 1e6
-                       for agent in after}
+    return collector, per_agent(len(workload.timed), (cpu_before, cpu_after),
+                                (calls_before, calls_after))
+
+
+def hop_latencies(topology: Topology, times: dict[str, dict[bytes, int]],
+                  keys: list[bytes]) -> dict[str, dict[str, float]]:
+    """Each agent's share of the latency of ``keys``: the broker timestamp of its output
+    minus the latest of its inputs' (p50 and p99, ms)."""
+    hops = {}
+    for agent in topology.agent_names:
+        out = times[topology.topic_of(agent)]
+        sources = [times[topic] for topic in topology.input_topics(agent)]
+        latencies = [out[k] - max(source[k] for source in sources) for k in keys]
+        hops[agent] = {"hop_p50_ms": float(np.percentile(latencies, 50)),
+                       "hop_p99_ms": float(np.percentile(latencies, 99))}
+    return hops
 
 
 async def measure(variant: TopologyDeployment, bootstrap: str, workload: Workload) -> Result:
     """Measure one deployment on fresh topics, deleted afterwards; an error becomes the
     measurement's ``error``."""
     started = time.perf_counter()
+    topology = variant.topology
     try:
-        if variant.topology.partitions != PARTITIONS:
-            raise BenchError(f"{variant.file} has {variant.topology.partitions} partitions, "
+        if topology.partitions != PARTITIONS:
+            raise BenchError(f"{variant.file} has {topology.partitions} partitions, "
                              f"not {PARTITIONS}")
-        await create_topics(bootstrap, (variant.input, variant.output))
+        # every topic between agents too, so that each hop can be timed by the broker;
+        # deploy() creates the rest (the joiner's compacted changelog)
+        await create_topics(bootstrap, topology.topics())
         try:
-            collector, cpu_us = await drive(variant, bootstrap, workload)
-            inputs = await broker_times(bootstrap, variant.input)
+            collector, agents = await drive(variant, bootstrap, workload)
+            times = {variant.output: collector.times}
+            for topic in {t for a in topology.agent_names for t in topology.input_topics(a)}:
+                times[topic] = await broker_times(bootstrap, topic)
         finally:
             await delete_topics(bootstrap, list(variant.topics))
-        m = summarize(variant, workload, inputs, collector.times, sum(cpu_us.values()),
-                      time.perf_counter() - started)
-        seen = np.array([collector.seen[k] - inputs[k] for k, _, _ in workload.probe])
-        return Result(m, workers=sum(len(pids) for pids in variant.pids.values()),
-                      cpu_by_agent=cpu_us,
+        inputs = times[variant.input]
+        m = summarize(variant, workload, inputs, collector.times,
+                      sum(a["cpu_us"] for a in agents.values()), time.perf_counter() - started)
+        probe = [k for k, _, _ in workload.probe]
+        hops = hop_latencies(topology, times, probe)
+        seen = np.array([collector.seen[k] - inputs[k] for k in probe])
+        return Result(m, workers=sum(len(w) for w in variant.workers.values()),
+                      agents={a: {**stats, **hops[a]} for a, stats in agents.items()},
                       seen_p50_ms=float(np.percentile(seen, 50)),
                       seen_p99_ms=float(np.percentile(seen, 99)))
     except Exception as exc:  # reported, not raised: the other deployment still runs
@@ -374,7 +449,8 @@ def print_report(info: dict[str, Any], workload: Workload, timings: dict[str, fl
     """The machine, the workload, the member timings and one row per deployment."""
     print(f"machine: {info['nproc']} CPUs, {info['cpu']}, Python {info['python']}, "
           f"{info['platform']}; load {info['loadavg_1m_at_start']} (1 min) at start, "
-          f"{info['loadavg_1m_at_end']} at end")
+          f"{info['loadavg_1m_at_end']} at end; torch {info['torch']}, onnxruntime "
+          f"{info['onnxruntime']}, OMP_NUM_THREADS {info['OMP_NUM_THREADS'] or 'unset'}")
     print(f"workload: {len(workload.timed)} timed requests after {len(workload.warmup)} "
           f"warm-up, held-out digits ({workload.payload_bytes} B of float32 pixels), "
           f"{PARTITIONS} partitions; latency probe {len(workload.probe)} requests at "
@@ -395,10 +471,16 @@ def print_report(info: dict[str, Any], workload: Workload, timings: dict[str, fl
               f"{_fmt(r['added_p99_ms'], '+.1f'):>8} {_fmt(r['seen_p50_ms'], '.1f'):>9} "
               f"{_fmt(r['seen_p99_ms'], '.1f'):>9} {_fmt(r['cpu_us'], '.0f'):>10} "
               f"{_fmt(r['cpu_ratio'], '.2f'):>6} {_fmt(r['wall_s'], '.1f'):>7}")
+    print("by agent: CPU µs/record, records per model call and µs/record in model calls "
+          "(thread hand-off included) while draining the backlog; p50/p99 ms of its hop "
+          "(its output's broker time minus its latest input's) in the latency probe")
+    print(f"  {'variant':<16} {'agent':<10} {'CPU µs/rec':>10} {'rec/call':>8} "
+          f"{'model µs/rec':>12} {'hop p50':>8} {'hop p99':>8}")
     for r in rows:
-        if r["cpu_by_agent"]:
-            print(f"CPU µs/record by agent, {r['variant']}: "
-                  + ", ".join(f"{a} {us:.0f}" for a, us in r["cpu_by_agent"].items()))
+        for agent, a in (r["agents"] or {}).items():
+            print(f"  {r['variant']:<16} {agent:<10} {_fmt(a['cpu_us'], '.0f'):>10} "
+                  f"{_fmt(a['batch'], '.1f'):>8} {_fmt(a['model_us'], '.0f'):>12} "
+                  f"{_fmt(a['hop_p50_ms'], '.1f'):>8} {_fmt(a['hop_p99_ms'], '.1f'):>8}")
 
 
 async def run(args: argparse.Namespace, workdir: Path
@@ -431,6 +513,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="requests of the latency probe")
     p.add_argument("--latency-rate", type=float, default=100.0,
                    help="requests per second of the latency probe")
+    p.add_argument("--omp-threads", type=int, default=None,
+                   help="set OMP_NUM_THREADS for the member timing and every deployed worker "
+                        "(torch's intra-op threads; unset: torch uses one per CPU)")
     p.add_argument("--json", type=Path, default=None, help="also write the results here")
     return p.parse_args(argv)
 
@@ -441,8 +526,11 @@ def main(argv: list[str] | None = None) -> None:
     with tempfile.TemporaryDirectory(prefix="sc-bench-") as tmp:
         # before streamcompose.deploy is imported: the deployments' files stay in tmp
         os.environ["STREAMCOMPOSE_HOME"] = str(Path(tmp) / "home")
+        if args.omp_threads is not None:  # before torch is imported; the workers inherit it
+            os.environ["OMP_NUM_THREADS"] = str(args.omp_threads)
         info = {**machine(), **{pkg: importlib.metadata.version(pkg)
-                                for pkg in ("onnxruntime", "torch")}}
+                                for pkg in ("onnxruntime", "torch")},
+                "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS")}
         workload, timings, results = asyncio.run(run(args, Path(tmp)))
     info["loadavg_1m_at_end"] = round(os.getloadavg()[0], 2)
     rows = rows_of(results)

@@ -90,11 +90,13 @@ def streamed_routing(results: list[dict[str, Any]]) -> tuple[np.ndarray, np.ndar
 
 
 def accuracies(labels: np.ndarray, truth: np.ndarray, region: np.ndarray) -> dict[str, float]:
-    """Accuracy on all samples (``all``) and on each region's (by region name)."""
+    """Accuracy on all samples (``all``) and on each region's (by region name; a region
+    without samples is left out)."""
     out = {"all": direct.accuracy(labels, truth)}
     for number, name in enumerate(REGIONS):
         mine = region == number
-        out[name] = direct.accuracy(labels[mine], truth[mine])
+        if mine.any():
+            out[name] = direct.accuracy(labels[mine], truth[mine])
     return out
 
 
@@ -158,14 +160,16 @@ def print_table(summary: dict[str, Any]) -> None:
     print(f"{'model':<{width}}  {'accuracy':<18}" + "".join(f"  region {r}" for r in REGIONS))
     for label, acc in rows:
         overall = f"{acc['all']:.4f} ({round(acc['all'] * n)}/{n})"
-        print(f"{label:<{width}}  {overall:<18}" + "".join(f"  {acc[r]:8.4f}" for r in REGIONS))
+        print(f"{label:<{width}}  {overall:<18}" + "".join(
+            f"  {acc[r]:8.4f}" if r in acc else f"  {'-':>8}" for r in REGIONS))
     print(f"\nstreamed labels equal to the direct ones: {summary['agree']}/{n} "
           f"(max |proba difference| {summary['max_proba_diff']:.2e})")
     print(f"requests routed to the same experts: {summary['same_experts']}/{n} "
           f"(max |gate weight difference| {summary['max_weight_diff']:.2e})")
-    load = ", ".join(f"{e} {k} ({summary['direct_load'][e]} direct)"
+    load = ", ".join(f"{e} {k} ({summary['direct_load'][e]})"
                      for e, k in summary["load"].items())
-    print(f"expert load (requests each got, from the results' gate_weights): {load}")
+    print(f"expert load (requests each got, from the results' gate_weights; direct in "
+          f"brackets):\n  {load}")
     print(f"mixture better than every expert alone: "
           f"{'yes' if summary['beats_every_expert'] else 'no'}; partial results "
           f"(an expert missing): {summary['partial']}")
