@@ -75,3 +75,49 @@ def test_ocr_cascade_matches_rapidocr(deploy, bootstrap, tmp_path):
                                    np.array([line[0] for line in lines], dtype=float)
                                    .reshape(-1, 4, 2), atol=3)
         np.testing.assert_allclose(result["scores"], [line[2] for line in lines], atol=1e-4)
+
+
+def test_mixture_of_experts_through_kafka_equals_direct_routing(deploy, bootstrap):
+    sys.path.insert(0, str(TOPOLOGIES))
+    from moe import direct
+
+    test = direct.load_test()
+    x, truth = test.x[:300], test.y[:300]
+    m = deploy(TOPOLOGIES / "moe.yaml")
+    results = asyncio.run(infer_all(bootstrap, m["name"],
+                                    [{direct.INPUT: row} for row in x]))
+    expected = direct.moe(direct.gate_scores(x), direct.expert_probabilities(x))
+    assert [r["label"] for r in results] == expected.labels.tolist()
+    np.testing.assert_allclose([r["proba"] for r in results], expected.proba, atol=2e-6)
+    for result, weights in zip(results, expected.weights, strict=True):
+        routed = {e: w for e, w in zip(direct.EXPERTS, weights, strict=True) if w > 0}
+        assert result["gate_weights"].keys() == routed.keys()
+        np.testing.assert_allclose(list(result["gate_weights"].values()),
+                                   [routed[e] for e in result["gate_weights"]])
+    assert direct.accuracy(expected.labels, truth) > 0.95
+
+
+def test_inference_graph_through_kafka_equals_the_local_harness(deploy, bootstrap):
+    from streamcompose.testing import LocalRunner
+    from streamcompose.topology import load_topology
+
+    file = TOPOLOGIES / "inference_graph.yaml"
+    prompts = [{"prompt": "the chef", "seed": 3}, {"prompt": "heavy rain"},
+               {"prompt": "the striker scored"}]
+    m = deploy(file)
+    streamed = asyncio.run(infer_all(bootstrap, m["name"], prompts))
+    local = LocalRunner(load_topology(file)).run([(str(i), p) for i, p in enumerate(prompts)])
+    expected = {r.id: r.payload for r in local.results}
+    for i, result in enumerate(streamed):
+        assert set(result) == {"bigram_topic", "trigram_topic"}
+        for branch in result.values():
+            assert branch["text"].startswith(prompts[i]["prompt"].split()[0])
+            assert branch["label"] in ("sports", "weather", "cooking")
+        assert result == json_like(expected[str(i)])
+
+
+def json_like(payload: dict) -> dict:
+    """A payload as a JSON consumer sees it."""
+    from streamcompose.codec import to_jsonable
+
+    return to_jsonable(payload)
