@@ -1,47 +1,57 @@
 """What an ensemble costs over Kafka, against its slowest member deployed alone.
 
-Two deployments, one after the other in one run on the same broker:
+Two deployments, one after the other in one run on the same broker, each a supervisor and
+one worker process per agent as :func:`streamcompose.deploy.deploy` starts them:
 
 (1) ``<member> alone``: the ``features`` step of ``topologies/digits_ensemble.yaml`` and its
-    slowest member, nothing else (derived from that file at run time, with the joiner's
-    ``drop`` moved to the member so that both variants write the same output fields).
-(2) ``ensemble``: ``topologies/digits_ensemble.yaml`` as is: ``features``, fanned out to four
-    members (logreg, forest: onnx; mlp, cnn: torch), joined by ``vote`` (soft vote).
+    slowest member, nothing else (2 workers). The topology is derived from that file at run
+    time, with the joiner's ``drop`` given to the member so that both variants write the
+    same output fields.
+(2) ``ensemble``: ``topologies/digits_ensemble.yaml`` as is (6 workers): ``features``, fanned
+    out to four members (logreg, forest: onnx; mlp, cnn: torch), joined by ``vote`` (soft
+    vote, exactly once: one Kafka transaction per poll).
 
 The slowest member is found first, in this process: each member's step (the code a worker
 runs on a batch, model call included) is timed on the held-out digits in batches of the
-member's batch size, best of a few interleaved rounds. Every member reads the same
+member's ``max_size``, best of a few interleaved rounds. Every member reads the same
 ``features`` output and writes the same kind of output, so the per-record cost of the
 worker around the model is the same for all of them; the member whose step costs most
 per record is the one with the least throughput alone. Timing the steps takes about a
 second; deploying each member alone would take minutes and be noisier than the
 differences on a loaded machine.
 
-Each deployment gets fresh topics (input and output with ``LogAppendTime``, so every
-record carries the time the broker stored it) and the same requests: held-out digits
-from ``topologies/models/digits_test.npz`` (``{"pixels": float32[64]}``, repeated as
-needed, request ids as keys):
+Each deployment gets fresh topics (the input, output and every topic between agents with
+``LogAppendTime``, so that every record carries the time the broker stored it) and the
+same requests: held-out digits from ``topologies/models/digits_test.npz``
+(``{"pixels": float32[64]}``, repeated as needed, request ids as keys):
 
 1. *Warm-up*: once every worker has joined its group, warm-up requests go through the
    whole pipeline.
 2. *Backlog*: the workers are frozen (SIGSTOP) while the ``--records`` timed requests are
-   produced, then resumed (SIGCONT), so every deployment starts warm on the same full
-   backlog. Throughput is the number of timed requests over the span between the first
-   and the last broker timestamp of their outputs; CPU per record is the CPU time of the
-   deployment's worker processes (from /proc, all threads) while they drain it, divided by
-   the timed requests, in total and by agent.
+   produced (a fraction of a second, far below the consumers' session timeout), then
+   resumed (SIGCONT), so that every deployment starts warm on the same full backlog.
+   Throughput is the number of timed requests over the span between the first and the
+   last broker timestamp of their outputs. CPU per record is the CPU time of the worker
+   processes (from /proc, all threads; not the supervisor's nor the broker's) while they
+   drain it, divided by the timed requests, in total and by agent; the workers' metrics
+   give each agent's records per model call and time in model calls.
 3. *Latency probe*: ``--latency-records`` requests at a steady ``--latency-rate``.
-   End-to-end latency is an output's broker timestamp minus its request's: p50 and p99.
-   Outputs are read as streamcompose clients read them (``read_committed``: the joiner
-   writes in transactions), and when this process received each one is kept too, so the
-   report also gives the latency until a result was readable (meaningful when the broker
-   runs on this machine, whose clock both times then come from).
+   End-to-end latency is an output's broker timestamp minus its request's (p50, p99), and
+   each agent's hop is its output's broker timestamp minus its latest input's. Outputs are
+   read as streamcompose clients read them (``read_committed``: the joiner's results are
+   readable once its transaction commits), and the time this process received each one
+   gives the latency until a result was readable (meaningful when the broker runs on this
+   machine, whose clock both times then come from).
 
-Ratios and added latencies are relative to the single member of the same run. Nothing
+``--omp-threads N`` sets ``OMP_NUM_THREADS`` for the member timing and the workers, which
+is how torch's intra-op threads are capped (streamcompose does not set them; unset, each
+torch worker uses one per CPU).
+
+Ratios and added latencies are relative to the member alone, in the same run. Nothing
 here passes or fails; the script reports. Usage::
 
     python benchmarks/ensemble.py --bootstrap 127.0.0.1:9092 [--records 10000]
-        [--json benchmarks/out/ensemble.json]
+        [--omp-threads 1] [--json benchmarks/out/ensemble.json]
 """
 
 from __future__ import annotations
@@ -83,14 +93,16 @@ from overhead import (
     machine,
     process_cpu_seconds,
     produce,
+    stored_count,
     summarize,
 )
 from prometheus_client.parser import text_string_to_metric_families
 
 from streamcompose.agent.steps import build_step
-from streamcompose.codec import Trace, encode_payload
+from streamcompose.codec import Trace, decode_payload, encode_payload
 from streamcompose.codec.record import now_ms
 from streamcompose.kafka.admin import delete_topics
+from streamcompose.runtimes import RecordError
 from streamcompose.topology import Topology, load_topology
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -104,15 +116,16 @@ DEPLOY_TIMEOUT_S = 180.0
 
 @dataclass(frozen=True)
 class Result:
-    """One deployment's measurement, with its number of worker processes, what each agent
-    did per timed record (:func:`per_agent`) and the latency until a result was readable
-    by a client."""
+    """One deployment's measurement, with its number of worker processes, how many of its
+    outputs were partial, what each agent did (:func:`per_agent`, :func:`hop_latencies`)
+    and the latency until a result was readable by a client."""
 
     measurement: Measurement
     workers: int = 0
+    partial: int = 0
     agents: dict[str, Any] | None = None
-    seen_p50_ms: float | None = None
-    seen_p99_ms: float | None = None
+    readable_p50_ms: float | None = None
+    readable_p99_ms: float | None = None
 
 
 # --- the workload and the members -------------------------------------------------------
@@ -127,9 +140,14 @@ def digit_records(prefix: str, count: int, pixels: np.ndarray) -> list[Record]:
     return records
 
 
+def held_out_digits() -> np.ndarray:
+    """The pixels of the digits the models were not trained on, float32 [N,64] (0..16)."""
+    return np.load(DIGITS)["X"].astype(np.float32)
+
+
 def make_workload(records: int, latency_records: int, latency_rate: float) -> Workload:
     """Warm-up, timed and probe requests, each set with keys of its own."""
-    pixels = np.load(DIGITS)["X"].astype(np.float32)
+    pixels = held_out_digits()
     return Workload(warmup=digit_records("warmup", WARMUP_RECORDS, pixels),
                     timed=digit_records("timed", records, pixels),
                     probe=digit_records("probe", latency_records, pixels),
@@ -148,17 +166,20 @@ def time_members(ensemble: Topology) -> dict[str, float]:
     """µs per record of each member's step on the held-out digits, in batches of the
     member's ``max_size``: the best of :data:`TIMING_ROUNDS` interleaved rounds."""
     _, feeder, members = members_of(ensemble)
-    pixels = np.load(DIGITS)["X"].astype(np.float32)
-    requests = [(str(i), {"pixels": p}) for i, p in enumerate(pixels)]
-    outcomes = build_step(ensemble, feeder)(requests)
-    payloads = [(rid, {**p, **outcome[0].fields}) for (rid, p), outcome
-                in zip(requests, outcomes, strict=True) if isinstance(outcome, list)]
+    requests = [(str(i), {"pixels": p}) for i, p in enumerate(held_out_digits())]
+    payloads = []
+    for (rid, payload), outcome in zip(requests, build_step(ensemble, feeder)(requests),
+                                       strict=True):
+        if isinstance(outcome, RecordError):
+            raise BenchError(f"{feeder} rejected a held-out digit: {outcome}")
+        payloads.append((rid, {**payload, **outcome[0].fields}))
     steps = {m: build_step(ensemble, m) for m in members}
+    for step in steps.values():
+        step.warmup()
     best = dict.fromkeys(members, float("inf"))
     for _ in range(TIMING_ROUNDS):
         for member, step in steps.items():
             size = ensemble.agent(member).batch.max_size
-            step.warmup()
             started = time.perf_counter()
             for i in range(0, len(payloads), size):
                 step(payloads[i:i + size])
@@ -168,9 +189,9 @@ def time_members(ensemble: Topology) -> dict[str, float]:
 
 
 def single_member_topology(member: str, name: str, workdir: Path) -> Path:
-    """Write a topology of the ensemble's feeding step and ``member`` (with the joiner's
+    """Write a topology of the ensemble's feeding step and ``member`` (given the joiner's
     ``drop``) to ``workdir``, beside links to the folders of ``topologies/`` (python steps,
-    models) that its relative paths name. Returns the file."""
+    models), which its relative paths name. Returns the file."""
     raw = yaml.safe_load(ENSEMBLE.read_text())
     joiner, feeder, _ = members_of(load_topology(ENSEMBLE))
     agents = raw["agents"]
@@ -189,19 +210,24 @@ def single_member_topology(member: str, name: str, workdir: Path) -> Path:
 
 class OutputCollector:
     """Reads a topic from its beginning as it is written, ``read_committed`` like every
-    streamcompose consumer: the broker timestamp of each key's first record, and when
-    this process received it (ms since the epoch)."""
+    streamcompose consumer: the broker timestamp of each key's first record, when this
+    process received it (ms since the epoch), and the keys of partial results (a joiner
+    that timed out before every branch answered lists the ``missing`` ones)."""
 
     def __init__(self, bootstrap: str, topic: str) -> None:
         self.consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap,
                                          isolation_level="read_committed", **CONSUMER_CONFIG)
         self.partitions = [TopicPartition(topic, p) for p in range(PARTITIONS)]
         self.times: dict[bytes, int] = {}
-        self.seen: dict[bytes, float] = {}
+        self.received: dict[bytes, float] = {}
+        self.partial: set[bytes] = set()
         self.task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         await self.consumer.start()
+        # retries quietly until every partition has its leader; the fetcher, which starts
+        # on assign(), would log an error for each try
+        await stored_count(self.consumer, self.partitions[0].topic)
         self.consumer.assign(self.partitions)
         await self.consumer.seek_to_beginning(*self.partitions)
         self.task = asyncio.create_task(self._run())
@@ -214,16 +240,18 @@ class OutputCollector:
                 for r in records:
                     if r.key not in self.times:
                         self.times[r.key] = r.timestamp
-                        self.seen[r.key] = received
+                        self.received[r.key] = received
+                        if "missing" in decode_payload(r.value):
+                            self.partial.add(r.key)
 
     async def wait_for(self, target: int, label: str) -> None:
         """Wait until ``target`` keys have an output; raise if none comes for STALL_S."""
-        seen, moved = -1, time.perf_counter()
+        last, moved = -1, time.perf_counter()
         while (count := len(self.times)) < target:
             if self.task is not None and self.task.done():
                 raise BenchError(f"reading the outputs failed: {self.task.exception()!r}")
-            if count != seen:
-                seen, moved = count, time.perf_counter()
+            if count != last:
+                last, moved = count, time.perf_counter()
             elif time.perf_counter() - moved > STALL_S:
                 raise BenchError(f"{label}: {count} of {target} outputs, none more for "
                                  f"{STALL_S:.0f}s")
@@ -422,11 +450,12 @@ async def measure(variant: TopologyDeployment, bootstrap: str, workload: Workloa
                       sum(a["cpu_us"] for a in agents.values()), time.perf_counter() - started)
         probe = [k for k, _, _ in workload.probe]
         hops = hop_latencies(topology, times, probe)
-        seen = np.array([collector.seen[k] - inputs[k] for k in probe])
+        readable = np.array([collector.received[k] - inputs[k] for k in probe])
         return Result(m, workers=sum(len(w) for w in variant.workers.values()),
+                      partial=len(collector.partial),
                       agents={a: {**stats, **hops[a]} for a, stats in agents.items()},
-                      seen_p50_ms=float(np.percentile(seen, 50)),
-                      seen_p99_ms=float(np.percentile(seen, 99)))
+                      readable_p50_ms=float(np.percentile(readable, 50)),
+                      readable_p99_ms=float(np.percentile(readable, 99)))
     except Exception as exc:  # reported, not raised: the other deployment still runs
         return Result(Measurement(variant.label, error=f"{type(exc).__name__}: {exc}",
                                   wall_s=time.perf_counter() - started))
@@ -439,8 +468,8 @@ def rows_of(results: list[Result]) -> list[dict[str, Any]]:
     alone), as :func:`overhead.compare` gives them, plus the extras of :class:`Result`."""
     rows = compare([r.measurement for r in results])
     return [{**row, **{k: v for k, v in asdict(r).items() if k != "measurement"},
-             "added_seen_p50_ms": _minus(r.seen_p50_ms, results[0].seen_p50_ms),
-             "added_seen_p99_ms": _minus(r.seen_p99_ms, results[0].seen_p99_ms)}
+             "added_readable_p50_ms": _minus(r.readable_p50_ms, results[0].readable_p50_ms),
+             "added_readable_p99_ms": _minus(r.readable_p99_ms, results[0].readable_p99_ms)}
             for row, r in zip(rows, results, strict=True)]
 
 
@@ -458,19 +487,23 @@ def print_report(info: dict[str, Any], workload: Workload, timings: dict[str, fl
     print("member steps in-process, µs/record: "
           + ", ".join(f"{m} {us:.1f}" for m, us in timings.items())
           + f"; slowest: {max(timings, key=timings.__getitem__)}")
-    print(f"{'variant':<16} {'workers':>7} {'records/s':>10} {'× member':>9} {'p50 ms':>7} "
-          f"{'p99 ms':>7} {'+p50 ms':>8} {'+p99 ms':>8} {'seen p50':>9} {'seen p99':>9} "
-          f"{'CPU µs/rec':>10} {'CPU ×':>6} {'wall s':>7}")
+    print(f"{'variant':<16} {'workers':>7} {'partial':>7} {'records/s':>10} {'× member':>9} "
+          f"{'p50 ms':>7} {'p99 ms':>7} {'+p50 ms':>8} {'+p99 ms':>8} {'read p50':>9} "
+          f"{'read p99':>9} {'CPU µs/rec':>10} {'CPU ×':>6} {'wall s':>7}")
     for r in rows:
         if r["error"] is not None:
             print(f"{r['variant']:<16} not measured: {r['error']}")
             continue
-        print(f"{r['variant']:<16} {r['workers']:>7} {_fmt(r['throughput'], '.0f'):>10} "
+        print(f"{r['variant']:<16} {r['workers']:>7} {r['partial']:>7} "
+              f"{_fmt(r['throughput'], '.0f'):>10} "
               f"{_fmt(r['throughput_ratio'], '.2f'):>9} {_fmt(r['p50_ms'], '.1f'):>7} "
               f"{_fmt(r['p99_ms'], '.1f'):>7} {_fmt(r['added_p50_ms'], '+.1f'):>8} "
-              f"{_fmt(r['added_p99_ms'], '+.1f'):>8} {_fmt(r['seen_p50_ms'], '.1f'):>9} "
-              f"{_fmt(r['seen_p99_ms'], '.1f'):>9} {_fmt(r['cpu_us'], '.0f'):>10} "
+              f"{_fmt(r['added_p99_ms'], '+.1f'):>8} {_fmt(r['readable_p50_ms'], '.1f'):>9} "
+              f"{_fmt(r['readable_p99_ms'], '.1f'):>9} {_fmt(r['cpu_us'], '.0f'):>10} "
               f"{_fmt(r['cpu_ratio'], '.2f'):>6} {_fmt(r['wall_s'], '.1f'):>7}")
+    if any(r["partial"] for r in rows):
+        print("partial: outputs the joiner sent after its timeout_ms without every member's "
+              "result (the figures include them)")
     print("by agent: CPU µs/record, records per model call and µs/record in model calls "
           "(thread hand-off included) while draining the backlog; p50/p99 ms of its hop "
           "(its output's broker time minus its latest input's) in the latency probe")
@@ -509,9 +542,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--bootstrap", default="127.0.0.1:9092", help="Kafka bootstrap (H:P)")
     p.add_argument("--records", type=int, default=10000, help="timed backlog requests")
-    p.add_argument("--latency-records", type=int, default=500,
+    p.add_argument("--latency-records", type=int, default=250,
                    help="requests of the latency probe")
-    p.add_argument("--latency-rate", type=float, default=100.0,
+    p.add_argument("--latency-rate", type=float, default=25.0,
                    help="requests per second of the latency probe")
     p.add_argument("--omp-threads", type=int, default=None,
                    help="set OMP_NUM_THREADS for the member timing and every deployed worker "

@@ -10,10 +10,11 @@ stacking meta-model) under a unique name, publishes the held-out digits
 (``topologies/models/digits_test.npz``) with ``Client.infer``, concurrently in chunks,
 and prints the accuracy of each member alone and of the same ensemble computed directly
 in-process (``topologies/digits/direct.py``: onnxruntime and torch, then the numpy soft
-vote or the meta-model on the members' probabilities) beside the ensemble's through
-Kafka. It counts the streamed labels equal to the direct ones (all must be), says
-whether the ensemble is at least as accurate as its best member, and stops the
-deployment. ``--json`` prints a machine-readable summary instead of the table.
+vote with the joiner's ``weights``, or the meta-model, on the members' probabilities)
+beside the ensemble's through Kafka. It counts the streamed labels equal to the direct
+ones (all must be), says whether the ensemble is at least as accurate as its best
+member, and stops the deployment. ``--json`` prints a machine-readable summary instead
+of the table.
 
 Exit status: 0 when every streamed label equals the direct one, 1 otherwise, 2 on a
 usage or deployment error.
@@ -67,11 +68,12 @@ def ensemble_joiner(topology: Topology) -> tuple[str, JoinSpec]:
 
 def direct_ensemble(join: JoinSpec, probas: dict[str, np.ndarray]) -> tuple[np.ndarray,
                                                                             np.ndarray]:
-    """The ensemble's labels and probabilities computed in-process from the members'."""
+    """The ensemble's labels and probabilities computed in-process from the members' (the
+    soft vote weighted as the joiner's ``weights`` say)."""
     if join.strategy == "stacking":
         assert join.model is not None and join.model.path is not None
         return direct.stack(probas, join.model.path)
-    proba = direct.soft_vote(probas)
+    proba = direct.soft_vote(probas, join.weights)
     return proba.argmax(axis=1), proba
 
 
@@ -119,6 +121,8 @@ def report(args: argparse.Namespace) -> dict[str, Any]:
     return {
         "topology": str(args.topology), "name": name, "joiner": joiner,
         "strategy": join.strategy, "samples": len(truth), "members": members,
+        "weights": ({m: float(join.weights.get(m, 1.0)) for m in direct.MEMBERS}
+                    if join.strategy == "soft_vote" else None),
         "direct": direct.accuracy(direct_labels, truth), "streamed": ensemble,
         "agree": int(np.sum(streamed == direct_labels)),
         "max_proba_diff": float(np.abs(streamed_proba - direct_proba).max()),
@@ -130,8 +134,10 @@ def report(args: argparse.Namespace) -> dict[str, Any]:
 def print_table(summary: dict[str, Any]) -> None:
     """The summary as a table of accuracies and the comparison lines."""
     n, what = summary["samples"], summary["strategy"].replace("_", " ")
-    print(f"\n{summary['name']} ({what} of {', '.join(summary['members'])}) on {n} held-out "
-          f"digits\n")
+    weights = summary["weights"]
+    members = ", ".join(summary["members"]) if weights is None else ", ".join(
+        f"{m} ×{w:g}" for m, w in weights.items())
+    print(f"\n{summary['name']} ({what} of {members}) on {n} held-out digits\n")
     rows = [(f"{m} (member, direct)", acc) for m, acc in summary["members"].items()]
     rows += [(f"ensemble, direct ({'numpy' if what == 'soft vote' else 'meta-model'})",
               summary["direct"]), ("ensemble through Kafka", summary["streamed"])]

@@ -3,31 +3,39 @@
 Usage: ``python scripts/train_digits.py [--out topologies/models] [--force]``
 
 Trains on scikit-learn's bundled 8×8 digits with a fixed held-out split (25 %,
-stratified, seed 0), prints each model's held-out accuracy, and writes into ``--out``
-(files that exist are kept unless ``--force``):
+stratified, seed 0), prints each model's held-out accuracy (of the ensemble for
+``digits_weights.json`` and ``digits_stack.onnx``) and the soft vote's weights, and writes
+into ``--out`` (files that exist are kept unless ``--force``):
 
-======================  =======  ==========================  ===============================
-file                    runtime  input                       outputs
-======================  =======  ==========================  ===============================
-``digits_cnn.pt``       torch    ``x`` float32 [N,1,8,8]     ``proba`` float32 [N,10]
-``digits_mlp.pt``       torch    ``x`` float32 [N,64]        ``proba`` float32 [N,10]
-``digits_logreg.onnx``  onnx     ``x`` float32 [N,64]        ``label`` int64 [N],
-                                                             ``proba`` float32 [N,10]
-``digits_forest.onnx``  onnx     ``x`` float32 [N,64]        ``label`` int64 [N],
-                                                             ``proba`` float32 [N,10]
-``digits_stack.onnx``   onnx     ``x`` float32 [N,40]        ``label`` int64 [N],
-                                 member probabilities        ``proba`` float32 [N,10]
-``digits_test.npz``     (data)   ``X`` float32 [N,64] raw    ``y`` int64 [N]
-                                 pixels 0..16
-======================  =======  ==========================  ===============================
+=======================  =======  ==========================  ==============================
+file                     runtime  input                       outputs
+=======================  =======  ==========================  ==============================
+``digits_cnn.pt``        torch    ``x`` float32 [N,1,8,8]     ``proba`` float32 [N,10]
+``digits_mlp.pt``        torch    ``x`` float32 [N,64]        ``proba`` float32 [N,10]
+``digits_logreg.onnx``   onnx     ``x`` float32 [N,64]        ``label`` int64 [N],
+                                                              ``proba`` float32 [N,10]
+``digits_forest.onnx``   onnx     ``x`` float32 [N,64]        ``label`` int64 [N],
+                                                              ``proba`` float32 [N,10]
+``digits_stack.onnx``    onnx     ``x`` float32 [N,40]        ``label`` int64 [N],
+                                  member probabilities        ``proba`` float32 [N,10]
+``digits_weights.json``  (data)   the soft vote's weights     ``{"logreg": w, "forest": w,
+                                  by member (integers 1..4)   "mlp": w, "cnn": w}``
+``digits_test.npz``      (data)   ``X`` float32 [N,64] raw    ``y`` int64 [N]
+                                  pixels 0..16
+=======================  =======  ==========================  ==============================
 
 Every pixel model input holds pixels divided by 16 (0..1); ``proba`` is a softmax over
 the classes 0..9. The ``.pt`` files are TorchScript; the ONNX files come from skl2onnx
-(LogisticRegression, RandomForestClassifier) without ZipMap. ``digits_stack.onnx`` is the
-stacking meta-model of ``topologies/digits_stacking.yaml``, a LogisticRegression whose
-input ``x`` is the four members' probabilities side by side (logreg, forest, mlp, cnn:
-10 each), learnt from out-of-fold predictions on the training part; it is trained last,
-from the member files in ``--out``. The training code is in ``topologies/digits/train.py``.
+(LogisticRegression, RandomForestClassifier) without ZipMap; the CNN learns from digits
+shifted at random by up to a pixel. ``digits_stack.onnx`` is the stacking meta-model of
+``topologies/digits_stacking.yaml``, a LogisticRegression whose input ``x`` is the four
+members' probabilities side by side (logreg, forest, mlp, cnn: 10 each), learnt from
+out-of-fold predictions on the training part (its ``C`` chosen by cross-validation on
+them). ``digits_weights.json`` holds the weights of the soft vote of
+``topologies/digits_ensemble.yaml``, chosen on the same out-of-fold predictions; the
+topology repeats them (``vote.join.weights``), and this script says when the two differ.
+These two are trained last, from the member files in ``--out``; nothing is chosen on the
+held-out part. The training code is in ``topologies/digits/train.py``.
 """
 
 from __future__ import annotations
@@ -37,6 +45,12 @@ import sys
 from pathlib import Path
 
 TOPOLOGIES = Path(__file__).resolve().parent.parent / "topologies"
+ENSEMBLE = TOPOLOGIES / "digits_ensemble.yaml"
+
+
+def flow(weights: dict[str, float]) -> str:
+    """``weights`` as a YAML flow mapping: ``{logreg: 1, forest: 2, ...}``."""
+    return "{" + ", ".join(f"{k}: {v:g}" for k, v in weights.items()) + "}"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -49,12 +63,22 @@ def main(argv: list[str] | None = None) -> int:
                         help="retrain and overwrite the files that already exist")
     args = parser.parse_args(argv)
     sys.path.insert(0, str(TOPOLOGIES))
+    from digits.direct import WEIGHTS_FILE, trained_weights
     from digits.train import train_all
+
+    from streamcompose.topology import load_topology
 
     for name, accuracy in train_all(args.out, force=args.force).items():
         status = "exists, kept (--force retrains)" if accuracy is None else (
             f"held-out accuracy {accuracy:.4f}")
         print(f"{args.out / name}: {status}")
+    weights = trained_weights(args.out)
+    print(f"soft-vote weights ({WEIGHTS_FILE}): {flow(weights)}")
+    join = load_topology(ENSEMBLE).agent("vote").join
+    if join is None or dict(join.weights) != weights:
+        print(f"note: {ENSEMBLE} has vote.join.weights "
+              f"{flow(dict(join.weights)) if join else '(none)'}; set them to {flow(weights)}",
+              file=sys.stderr)
     return 0
 
 

@@ -8,7 +8,10 @@ through their runtimes in topological order, on micro-batches of their configure
 results merged into the payloads as the agent workers merge them; joiners fuse the
 branches in their ``inputs`` order through the joiner's :class:`Aggregator`, the result
 being the first branch's payload updated with the fused fields, less ``drop``. The
-models are trained into ``topologies/models`` where missing.
+models are trained into ``topologies/models`` where missing. Both digits ensembles run on
+the whole held-out split (450 digits): each must give the direct computation's labels
+and be at least as accurate as its best member; the soft vote's weights in the topology
+must be those the training chose (``digits_weights.json``).
 """
 
 from __future__ import annotations
@@ -33,7 +36,8 @@ TOPOLOGIES = Path(__file__).resolve().parent.parent / "topologies"
 ENSEMBLE = TOPOLOGIES / "digits_ensemble.yaml"
 STACKING = TOPOLOGIES / "digits_stacking.yaml"
 GRAPH = TOPOLOGIES / "inference_graph.yaml"
-SAMPLES = 60
+SAMPLES = 450  # the whole held-out split
+MAX_MODEL_BYTES = 2_000_000
 PROMPTS = ["the chef", "heavy rain over", "our striker", "hello world", ""]
 
 Payload = dict[str, Any]
@@ -64,9 +68,11 @@ def textgraph() -> ModuleType:
 
 @pytest.fixture(scope="module")
 def held_out(direct: ModuleType) -> tuple[np.ndarray, np.ndarray]:
-    """The first held-out digits: raw pixels (0..16) [SAMPLES,64] and labels."""
+    """The held-out digits: raw pixels (0..16) [SAMPLES,64] and labels."""
     with np.load(direct.MODELS_DIR / "digits_test.npz") as data:
-        return data["X"][:SAMPLES], data["y"][:SAMPLES]
+        pixels, labels = data["X"], data["y"]
+    assert pixels.shape == (SAMPLES, 64) and labels.shape == (SAMPLES,)
+    return pixels, labels
 
 
 @pytest.fixture(scope="module")
@@ -145,10 +151,18 @@ def test_members_give_only_proba(direct: ModuleType, held_out: tuple[np.ndarray,
                                        rtol=1e-5, atol=1e-6)
 
 
+def best_member_accuracy(direct: ModuleType, member_probas: dict[str, np.ndarray],
+                         truth: np.ndarray) -> float:
+    return max(direct.accuracy(p.argmax(axis=1), truth) for p in member_probas.values())
+
+
 def test_soft_vote_matches_direct(direct: ModuleType, held_out: tuple[np.ndarray, np.ndarray],
                                   member_probas: dict[str, np.ndarray]) -> None:
-    results = run_graph(load_topology(ENSEMBLE), digits_payloads(held_out))["vote"]
-    expected = direct.soft_vote(member_probas)
+    topology = load_topology(ENSEMBLE)
+    join = topology.agent("vote").join
+    assert join is not None
+    results = run_graph(topology, digits_payloads(held_out))["vote"]
+    expected = direct.soft_vote(member_probas, join.weights)
 
     for result in results:
         assert set(result) == {"pixels", "label", "proba"}
@@ -156,8 +170,40 @@ def test_soft_vote_matches_direct(direct: ModuleType, held_out: tuple[np.ndarray
     labels = np.array([r["label"] for r in results])
     np.testing.assert_array_equal(labels, expected.argmax(axis=1))
     np.testing.assert_allclose([r["proba"] for r in results], expected, rtol=1e-5, atol=1e-6)
-    members = [direct.accuracy(p.argmax(axis=1), held_out[1]) for p in member_probas.values()]
-    assert direct.accuracy(labels, held_out[1]) >= max(members)
+    best = best_member_accuracy(direct, member_probas, held_out[1])
+    assert direct.accuracy(labels, held_out[1]) >= best
+
+
+def test_soft_vote_weights_are_the_trained_ones(direct: ModuleType) -> None:
+    join = load_topology(ENSEMBLE).agent("vote").join
+    assert join is not None
+    trained = direct.trained_weights()
+    assert dict(join.weights) == trained, (
+        f"digits_ensemble.yaml's vote.join.weights {dict(join.weights)} are not the trained "
+        f"ones {trained} (topologies/models/{direct.WEIGHTS_FILE}): copy these into the yaml")
+    assert all(w >= 1 for w in trained.values()), "every member keeps a vote"
+
+
+def test_weighted_soft_vote_beats_equal_weights_out_of_fold(direct: ModuleType) -> None:
+    train = _import("digits.train")
+    y = np.array([0, 1, 2, 3])
+    # logreg and cnn are sure of wrong labels; forest and mlp are right, but less sure
+    wrong = np.eye(10)[y + 1] * 0.6 + 0.04
+    oof = {"logreg": wrong, "forest": np.eye(10)[y] * 0.15 + 0.05,
+           "mlp": np.eye(10)[y] * 0.3 + 0.07, "cnn": wrong}
+    assert direct.accuracy(direct.soft_vote(oof).argmax(axis=1), y) == 0.0
+    weights = train.vote_weights(oof, y)
+    # the smallest weights that make forest and mlp outvote them
+    assert weights == {"logreg": 1, "forest": 1, "mlp": 4, "cnn": 1}
+    assert direct.accuracy(direct.soft_vote(oof, weights).argmax(axis=1), y) == 1.0
+    right = {m: np.eye(10)[y] for m in direct.MEMBERS}
+    assert train.vote_weights(right, y) == dict.fromkeys(direct.MEMBERS, 1), "ties: smallest"
+
+
+def test_digits_model_files_are_small(direct: ModuleType) -> None:
+    for file, _ in direct.MEMBER_FILES.values():
+        assert (direct.MODELS_DIR / file).stat().st_size < MAX_MODEL_BYTES, file
+    assert (direct.MODELS_DIR / direct.STACK_FILE).stat().st_size < MAX_MODEL_BYTES
 
 
 def test_stacking_matches_direct(direct: ModuleType, held_out: tuple[np.ndarray, np.ndarray],
@@ -179,8 +225,8 @@ def test_stacking_matches_direct(direct: ModuleType, held_out: tuple[np.ndarray,
     np.testing.assert_array_equal(labels, expected_labels)
     np.testing.assert_allclose([r["proba"] for r in results], expected_proba,
                                rtol=1e-5, atol=1e-6)
-    members = [direct.accuracy(p.argmax(axis=1), held_out[1]) for p in member_probas.values()]
-    assert direct.accuracy(labels, held_out[1]) >= max(members)
+    best = best_member_accuracy(direct, member_probas, held_out[1])
+    assert direct.accuracy(labels, held_out[1]) >= best
 
 
 def test_stacking_features_are_the_members_probabilities(

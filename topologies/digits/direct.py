@@ -4,15 +4,21 @@ The members (``logreg``, ``forest``, ``mlp``, ``cnn``) are run with onnxruntime 
 on the inputs :func:`digits.steps.to_input` makes, and their probabilities fused as the
 joiners of ``digits_ensemble.yaml`` (soft vote) and ``digits_stacking.yaml`` (stacking)
 fuse them: in the member order :data:`MEMBERS`, which is the joiners' ``inputs`` order.
-The report script and the tests compare what the topologies give with these.
+The report script and the tests compare what the topologies give with these. The soft
+vote weighs the members as the joiner's ``weights`` say (1 for a member not named); the
+training writes the weights it chose into ``digits_weights.json``, which
+:func:`trained_weights` reads.
 
 >>> probas = {m: np.eye(10, dtype=np.float32)[[i]] for i, m in enumerate(MEMBERS)}
 >>> soft_vote(probas).argmax(axis=1), stacking_features(probas).shape
 (array([0]), (1, 40))
+>>> soft_vote(probas, {"mlp": 2})[0, :4].tolist()
+[0.2, 0.2, 0.4, 0.2]
 """
 
 from __future__ import annotations
 
+import json
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
@@ -30,6 +36,8 @@ MEMBERS = ("logreg", "forest", "mlp", "cnn")
 MEMBER_FILES = {"logreg": ("digits_logreg.onnx", "flat"), "forest": ("digits_forest.onnx", "flat"),
                 "mlp": ("digits_mlp.pt", "flat"), "cnn": ("digits_cnn.pt", "image")}
 STACK_FILE = "digits_stack.onnx"
+#: the soft vote's weights chosen by the training, a JSON mapping of members to numbers
+WEIGHTS_FILE = "digits_weights.json"
 
 
 def features(pixels: np.ndarray) -> dict[str, np.ndarray]:
@@ -69,13 +77,24 @@ def member_probabilities(pixels: np.ndarray, models_dir: Path = MODELS_DIR
     return probas
 
 
-def soft_vote(probas: Mapping[str, np.ndarray]) -> np.ndarray:
-    """The soft vote's probabilities, float64 [N,10]: the mean of the members'
-    probabilities, summed in :data:`MEMBERS` order (as the joiner sums its branches)."""
+def trained_weights(models_dir: Path = MODELS_DIR) -> dict[str, float]:
+    """The soft vote's weights the training chose (``digits_weights.json``), by member."""
+    weights = json.loads((models_dir / WEIGHTS_FILE).read_text(encoding="utf-8"))
+    return {member: weights[member] for member in MEMBERS}
+
+
+def soft_vote(probas: Mapping[str, np.ndarray],
+              weights: Mapping[str, float] | None = None) -> np.ndarray:
+    """The soft vote's probabilities, float64 [N,10]: the weighted mean of the members'
+    probabilities (``weights`` by member, 1 for a member not named, as the joiner's
+    ``weights``), summed in :data:`MEMBERS` order and divided by the sum of the weights,
+    as the joiner computes it."""
+    weights = weights or {}
+    factors = [float(weights.get(member, 1.0)) for member in MEMBERS]
     total = np.zeros_like(np.asarray(probas[MEMBERS[0]], dtype=np.float64))
-    for member in MEMBERS:
-        total = total + np.asarray(probas[member], dtype=np.float64)
-    return total / len(MEMBERS)
+    for member, factor in zip(MEMBERS, factors, strict=True):
+        total = total + factor * np.asarray(probas[member], dtype=np.float64)
+    return total / np.sum(factors)
 
 
 def stacking_features(probas: Mapping[str, np.ndarray]) -> np.ndarray:
