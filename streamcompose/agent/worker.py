@@ -138,8 +138,13 @@ class AgentWorker(WorkerBase):
         while True:  # cancelled by mode after on_stop has drained the batcher
             batch = await self.batcher.next_batch()
             started = loop.time()
-            outcomes = await loop.run_in_executor(
-                self.executor, self.step, [(i.trace.request_id, i.payload) for i in batch])
+            try:
+                outcomes = await loop.run_in_executor(
+                    self.executor, self.step, [(i.trace.request_id, i.payload) for i in batch])
+            except Exception as exc:  # a bug in a step must not stop the agent
+                log.exception("agent %s: step failed on a batch of %d", self.agent, len(batch))
+                error = RecordError(f"{type(exc).__name__}: {exc}", agent=self.agent)
+                outcomes = [error] * len(batch)
             self.metrics.inference_seconds.observe(loop.time() - started)
             for item, outcome in zip(batch, outcomes, strict=True):
                 if isinstance(outcome, RecordError):
