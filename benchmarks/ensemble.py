@@ -16,8 +16,8 @@ runs on a batch, model call included) is timed on the held-out digits in batches
 member's ``max_size``, best of a few interleaved rounds. Every member reads the same
 ``features`` output and writes the same kind of output, so the per-record cost of the
 worker around the model is the same for all of them; the member whose step costs most
-per record is the one with the least throughput alone. Timing the steps takes about a
-second; deploying each member alone would take minutes and be noisier than the
+per record is the one with the least throughput alone. Timing the steps takes a few
+seconds; deploying each member alone would take minutes and be noisier than the
 differences on a loaded machine.
 
 Each deployment gets fresh topics (the input, output and every topic between agents with
@@ -31,10 +31,13 @@ same requests: held-out digits from ``topologies/models/digits_test.npz``
    produced (a fraction of a second, far below the consumers' session timeout), then
    resumed (SIGCONT), so that every deployment starts warm on the same full backlog.
    Throughput is the number of timed requests over the span between the first and the
-   last broker timestamp of their outputs. CPU per record is the CPU time of the worker
-   processes (from /proc, all threads; not the supervisor's nor the broker's) while they
-   drain it, divided by the timed requests, in total and by agent; the workers' metrics
-   give each agent's records per model call and time in model calls.
+   last broker timestamp of their outputs. The backlog is drained once every request has
+   an output and every agent has consumed all its input (a joiner that times out sends a
+   partial result, counted and reported, before its slow member is through). CPU per
+   record is the CPU time of the worker processes (from /proc, all threads; not the
+   supervisor's) from the freeze until then, divided by the timed requests, in total and
+   by agent (and the broker's, given ``--broker-pid``); the workers' metrics give each
+   agent's records per model call and time in model calls.
 3. *Latency probe*: ``--latency-records`` requests at a steady ``--latency-rate``.
    End-to-end latency is an output's broker timestamp minus its request's (p50, p99), and
    each agent's hop is its output's broker timestamp minus its latest input's. Outputs are
@@ -51,7 +54,7 @@ Ratios and added latencies are relative to the member alone, in the same run. No
 here passes or fails; the script reports. Usage::
 
     python benchmarks/ensemble.py --bootstrap 127.0.0.1:9092 [--records 10000]
-        [--omp-threads 1] [--json benchmarks/out/ensemble.json]
+        [--omp-threads 1] [--broker-pid PID] [--json benchmarks/out/ensemble.json]
 """
 
 from __future__ import annotations
@@ -67,7 +70,7 @@ import tempfile
 import time
 import urllib.request
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -117,12 +120,14 @@ DEPLOY_TIMEOUT_S = 180.0
 @dataclass(frozen=True)
 class Result:
     """One deployment's measurement, with its number of worker processes, how many of its
-    outputs were partial, what each agent did (:func:`per_agent`, :func:`hop_latencies`)
-    and the latency until a result was readable by a client."""
+    outputs were partial, the broker's CPU µs per record, what each agent did
+    (:func:`per_agent`, :func:`hop_latencies`) and the latency until a result was readable
+    by a client."""
 
     measurement: Measurement
     workers: int = 0
     partial: int = 0
+    broker_cpu_us: float | None = None
     agents: dict[str, Any] | None = None
     readable_p50_ms: float | None = None
     readable_p99_ms: float | None = None
@@ -208,6 +213,19 @@ def single_member_topology(member: str, name: str, workdir: Path) -> Path:
 
 # --- a deployment under measurement -----------------------------------------------------
 
+async def wait_until(read: Callable[[], Awaitable[int]], done: Callable[[int], bool],
+                     what: str, poll_s: float = POLL_S) -> None:
+    """Poll ``read()`` until ``done`` holds for its value; raise :class:`BenchError` once the
+    value has not changed for STALL_S."""
+    last, moved = -1, time.perf_counter()
+    while not done(value := await read()):
+        if value != last:
+            last, moved = value, time.perf_counter()
+        elif time.perf_counter() - moved > STALL_S:
+            raise BenchError(f"{what}: stuck at {value} for {STALL_S:.0f}s")
+        await asyncio.sleep(poll_s)
+
+
 class OutputCollector:
     """Reads a topic from its beginning as it is written, ``read_committed`` like every
     streamcompose consumer: the broker timestamp of each key's first record, when this
@@ -244,95 +262,17 @@ class OutputCollector:
                         if "missing" in decode_payload(r.value):
                             self.partial.add(r.key)
 
-    async def wait_for(self, target: int, label: str) -> None:
-        """Wait until ``target`` keys have an output; raise if none comes for STALL_S."""
-        last, moved = -1, time.perf_counter()
-        while (count := len(self.times)) < target:
-            if self.task is not None and self.task.done():
-                raise BenchError(f"reading the outputs failed: {self.task.exception()!r}")
-            if count != last:
-                last, moved = count, time.perf_counter()
-            elif time.perf_counter() - moved > STALL_S:
-                raise BenchError(f"{label}: {count} of {target} outputs, none more for "
-                                 f"{STALL_S:.0f}s")
-            await asyncio.sleep(POLL_S)
+    async def count(self) -> int:
+        """How many keys have an output so far."""
+        if self.task is not None and self.task.done():
+            raise BenchError(f"reading the outputs failed: {self.task.exception()!r}")
+        return len(self.times)
 
     async def stop(self) -> None:
         if self.task is not None:
             self.task.cancel()
             await asyncio.gather(self.task, return_exceptions=True)
         await self.consumer.stop()
-
-
-class TopologyDeployment:
-    """A topology deployed under a unique name, as a user deploys it: a supervisor and
-    one worker process per agent (an :class:`overhead.Variant`)."""
-
-    def __init__(self, label: str, file: Path, name: str) -> None:
-        self.label, self.file = label, file
-        self.topology = load_topology(file, name)
-        self.input, self.output = self.topology.input_topic, self.topology.output_topic
-        self.topics = (*self.topology.topics(), *self.topology.changelog_topics(),
-                       self.topology.control_topic)
-        self.workers: dict[str, list[tuple[int, int]]] = {}  # agent: [(pid, metrics port)]
-        self.deployed = False
-
-    async def start(self, bootstrap: str) -> None:
-        # imported here: main() has pointed STREAMCOMPOSE_HOME at a temporary folder
-        from streamcompose.deploy import deploy
-
-        # deploy() returns once every worker has joined its group; it leaves the input
-        # and output topics, created beforehand with LogAppendTime, as they are
-        await asyncio.to_thread(deploy, self.file, bootstrap, name=self.topology.name,
-                                timeout=DEPLOY_TIMEOUT_S)
-        self.deployed = True
-        self.workers = await asyncio.to_thread(self.worker_processes)
-
-    def worker_processes(self) -> dict[str, list[tuple[int, int]]]:
-        """Each agent's worker processes (pid, metrics port), as the status has them."""
-        from streamcompose.deploy import status
-
-        (deployment,) = status(self.topology.name, False)
-        return {a["name"]: [(w["pid"], w["metrics_port"]) for w in a["workers"]]
-                for a in deployment["agents"]}
-
-    def check(self) -> None:
-        """Raise :class:`BenchError` if the supervisor restarted a worker."""
-        if self.worker_processes() != self.workers:
-            raise BenchError(f"{self.label}: a worker was restarted during the run")
-
-    def cpu_by_agent(self) -> dict[str, float]:
-        """The CPU time (user + system, all threads) each agent's workers used so far; not
-        the supervisor's, which only polls its children."""
-        return {agent: sum(process_cpu_seconds(pid) for pid, _ in workers)
-                for agent, workers in self.workers.items()}
-
-    def cpu_seconds(self) -> float:
-        return sum(self.cpu_by_agent().values())
-
-    def model_calls(self) -> dict[str, ModelCalls]:
-        """What each agent's workers report in their metrics: model calls so far, the
-        records in them and the seconds they took (none for a joiner)."""
-        return {agent: ModelCalls.total(model_calls(port) for _, port in workers)
-                for agent, workers in self.workers.items()}
-
-    @contextmanager
-    def frozen(self) -> Iterator[None]:
-        """Stop every worker process (SIGSTOP) for the duration, then let them go on."""
-        pids = [pid for workers in self.workers.values() for pid, _ in workers]
-        for pid in pids:
-            os.kill(pid, signal.SIGSTOP)
-        try:
-            yield
-        finally:
-            for pid in pids:
-                os.kill(pid, signal.SIGCONT)
-
-    async def stop(self) -> None:
-        from streamcompose.deploy import stop
-
-        if self.deployed:
-            await asyncio.to_thread(stop, self.topology.name)
 
 
 @dataclass(frozen=True)
@@ -362,6 +302,85 @@ def model_calls(port: int) -> ModelCalls:
                       samples.get("streamcompose_inference_duration_seconds_sum", 0.0))
 
 
+class TopologyDeployment:
+    """A topology deployed under a unique name, as a user deploys it: a supervisor and
+    one worker process per agent (an :class:`overhead.Variant`)."""
+
+    def __init__(self, label: str, file: Path, name: str) -> None:
+        self.label, self.file = label, file
+        self.topology = load_topology(file, name)
+        self.input, self.output = self.topology.input_topic, self.topology.output_topic
+        self.topics = (*self.topology.topics(), *self.topology.changelog_topics(),
+                       self.topology.control_topic)
+        self.workers: dict[str, list[tuple[int, int]]] = {}  # agent: [(pid, metrics port)]
+        self.deployed = False
+
+    async def start(self, bootstrap: str) -> None:
+        # imported here: main() has pointed STREAMCOMPOSE_HOME at a temporary folder
+        from streamcompose.deploy import deploy
+
+        # deploy() returns once every worker has joined its group; it leaves the topics
+        # created beforehand (with LogAppendTime) as they are
+        await asyncio.to_thread(deploy, self.file, bootstrap, name=self.topology.name,
+                                timeout=DEPLOY_TIMEOUT_S)
+        self.deployed = True
+        self.workers = await asyncio.to_thread(self.worker_processes)
+
+    def worker_processes(self) -> dict[str, list[tuple[int, int]]]:
+        """Each agent's worker processes (pid, metrics port), as the status has them."""
+        from streamcompose.deploy import status
+
+        (deployment,) = status(self.topology.name, False)
+        return {a["name"]: [(w["pid"], w["metrics_port"]) for w in a["workers"]]
+                for a in deployment["agents"]}
+
+    def check(self) -> None:
+        """Raise :class:`BenchError` if the supervisor restarted a worker."""
+        if self.worker_processes() != self.workers:
+            raise BenchError(f"{self.label}: a worker was restarted during the run")
+
+    def lag(self) -> int:
+        """The records the agents have yet to consume (or commit), all together."""
+        from streamcompose.deploy import status
+
+        (deployment,) = status(self.topology.name, True)
+        return sum(a["lag"] for a in deployment["agents"])
+
+    def cpu_by_agent(self) -> dict[str, float]:
+        """The CPU time (user + system, all threads) each agent's workers used so far; not
+        the supervisor's, which only polls its children."""
+        return {agent: sum(process_cpu_seconds(pid) for pid, _ in workers)
+                for agent, workers in self.workers.items()}
+
+    def cpu_seconds(self) -> float:
+        """All the workers' CPU time so far (what :class:`overhead.Variant` asks for)."""
+        return sum(self.cpu_by_agent().values())
+
+    def model_calls(self) -> dict[str, ModelCalls]:
+        """What each agent's workers report in their metrics: model calls so far, the
+        records in them and the seconds they took (none for a joiner)."""
+        return {agent: ModelCalls.total(model_calls(port) for _, port in workers)
+                for agent, workers in self.workers.items()}
+
+    @contextmanager
+    def frozen(self) -> Iterator[None]:
+        """Stop every worker process (SIGSTOP) for the duration, then let them go on."""
+        pids = [pid for workers in self.workers.values() for pid, _ in workers]
+        for pid in pids:
+            os.kill(pid, signal.SIGSTOP)
+        try:
+            yield
+        finally:
+            for pid in pids:
+                os.kill(pid, signal.SIGCONT)
+
+    async def stop(self) -> None:
+        from streamcompose.deploy import stop
+
+        if self.deployed:
+            await asyncio.to_thread(stop, self.topology.name)
+
+
 def per_agent(records: int, cpu: tuple[dict[str, float], dict[str, float]],
               calls: tuple[dict[str, ModelCalls], dict[str, ModelCalls]]) -> dict[str, Any]:
     """Each agent's CPU µs per record, records per model call and µs per record in model
@@ -377,39 +396,56 @@ def per_agent(records: int, cpu: tuple[dict[str, float], dict[str, float]],
     return stats
 
 
-async def drive(variant: TopologyDeployment, bootstrap: str, workload: Workload
-                ) -> tuple[OutputCollector, dict[str, Any]]:
+async def drive(variant: TopologyDeployment, bootstrap: str, workload: Workload,
+                broker_pid: int | None) -> tuple[OutputCollector, dict[str, Any], float | None]:
     """Deploy, warm up, drain the backlog produced while the workers were frozen, send the
-    latency probe and stop. Returns the outputs and what each agent did per timed record
-    (:func:`per_agent`)."""
+    latency probe and stop. Returns the outputs, what each agent did per timed record
+    (:func:`per_agent`) and the broker's CPU µs per timed record (if its pid is given)."""
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=0,
                                 max_request_size=16 << 20)
     collector = OutputCollector(bootstrap, variant.output)
+
+    async def outputs(target: int) -> None:
+        await wait_until(collector.count, lambda n: n >= target,
+                         f"{variant.label}, outputs (of {target})")
+
+    async def drained() -> None:  # a joiner that timed out leaves work behind its outputs
+        await wait_until(lambda: asyncio.to_thread(variant.lag), lambda n: n == 0,
+                         f"{variant.label}, records not consumed", poll_s=0.5)
+
+    def broker_cpu() -> float:
+        return process_cpu_seconds(broker_pid) if broker_pid is not None else 0.0
+
     await producer.start()
     await collector.start()
     try:
         await variant.start(bootstrap)
         try:
             await produce(producer, variant.input, workload.warmup)
-            await collector.wait_for(len(workload.warmup), variant.label)
+            await outputs(len(workload.warmup))
+            await drained()
             calls_before = await asyncio.to_thread(variant.model_calls)  # not while frozen
             with variant.frozen():
                 await produce(producer, variant.input, workload.timed)
-                cpu_before = variant.cpu_by_agent()
-            await collector.wait_for(len(workload.backlog), variant.label)
-            cpu_after = variant.cpu_by_agent()
+                cpu_before, broker_before = variant.cpu_by_agent(), broker_cpu()
+            await outputs(len(workload.backlog))
+            await drained()
+            cpu_after, broker_after = variant.cpu_by_agent(), broker_cpu()
             calls_after = await asyncio.to_thread(variant.model_calls)
             await produce(producer, variant.input, workload.probe, workload.latency_rate)
-            await collector.wait_for(len(workload.backlog) + len(workload.probe),
-                                     variant.label)
+            await outputs(len(workload.backlog) + len(workload.probe))
+            await drained()  # every hop of every probe request is then in its topic
             await asyncio.to_thread(variant.check)
         finally:
             await variant.stop()
     finally:
         await producer.stop()
         await collector.stop()
-    return collector, per_agent(len(workload.timed), (cpu_before, cpu_after),
-                                (calls_before, calls_after))
+    agents = per_agent(len(workload.timed), (cpu_before, cpu_after),
+                       (calls_before, calls_after))
+    broker_us = ((broker_after - broker_before) / len(workload.timed) * 1e6
+                 if broker_pid is not None else None)
+    return collector, agents, broker_us
 
 
 def hop_latencies(topology: Topology, times: dict[str, dict[bytes, int]],
@@ -426,7 +462,8 @@ def hop_latencies(topology: Topology, times: dict[str, dict[bytes, int]],
     return hops
 
 
-async def measure(variant: TopologyDeployment, bootstrap: str, workload: Workload) -> Result:
+async def measure(variant: TopologyDeployment, bootstrap: str, workload: Workload,
+                  broker_pid: int | None) -> Result:
     """Measure one deployment on fresh topics, deleted afterwards; an error becomes the
     measurement's ``error``."""
     started = time.perf_counter()
@@ -439,7 +476,8 @@ async def measure(variant: TopologyDeployment, bootstrap: str, workload: Workloa
         # deploy() creates the rest (the joiner's compacted changelog)
         await create_topics(bootstrap, topology.topics())
         try:
-            collector, agents = await drive(variant, bootstrap, workload)
+            collector, agents, broker_us = await drive(variant, bootstrap, workload,
+                                                       broker_pid)
             times = {variant.output: collector.times}
             for topic in {t for a in topology.agent_names for t in topology.input_topics(a)}:
                 times[topic] = await broker_times(bootstrap, topic)
@@ -452,7 +490,7 @@ async def measure(variant: TopologyDeployment, bootstrap: str, workload: Workloa
         hops = hop_latencies(topology, times, probe)
         readable = np.array([collector.received[k] - inputs[k] for k in probe])
         return Result(m, workers=sum(len(w) for w in variant.workers.values()),
-                      partial=len(collector.partial),
+                      partial=len(collector.partial), broker_cpu_us=broker_us,
                       agents={a: {**stats, **hops[a]} for a, stats in agents.items()},
                       readable_p50_ms=float(np.percentile(readable, 50)),
                       readable_p99_ms=float(np.percentile(readable, 99)))
@@ -489,7 +527,7 @@ def print_report(info: dict[str, Any], workload: Workload, timings: dict[str, fl
           + f"; slowest: {max(timings, key=timings.__getitem__)}")
     print(f"{'variant':<16} {'workers':>7} {'partial':>7} {'records/s':>10} {'× member':>9} "
           f"{'p50 ms':>7} {'p99 ms':>7} {'+p50 ms':>8} {'+p99 ms':>8} {'read p50':>9} "
-          f"{'read p99':>9} {'CPU µs/rec':>10} {'CPU ×':>6} {'wall s':>7}")
+          f"{'read p99':>9} {'CPU µs/rec':>10} {'CPU ×':>6} {'broker µs':>9} {'wall s':>7}")
     for r in rows:
         if r["error"] is not None:
             print(f"{r['variant']:<16} not measured: {r['error']}")
@@ -500,7 +538,8 @@ def print_report(info: dict[str, Any], workload: Workload, timings: dict[str, fl
               f"{_fmt(r['p99_ms'], '.1f'):>7} {_fmt(r['added_p50_ms'], '+.1f'):>8} "
               f"{_fmt(r['added_p99_ms'], '+.1f'):>8} {_fmt(r['readable_p50_ms'], '.1f'):>9} "
               f"{_fmt(r['readable_p99_ms'], '.1f'):>9} {_fmt(r['cpu_us'], '.0f'):>10} "
-              f"{_fmt(r['cpu_ratio'], '.2f'):>6} {_fmt(r['wall_s'], '.1f'):>7}")
+              f"{_fmt(r['cpu_ratio'], '.2f'):>6} {_fmt(r['broker_cpu_us'], '.0f'):>9} "
+              f"{_fmt(r['wall_s'], '.1f'):>7}")
     if any(r["partial"] for r in rows):
         print("partial: outputs the joiner sent after its timeout_ms without every member's "
               "result (the figures include them)")
@@ -533,7 +572,7 @@ async def run(args: argparse.Namespace, workdir: Path
     results = []
     for variant in variants:
         print(f"measuring the {variant.label} ...", file=sys.stderr, flush=True)
-        results.append(await measure(variant, args.bootstrap, workload))
+        results.append(await measure(variant, args.bootstrap, workload, args.broker_pid))
     return workload, timings, results
 
 
@@ -549,6 +588,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--omp-threads", type=int, default=None,
                    help="set OMP_NUM_THREADS for the member timing and every deployed worker "
                         "(torch's intra-op threads; unset: torch uses one per CPU)")
+    p.add_argument("--broker-pid", type=int, default=None,
+                   help="the pid of the broker, when it runs on this machine: its CPU time "
+                        "per record is reported too")
     p.add_argument("--json", type=Path, default=None, help="also write the results here")
     return p.parse_args(argv)
 

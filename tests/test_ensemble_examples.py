@@ -133,11 +133,12 @@ def test_digits_ensembles_load(direct: ModuleType, path: Path, name: str, joiner
         assert agent.model is not None
         assert agent.model.path == direct.MODELS_DIR / direct.MEMBER_FILES[member][0]
         assert dict(agent.model.input_map) == {"x": direct.MEMBER_FILES[member][1]}
+        assert agent.drop == ("image", "flat")
     spec = topology.agent(joiner)
     assert spec.join is not None
     assert spec.inputs == direct.MEMBERS
     assert (spec.join.strategy, spec.join.mode, spec.join.field) == (strategy, "all", "proba")
-    assert spec.drop == ("image", "flat")
+    assert spec.drop == ()
 
 
 @pytest.mark.parametrize("path", [ENSEMBLE, STACKING])
@@ -146,7 +147,7 @@ def test_members_give_only_proba(direct: ModuleType, held_out: tuple[np.ndarray,
     results = run_graph(load_topology(path), digits_payloads(held_out)[:5])
     for member in direct.MEMBERS:
         for i, payload in enumerate(results[member]):
-            assert set(payload) == {"pixels", "image", "flat", "proba"}
+            assert set(payload) == {"pixels", "proba"}
             np.testing.assert_allclose(payload["proba"], member_probas[member][i],
                                        rtol=1e-5, atol=1e-6)
 

@@ -524,20 +524,21 @@ def test_expired_with_remember_ms():
 
 def test_entry_encode_decode_round_trip():
     e = Entry(partition=2, first_ms=10, entered_ms=5, path=["pre", "cnn"],
-              branches={"cnn": b"\x00\x01", "mlp": b"\xff"}, expect=["cnn", "mlp"])
-    assert Entry.decode(e.encode()) == e
+              branches={"cnn": b"\x00\x01"}, expect=["cnn", "mlp"])
     assert msgpack.unpackb(e.encode()) == {"p": 2, "first": 10, "entered": 5,
-                                           "path": ["pre", "cnn"],
-                                           "b": {"cnn": b"\x00\x01", "mlp": b"\xff"},
-                                           "done": None, "expect": ["cnn", "mlp"]}
-    done = Entry(partition=1, first_ms=10, entered_ms=5, path=[], branches={"a": b"x"},
-                 done_ms=99)
-    back = Entry.decode(done.encode())
-    assert back == Entry(partition=1, first_ms=10, entered_ms=5, path=[], branches={},
-                         done_ms=99, expect=None)
-    # records written before expect existed decode with expect None
-    old = msgpack.packb({"p": 0, "first": 1, "entered": 1, "path": [], "b": {}, "done": None})
-    assert Entry.decode(old).expect is None
+                                           "path": ["pre", "cnn"], "done": None,
+                                           "expect": ["cnn", "mlp"]}
+    assert Entry.decode(e.encode()) == Entry(2, 10, 5, ["pre", "cnn"], expect=["cnn", "mlp"])
+
+
+def test_changelog_writes_each_branch_value_once():
+    e = Entry(partition=0, first_ms=10, entered_ms=5, path=["pre"], branches={"a": b"va"})
+    assert e.changelog("r1") == [(b"r1", e.encode()), (b"r1\x00a", b"va")]
+    e.branches["b"] = b"vb"
+    assert e.changelog("r1") == [(b"r1\x00b", b"vb")]  # the entry and a are stored already
+    e.done_ms, e.branches = 99, {}
+    assert e.changelog("r1") == [(b"r1\x00a", None), (b"r1\x00b", None), (b"r1", e.encode())]
+    assert e.changelog("r1") == [(b"r1", e.encode())]
 
 
 def test_restore_from_changelog_values_and_tombstones():
@@ -546,13 +547,13 @@ def test_restore_from_changelog_values_and_tombstones():
     add(live, "r2", "a", partition=1)
     add(live, "r2", "b", partition=1)
     add(live, "r3", "a", partition=2)
-    live.mark_done("r3", now_ms=5000)
-    log = [(rid, live.pending_entry(rid).encode()) for rid in ("r1", "r2")]
-    log.append(("r3", Entry(2, 1000, 900, ["pre"], done_ms=5000).encode()))
+    log = [record for rid in ("r1", "r2", "r3")
+           for record in live.pending_entry(rid).changelog(rid)]
+    log += live.mark_done("r3", now_ms=5000).changelog("r3")
 
     s = JoinStore()
-    for rid, value in log:
-        s.restore(rid, value)
+    for key, value in log:
+        s.restore(key, value)
     assert [rid for rid, _ in s.pending()] == ["r1", "r2"]
     assert s.branches_of("r2") == {"a": b"a", "b": b"b"}
     assert s.pending_entry("r1").expect == ["a", "b"]
@@ -560,15 +561,17 @@ def test_restore_from_changelog_values_and_tombstones():
     assert add(s, "r3", "b") is None
     assert add(s, "r1", "b") is not None
     assert add(s, "r1", "c") is None  # expect survived the restore
+    assert s.pending_entry("r1").changelog("r1") == [(b"r1\x00b", b"b")]  # a was restored
 
     # a later record for the same id replaces the entry: pending -> done
-    s.restore("r2", Entry(1, 1000, 900, ["pre"], done_ms=6000).encode())
+    s.restore(b"r2", Entry(1, 1000, 900, ["pre"], done_ms=6000).encode())
     assert s.is_done("r2") and not s.is_pending("r2")
-    # tombstones forget pending and done entries alike
-    s.restore("r3", None)
-    s.restore("r1", None)
-    s.restore("never-seen", None)
-    assert not s.is_done("r3") and not s.is_pending("r1")
+    # tombstones forget pending and done entries alike; orphan branch values are ignored
+    s.restore(b"r3", None)
+    s.restore(b"r1", None)
+    s.restore(b"never-seen", None)
+    s.restore(b"never-seen\x00a", b"x")
+    assert not s.is_done("r3") and not s.is_pending("r1") and not s.is_pending("never-seen")
     assert s.stats() == {"pending": 0, "remembered": 1}
     assert s.expired(now_ms=6001, remember_ms=0) == [("r2", 1)]
 

@@ -31,7 +31,7 @@ from streamcompose.agent.base import WorkerBase, result_content_type
 from streamcompose.agent.deadletter import dead_letter_value
 from streamcompose.codec import MSGPACK, Trace, encode_payload
 from streamcompose.codec.record import now_ms
-from streamcompose.join.store import Entry, JoinStore
+from streamcompose.join.store import Entry, JoinStore, changelog_key
 from streamcompose.kafka.clients import make_consumer, make_producer
 
 log = logging.getLogger("streamcompose.stateful")
@@ -95,7 +95,7 @@ class StatefulWorker(WorkerBase):
             while remaining:
                 for records in (await restorer.getmany(*remaining, timeout_ms=500)).values():
                     for record in records:
-                        self.store.restore(record.key.decode(), record.value)
+                        self.store.restore(record.key, record.value)
                         count += 1
                 for tp in list(remaining):
                     if await restorer.position(tp) >= ends[tp]:
@@ -163,9 +163,11 @@ class StatefulWorker(WorkerBase):
             key=trace.key, headers=trace.headers(MSGPACK))
 
     async def write_changelog(self, rid: str, partition: int, entry: Entry | None) -> None:
+        """Bring the stored entry up to date (``None``: forget the request)."""
         assert self.producer is not None
-        await self.producer.send(self.changelog, None if entry is None else entry.encode(),
-                                 key=rid.encode(), partition=partition)
+        records = [(changelog_key(rid), None)] if entry is None else entry.changelog(rid)
+        for key, value in records:
+            await self.producer.send(self.changelog, value, key=key, partition=partition)
 
     async def on_stop(self) -> None:
         self.wstate.update(status="stopping")

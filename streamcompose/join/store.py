@@ -26,10 +26,19 @@ from typing import Any
 
 import msgpack
 
+BRANCH_SEPARATOR = "\x00"
+
+
+def changelog_key(request_id: str, branch: str | None = None) -> bytes:
+    """The changelog key of a request's entry, or of one of its branch values."""
+    return (request_id if branch is None else f"{request_id}{BRANCH_SEPARATOR}{branch}").encode()
+
 
 @dataclass
 class Entry:
-    """One request's join progress."""
+    """One request's join progress. In the changelog the entry itself (without branch
+    values) and each branch value are separate records, so that every branch result is
+    written once; ``persisted`` names the branch values already written."""
 
     partition: int
     first_ms: int
@@ -38,6 +47,7 @@ class Entry:
     branches: dict[str, bytes] = field(default_factory=dict)
     done_ms: int | None = None
     expect: list[str] | None = None
+    persisted: set[str] = field(default_factory=set)
 
     def needed(self, default: int | None) -> int:
         """How many branch results complete this request."""
@@ -48,15 +58,30 @@ class Entry:
     def encode(self) -> bytes:
         return msgpack.packb({"p": self.partition, "first": self.first_ms,
                               "entered": self.entered_ms, "path": self.path,
-                              "b": {} if self.done_ms else self.branches,
                               "done": self.done_ms, "expect": self.expect}, use_bin_type=True)
 
     @classmethod
     def decode(cls, value: bytes) -> Entry:
         d = msgpack.unpackb(value, raw=False)
         return cls(partition=d["p"], first_ms=d["first"], entered_ms=d["entered"],
-                   path=list(d["path"]), branches=dict(d["b"]), done_ms=d["done"],
-                   expect=d.get("expect"))
+                   path=list(d["path"]), done_ms=d["done"], expect=d.get("expect"))
+
+    def changelog(self, request_id: str) -> list[tuple[bytes, bytes | None]]:
+        """The changelog records that bring the stored entry up to date: the entry when
+        it is new or done, each branch value not yet written, and, once done,
+        tombstones for the branch values (compaction then drops them)."""
+        records: list[tuple[bytes, bytes | None]] = []
+        if self.done_ms is not None:
+            records = [(changelog_key(request_id, b), None) for b in sorted(self.persisted)]
+            self.persisted = set()
+            return [*records, (changelog_key(request_id), self.encode())]
+        if not self.persisted:
+            records.append((changelog_key(request_id), self.encode()))
+        for branch, value in self.branches.items():
+            if branch not in self.persisted:
+                records.append((changelog_key(request_id, branch), value))
+                self.persisted.add(branch)
+        return records
 
 
 class JoinStore:
@@ -125,12 +150,24 @@ class JoinStore:
             del self._done[rid]
         return old
 
-    def restore(self, request_id: str, value: bytes | None) -> None:
+    def restore(self, key: bytes, value: bytes | None) -> None:
         """Apply one changelog record (``None``: a tombstone)."""
-        self._pending.pop(request_id, None)
+        request_id, _, branch = key.decode().partition(BRANCH_SEPARATOR)
+        if branch:
+            entry = self._pending.get(request_id)
+            if entry is not None and value is not None:
+                entry.branches[branch] = value
+                entry.persisted.add(branch)
+            elif entry is not None:
+                entry.branches.pop(branch, None)
+                entry.persisted.discard(branch)
+            return
+        pending = self._pending.pop(request_id, None)
         self._done.pop(request_id, None)
         if value is not None:
             entry = Entry.decode(value)
+            if entry.done_ms is None and pending is not None:
+                entry.branches, entry.persisted = pending.branches, pending.persisted
             (self._pending if entry.done_ms is None else self._done)[request_id] = entry
 
     def forget(self, partitions: Iterable[int]) -> None:

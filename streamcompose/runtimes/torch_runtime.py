@@ -9,7 +9,9 @@ Torch modules do not declare their inputs, so the model options name them::
 
 Inputs are passed positionally in the order given; a module returning a tuple has its
 outputs named in order, one returning a dict keeps its keys. Without options the model
-takes one float32 input ``input`` and returns one output ``output``.
+takes one float32 input ``input`` and returns one output ``output``. As for ONNX models,
+``options: {intra_op_threads: N}`` caps the threads one model call uses (several agents
+sharing few cores want 1).
 """
 
 from __future__ import annotations
@@ -61,6 +63,9 @@ class TorchRuntime(TensorRuntime):
         import torch
 
         self.torch = torch
+        threads = spec.options.get("intra_op_threads")
+        if threads:  # one model per worker process, so the process-wide setting is ours
+            torch.set_num_threads(int(threads))
         if spec.device.startswith("cuda") and not torch.cuda.is_available():
             raise ModelError(f"device {spec.device!r} asked for, but torch sees no CUDA "
                              "device", agent=agent, model=str(spec.path or spec.entrypoint))
