@@ -45,6 +45,19 @@ class WorkerBase(mode.Service):
         self.metrics_port = metrics_port
         self.consumer: AIOKafkaConsumer | None = None
         self.producer: AIOKafkaProducer | None = None
+        self._partition_counts: dict[str, int] = {}
+
+    async def partition_for(self, topic: str, partition: int) -> int | None:
+        """Where to write a request's record: the partition number it came from, when
+        ``topic`` has it. Every record of a request then stays on one partition number,
+        whatever partitioner its first producer used (kcat's differs from the Java
+        client's), which keeps the topics a joiner reads co-partitioned and spares hashing
+        the key; ``None`` (hash the key) for a topic with fewer partitions."""
+        count = self._partition_counts.get(topic)
+        if count is None:
+            assert self.producer is not None
+            count = self._partition_counts[topic] = len(await self.producer.partitions_for(topic))
+        return partition if partition < count else None
 
     def serve_metrics(self) -> None:
         self.wstate.update(status="loading", metrics_port=self.metrics.serve(self.metrics_port))

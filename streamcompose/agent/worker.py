@@ -203,7 +203,9 @@ class AgentWorker(WorkerBase):
                 self.offsets.done(tp, record.offset)
 
         for topic, value, headers in records:
-            delivery = await self.producer.send(topic, value, key=key, headers=headers)
+            delivery = await self.producer.send(topic, value, key=key, headers=headers,
+                                                partition=await self.partition_for(topic,
+                                                                                   tp.partition))
             delivery.add_done_callback(acknowledged)
 
     def _crash(self, exc: BaseException) -> None:

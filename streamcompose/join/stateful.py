@@ -29,7 +29,7 @@ from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 
 from streamcompose.agent.base import WorkerBase, result_content_type
 from streamcompose.agent.deadletter import dead_letter_value
-from streamcompose.codec import MSGPACK, Trace, encode_payload
+from streamcompose.codec import MSGPACK, Trace
 from streamcompose.codec.record import now_ms
 from streamcompose.join.store import Entry, JoinStore, changelog_key
 from streamcompose.kafka.clients import make_consumer, make_producer
@@ -144,23 +144,21 @@ class StatefulWorker(WorkerBase):
     async def handle(self, records: list[ConsumerRecord], due: list[str], now: int) -> None:
         """Process a poll's records and the due requests, inside the transaction."""
 
-    async def send(self, topic: str, payload: dict[str, Any], trace: Trace,
+    async def send(self, topic: str, value: bytes, trace: Trace, partition: int,
                    content_type: str = MSGPACK) -> None:
+        """Send a record of a request that came from ``partition``."""
         assert self.producer is not None
-        await self.producer.send(topic, encode_payload(payload, content_type), key=trace.key,
-                                 headers=trace.headers(content_type))
+        await self.producer.send(topic, value, key=trace.key, headers=trace.headers(content_type),
+                                 partition=await self.partition_for(topic, partition))
 
     async def dead_letter(self, trace: Trace, entry: Entry, original: bytes,
                           topic: str, error: Exception) -> None:
         log.warning("agent %s: request %s -> dead letter: %s", self.agent, trace.request_id,
                     error)
         self.metrics.error(type(error).__name__)
-        assert self.producer is not None
-        await self.producer.send(
-            self.topology.dlq_topic, dead_letter_value(
-                original, agent=self.agent, topic=topic, partition=entry.partition, offset=-1,
-                error=error),
-            key=trace.key, headers=trace.headers(MSGPACK))
+        await self.send(self.topology.dlq_topic, dead_letter_value(
+            original, agent=self.agent, topic=topic, partition=entry.partition, offset=-1,
+            error=error), trace, entry.partition)
 
     async def write_changelog(self, rid: str, partition: int, entry: Entry | None) -> None:
         """Bring the stored entry up to date (``None``: forget the request)."""

@@ -114,5 +114,6 @@ class JoinWorker(StatefulWorker):
             payload["missing"] = missing
         for name in self.spec.drop:
             payload.pop(name, None)
-        await self.send(self.out_topic, payload, trace, self.out_type)
+        await self.send(self.out_topic, encode_payload(payload, self.out_type), trace,
+                        entry.partition, self.out_type)
         self.metrics.records_out.inc()

@@ -14,7 +14,8 @@ from typing import Any
 
 from aiokafka import ConsumerRecord
 
-from streamcompose.codec import Trace, decode_payload
+from streamcompose.agent.deadletter import dead_letter_value
+from streamcompose.codec import Trace, decode_payload, encode_payload
 from streamcompose.errors import StreamComposeError
 from streamcompose.join.stateful import StatefulWorker
 
@@ -55,9 +56,19 @@ class FallbackWorker(StatefulWorker):
                 await self._fall_back(rid, f"no answer within {self.deadline_ms:g} ms", now)
 
     async def _request(self, record: ConsumerRecord, trace: Trace, now: int) -> None:
-        entry = self.store.add_branch(record.partition, trace.request_id, REQUEST,
-                                      record.value or b"", first_ms=now,
-                                      entered_ms=trace.entered_ms, path=list(trace.path))
+        try:  # stored as msgpack whatever it came as, so forwarding can label it so
+            value = encode_payload(decode_payload(record.value, trace.content_type))
+        except StreamComposeError as exc:
+            self.metrics.error(type(exc).__name__)
+            letter = dead_letter_value(record.value, agent=self.agent, topic=record.topic,
+                                       partition=record.partition, offset=record.offset,
+                                       error=exc)
+            await self.send(self.topology.dlq_topic, letter, trace.passed(self.agent),
+                            record.partition)
+            return
+        entry = self.store.add_branch(record.partition, trace.request_id, REQUEST, value,
+                                      first_ms=now, entered_ms=trace.entered_ms,
+                                      path=list(trace.path))
         if entry is None:
             self.metrics.join_event("duplicate")
             return
@@ -65,11 +76,9 @@ class FallbackWorker(StatefulWorker):
         await self._forward(trace.request_id, self.primary)
 
     async def _forward(self, rid: str, target: str) -> None:
-        assert self.producer is not None
         entry = self.store.pending_entry(rid)
         trace = Trace(rid, entry.entered_ms, (*entry.path, self.agent))
-        await self.producer.send(self.edges[target], entry.branches[REQUEST], key=trace.key,
-                                 headers=trace.headers())
+        await self.send(self.edges[target], entry.branches[REQUEST], trace, entry.partition)
         self.metrics.routed(target)
 
     async def _answer(self, record: ConsumerRecord, trace: Trace, agent: str, now: int) -> None:
@@ -86,8 +95,9 @@ class FallbackWorker(StatefulWorker):
             await self.write_changelog(trace.request_id, entry.partition, entry)
             return
         entry = self.store.mark_done(trace.request_id, now)
-        await self.send(self.out_topic, {**payload, "served_by": agent},
-                        trace.passed(self.agent), self.out_type)
+        await self.send(self.out_topic, encode_payload({**payload, "served_by": agent},
+                                                       self.out_type),
+                        trace.passed(self.agent), entry.partition, self.out_type)
         await self.write_changelog(trace.request_id, entry.partition, entry)
         self.metrics.records_out.inc()
 
