@@ -16,10 +16,11 @@ from aiokafka import ConsumerRecord
 
 from streamcompose.agent.deadletter import dead_letter_value
 from streamcompose.codec import Trace, decode_payload, encode_payload
-from streamcompose.errors import StreamComposeError
+from streamcompose.errors import RequestTimeoutError, StreamComposeError
 from streamcompose.join.stateful import StatefulWorker
 
 REQUEST, FELL_BACK = "$request", "$fell-back"
+BACKUP_GRACE_MS = 60_000
 
 
 class FallbackWorker(StatefulWorker):
@@ -38,9 +39,11 @@ class FallbackWorker(StatefulWorker):
         self.requests = set(t.input_topics(self.agent)) - set(self.answers) - {t.dlq_topic}
 
     def due(self, now: int) -> list[str]:
-        """Requests still with the primary past the deadline."""
+        """Requests still with the primary past the deadline, and requests the backup
+        has not answered either within :data:`BACKUP_GRACE_MS` more."""
         return [rid for rid, e in self.store.pending()
-                if FELL_BACK not in e.branches and now - e.first_ms >= self.deadline_ms]
+                if now - e.first_ms >= self.deadline_ms + (
+                    BACKUP_GRACE_MS if FELL_BACK in e.branches else 0)]
 
     async def handle(self, records: list[ConsumerRecord], due: list[str], now: int) -> None:
         for record in records:
@@ -52,8 +55,19 @@ class FallbackWorker(StatefulWorker):
             else:
                 await self._dead_letter_seen(record, trace, now)
         for rid in due:
-            if not self.store.is_done(rid):
+            if not self.store.is_pending(rid):
+                continue
+            if FELL_BACK not in self.store.branches_of(rid):
                 await self._fall_back(rid, f"no answer within {self.deadline_ms:g} ms", now)
+                continue
+            entry = self.store.mark_done(rid, now)  # neither answered: say so, once
+            trace = Trace(rid, entry.entered_ms, (*entry.path, self.agent))
+            await self.dead_letter(trace, entry, b"", self.edges[self.backup],
+                                   RequestTimeoutError(
+                                       f"neither {self.primary} nor {self.backup} answered "
+                                       f"within {self.deadline_ms + BACKUP_GRACE_MS:g} ms",
+                                       request_id=rid))
+            await self.write_changelog(rid, entry.partition, entry)
 
     async def _request(self, record: ConsumerRecord, trace: Trace, now: int) -> None:
         try:  # stored as msgpack whatever it came as, so forwarding can label it so
