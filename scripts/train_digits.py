@@ -40,12 +40,14 @@ held-out part. The training code is in ``topologies/digits/train.py``.
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
 TOPOLOGIES = Path(__file__).resolve().parent.parent / "topologies"
 ENSEMBLE = TOPOLOGIES / "digits_ensemble.yaml"
+sys.path.insert(0, str(TOPOLOGIES))
+
+from training import main as train_main  # noqa: E402
 
 
 def flow(weights: dict[str, float]) -> str:
@@ -53,33 +55,24 @@ def flow(weights: dict[str, float]) -> str:
     return "{" + ", ".join(f"{k}: {v:g}" for k, v in weights.items()) + "}"
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Parse the command line, train, print the accuracies; return the exit status."""
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out", type=Path, default=TOPOLOGIES / "models",
-                        help="folder for the model files (default: topologies/models)")
-    parser.add_argument("--force", action="store_true",
-                        help="retrain and overwrite the files that already exist")
-    args = parser.parse_args(argv)
-    sys.path.insert(0, str(TOPOLOGIES))
+def check_weights(out: Path) -> None:
+    """Print the soft vote's trained weights; say when the ensemble topology's differ."""
     from digits.direct import WEIGHTS_FILE, trained_weights
-    from digits.train import train_all
 
     from streamcompose.topology import load_topology
 
-    for name, accuracy in train_all(args.out, force=args.force).items():
-        status = "exists, kept (--force retrains)" if accuracy is None else (
-            f"held-out accuracy {accuracy:.4f}")
-        print(f"{args.out / name}: {status}")
-    weights = trained_weights(args.out)
+    weights = trained_weights(out)
     print(f"soft-vote weights ({WEIGHTS_FILE}): {flow(weights)}")
     join = load_topology(ENSEMBLE).agent("vote").join
     if join is None or dict(join.weights) != weights:
         print(f"note: {ENSEMBLE} has vote.join.weights "
               f"{flow(dict(join.weights)) if join else '(none)'}; set them to {flow(weights)}",
               file=sys.stderr)
-    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse the command line, train, print the accuracies; return the exit status."""
+    return train_main(__doc__, "digits.train", argv, after=check_weights)
 
 
 if __name__ == "__main__":

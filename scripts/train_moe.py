@@ -28,30 +28,17 @@ using the models is ``topologies/moe.yaml``.
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
-TOPOLOGIES = Path(__file__).resolve().parent.parent / "topologies"
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "topologies"))
+
+from training import main as train_main  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Parse the command line, train, print the accuracies; return the exit status."""
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out", type=Path, default=TOPOLOGIES / "models",
-                        help="folder for the model files (default: topologies/models)")
-    parser.add_argument("--force", action="store_true",
-                        help="retrain and overwrite the files that already exist")
-    args = parser.parse_args(argv)
-    sys.path.insert(0, str(TOPOLOGIES))
-    from moe.train import train_all
-
-    for name, accuracy in train_all(args.out, force=args.force).items():
-        status = "exists, kept (--force retrains)" if accuracy is None else (
-            f"held-out accuracy {accuracy:.4f}")
-        print(f"{args.out / name}: {status}")
-    return 0
+    """Parse the command line, train, print the results; return the exit status."""
+    return train_main(__doc__, "moe.train", argv)
 
 
 if __name__ == "__main__":

@@ -41,7 +41,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import os
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -52,14 +51,13 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 import torch
-from skl2onnx import to_onnx
-from skl2onnx.common.data_types import FloatTensorType, Int64TensorType
 from sklearn.datasets import load_digits
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import log_loss
 from sklearn.model_selection import StratifiedKFold, cross_val_predict, train_test_split
 from torch import nn
+from training import save_onnx, write_atomically
 
 from .direct import MEMBERS, WEIGHTS_FILE, member_probabilities, soft_vote, stacking_features
 
@@ -68,7 +66,6 @@ TEST_FILE = "digits_test.npz"
 SEED = 0
 THREADS = 1  # one thread: steadier than two on busy cores, and as fast for these nets
 SCALE = 16.0
-ONNX_OPSET = {"": 17, "ai.onnx.ml": 3}
 CLASSES = 10
 CNN_EPOCHS = 30
 MLP_EPOCHS = 40
@@ -153,16 +150,6 @@ def _torchscript() -> Iterator[None]:
         yield
 
 
-def _write_atomically(path: Path, write: Callable[[Path], None]) -> None:
-    """Write through a temporary file in the same folder, so no reader sees half a file."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        write(tmp)
-        tmp.replace(path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 def shift_images(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     """Each image of ``images`` [B,1,8,8] moved by -1, 0 or 1 pixel down and as many right,
     both drawn from ``generator``; zeros come in at the edges."""
@@ -194,7 +181,7 @@ def _export_torch(net: nn.Module, x_test: np.ndarray, y_test: np.ndarray, path: 
     """Save ``net`` with a softmax as TorchScript; return its held-out accuracy."""
     with _torchscript():
         scripted = torch.jit.script(Probabilities(net).eval())
-        _write_atomically(path, lambda tmp: torch.jit.save(scripted, str(tmp)))
+        write_atomically(path, lambda tmp: torch.jit.save(scripted, str(tmp)))
     with torch.inference_mode():
         proba = scripted(torch.from_numpy(x_test)).numpy()
     return float(np.mean(proba.argmax(axis=1) == y_test))
@@ -225,13 +212,8 @@ def _save_onnx(model: LogisticRegression | RandomForestClassifier, features: int
     """Save a fitted scikit-learn classifier as ONNX (input ``x`` float32 [N,features],
     outputs ``label`` int64 [N] and ``proba`` float32 [N,10], no ZipMap); return an
     ONNX Runtime session of the saved model."""
-    onx = to_onnx(model, initial_types=[("x", FloatTensorType([None, features]))],
-                  final_types=[("label", Int64TensorType([None])),
-                               ("proba", FloatTensorType([None, CLASSES]))],
-                  options={"zipmap": False}, target_opset=ONNX_OPSET)
-    data = onx.SerializeToString()
-    _write_atomically(path, lambda tmp: tmp.write_bytes(data))
-    return ort.InferenceSession(data, providers=["CPUExecutionProvider"])
+    return save_onnx(model, path, inputs=("x", features), outputs=("label", "proba"),
+                     classes=CLASSES)
 
 
 def _fit_to_onnx(model: LogisticRegression | RandomForestClassifier, split: Split,
@@ -321,7 +303,7 @@ def train_weights(split: Split, path: Path) -> float:
     soft vote, whose members are read from ``path``'s folder (train them first)."""
     weights = vote_weights(split.out_of_fold, split.y_train)
     data = json.dumps(weights, indent=2) + "\n"
-    _write_atomically(path, lambda tmp: tmp.write_text(data, encoding="utf-8"))
+    write_atomically(path, lambda tmp: tmp.write_text(data, encoding="utf-8"))
     members = member_probabilities(split.raw_test, path.parent)
     return float(np.mean(soft_vote(members, weights).argmax(axis=1) == split.y_test))
 
@@ -368,7 +350,7 @@ def save_test_split(split: Split, path: Path) -> None:
         with tmp.open("wb") as f:
             np.savez(f, X=split.raw_test, y=split.y_test)
 
-    _write_atomically(path, write)
+    write_atomically(path, write)
 
 
 def train_all(out_dir: Path = MODELS_DIR, *, force: bool = False) -> dict[str, float | None]:

@@ -18,37 +18,24 @@ line is ``scripts/train_moe.py``.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
-from skl2onnx import to_onnx
-from skl2onnx.common.data_types import FloatTensorType, Int64TensorType
 from sklearn.base import ClassifierMixin
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import PolynomialFeatures
+from training import save_onnx, write_atomically
 
 from .data import FEATURES, REGIONS, SEED, Split, load_split
 from .direct import EXPERT_FILES, GATE_FILE, INPUT, MODELS_DIR, TEST_FILE
 
-ONNX_OPSET = {"": 17, "ai.onnx.ml": 3}
 CLASSES = 2
 
 Trainer = Callable[[Split, Path], float]
-
-
-def _write_atomically(path: Path, write: Callable[[Path], None]) -> None:
-    """Write through a temporary file in the same folder, so no reader sees half a file."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        write(tmp)
-        tmp.replace(path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def _save_onnx(model: ClassifierMixin | Pipeline, outputs: tuple[str, str], classes: int,
@@ -56,18 +43,7 @@ def _save_onnx(model: ClassifierMixin | Pipeline, outputs: tuple[str, str], clas
     """Save a fitted classifier as ONNX: input ``features`` float32 [N,4], outputs the
     label (int64 [N]) and the class probabilities (float32 [N,classes]) under the names
     ``outputs``, no ZipMap. Returns an ONNX Runtime session of the saved model."""
-    classifier = model.steps[-1][1] if isinstance(model, Pipeline) else model
-    onx = to_onnx(model, initial_types=[(INPUT, FloatTensorType([None, FEATURES]))],
-                  final_types=[(outputs[0], Int64TensorType([None])),
-                               (outputs[1], FloatTensorType([None, classes]))],
-                  options={id(classifier): {"zipmap": False}}, target_opset=ONNX_OPSET)
-    # skl2onnx lists the opsets in set order, which varies with the hash seed
-    opsets = sorted(onx.opset_import, key=lambda opset: opset.domain)
-    del onx.opset_import[:]
-    onx.opset_import.extend(opsets)
-    data = onx.SerializeToString()
-    _write_atomically(path, lambda tmp: tmp.write_bytes(data))
-    return ort.InferenceSession(data, providers=["CPUExecutionProvider"])
+    return save_onnx(model, path, inputs=(INPUT, FEATURES), outputs=outputs, classes=classes)
 
 
 def train_gate(split: Split, path: Path) -> float:
@@ -120,7 +96,7 @@ def save_test_split(split: Split, path: Path) -> None:
         with tmp.open("wb") as f:
             np.savez(f, X=split.x_test, y=split.y_test, region=split.region_test)
 
-    _write_atomically(path, write)
+    write_atomically(path, write)
 
 
 def train_all(out_dir: Path = MODELS_DIR, *, force: bool = False) -> dict[str, float | None]:
