@@ -23,13 +23,8 @@ usage or deployment error.
 from __future__ import annotations
 
 import argparse
-import asyncio
-import json
 import sys
-import time
-import uuid
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -37,11 +32,15 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "topologies"))
 
 from digits import direct  # noqa: E402
+from reporting import (  # noqa: E402
+    Summary,
+    deploy_and_stream,
+    labels_and_proba,
+    print_footer,
+    print_rows,
+)
+from reporting import main as report_main  # noqa: E402
 
-from streamcompose.client import Client  # noqa: E402
-from streamcompose.deploy import deploy, stop  # noqa: E402
-from streamcompose.deploy.registry import Deployment  # noqa: E402
-from streamcompose.errors import StreamComposeError  # noqa: E402
 from streamcompose.topology import Topology, load_topology  # noqa: E402
 from streamcompose.topology.model import JoinSpec  # noqa: E402
 
@@ -77,21 +76,7 @@ def direct_ensemble(join: JoinSpec, probas: dict[str, np.ndarray]) -> tuple[np.n
     return proba.argmax(axis=1), proba
 
 
-async def stream(bootstrap: str, name: str, pixels: np.ndarray, chunk: int,
-                 timeout: float) -> list[dict[str, Any]]:
-    """Each digit's result payload through the deployed topology, in order. The first
-    request goes alone (it starts the client's result listener), the rest concurrently,
-    ``chunk`` at a time."""
-    payloads = [{"pixels": row.tolist()} for row in pixels]
-    async with Client(bootstrap) as client:
-        results = [await client.infer(name, payloads[0], timeout)]
-        for start in range(1, len(payloads), chunk):
-            results += await asyncio.gather(*(client.infer(name, p, timeout)
-                                              for p in payloads[start:start + chunk]))
-    return [r.payload for r in results]
-
-
-def report(args: argparse.Namespace) -> dict[str, Any]:
+def report(args: argparse.Namespace) -> Summary:
     """Deploy, stream, compute directly and compare; returns the summary."""
     topology = load_topology(args.topology)
     joiner, join = ensemble_joiner(topology)
@@ -101,21 +86,9 @@ def report(args: argparse.Namespace) -> dict[str, Any]:
     members = {m: direct.accuracy(probas[m].argmax(axis=1), truth) for m in direct.MEMBERS}
     direct_labels, direct_proba = direct_ensemble(join, probas)
 
-    name = args.name or f"{topology.name}-report-{uuid.uuid4().hex[:8]}"
-    print(f"deploying {args.topology} as {name} ...", file=sys.stderr, flush=True)
-    deploy(args.topology, args.bootstrap, name=name,
-           progress=lambda w: print(f"  joined: {w}", file=sys.stderr, flush=True))
-    try:
-        started = time.perf_counter()
-        results = asyncio.run(stream(args.bootstrap, name, pixels, args.chunk, args.timeout))
-        elapsed = time.perf_counter() - started
-    except StreamComposeError as exc:
-        logs = Deployment(name).log_file("supervisor").parent
-        raise StreamComposeError(f"{exc} (the workers' logs are in {logs})") from exc
-    finally:
-        stop(name)
-    streamed = np.array([int(r["label"]) for r in results])
-    streamed_proba = np.array([np.asarray(r["proba"], dtype=np.float64) for r in results])
+    name, results, elapsed = deploy_and_stream(args.topology, topology, args,
+                                               [{"pixels": row.tolist()} for row in pixels])
+    streamed, streamed_proba = labels_and_proba(results)
     best = max(members, key=lambda m: members[m])
     ensemble = direct.accuracy(streamed, truth)
     return {
@@ -131,7 +104,7 @@ def report(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-def print_table(summary: dict[str, Any]) -> None:
+def print_table(summary: Summary) -> None:
     """The summary as a table of accuracies and the comparison lines."""
     n, what = summary["samples"], summary["strategy"].replace("_", " ")
     weights = summary["weights"]
@@ -141,46 +114,27 @@ def print_table(summary: dict[str, Any]) -> None:
     rows = [(f"{m} (member, direct)", acc) for m, acc in summary["members"].items()]
     rows += [(f"ensemble, direct ({'numpy' if what == 'soft vote' else 'meta-model'})",
               summary["direct"]), ("ensemble through Kafka", summary["streamed"])]
-    width = max(len(label) for label, _ in rows)
-    print(f"{'model':<{width}}  accuracy")
-    for label, acc in rows:
-        print(f"{label:<{width}}  {acc:.4f}  ({round(acc * n)}/{n})")
+    print_rows(rows, "accuracy", lambda acc: f"{acc:.4f}  ({round(acc * n)}/{n})")
     best = summary["best_member"]
     print(f"\nstreamed labels equal to the direct computation: {summary['agree']}/{n} "
           f"(max |proba difference| {summary['max_proba_diff']:.2e})")
     print(f"ensemble >= best member ({best}, {summary['members'][best]:.4f}): "
           f"{'yes' if summary['ensemble_ge_best'] else 'no'}")
-    print(f"result fields: {', '.join(summary['result_fields'])}; {n} requests in "
-          f"{summary['elapsed_s']:.1f} s")
+    print_footer(summary)
+
+
+def add_topology(parser: argparse.ArgumentParser) -> None:
+    """The ``--topology`` option: which digits ensemble to deploy."""
+    parser.add_argument("--topology", type=Path,
+                        default=ROOT / "topologies" / "digits_ensemble.yaml",
+                        help="digits_ensemble.yaml (default) or digits_stacking.yaml")
 
 
 def main(argv: list[str] | None = None) -> int:
     """Parse the command line, run the report; return the exit status."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--bootstrap", required=True, help="Kafka bootstrap server, host:port")
-    parser.add_argument("--topology", type=Path,
-                        default=ROOT / "topologies" / "digits_ensemble.yaml",
-                        help="digits_ensemble.yaml (default) or digits_stacking.yaml")
-    parser.add_argument("--samples", type=int, default=None,
-                        help="held-out digits to send (default: all 450)")
-    parser.add_argument("--name", help="deployment name (default: unique)")
-    parser.add_argument("--chunk", type=int, default=50, help="requests in flight at once")
-    parser.add_argument("--timeout", type=float, default=120.0,
-                        help="seconds to wait for each result")
-    parser.add_argument("--json", action="store_true", help="print a JSON summary")
-    args = parser.parse_args(argv)
-    if (args.samples is not None and args.samples < 1) or args.chunk < 1:
-        parser.error("--samples and --chunk must be at least 1")
-    try:
-        summary = report(args)
-    except (StreamComposeError, ValueError, OSError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    if args.json:
-        print(json.dumps(summary, indent=2))
-    else:
-        print_table(summary)
-    return 0 if summary["agree"] == summary["samples"] else 1
+    return report_main(__doc__.splitlines()[0], report, print_table, argv,
+                       samples_help="held-out digits to send (default: all 450)",
+                       add_arguments=add_topology)
 
 
 if __name__ == "__main__":

@@ -24,29 +24,29 @@ usage or deployment error.
 from __future__ import annotations
 
 import argparse
-import asyncio
-import json
 import sys
-import time
-import uuid
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "topologies"))
+TOPOLOGIES = Path(__file__).resolve().parent.parent / "topologies"
+sys.path.insert(0, str(TOPOLOGIES))
 
 from moe import direct  # noqa: E402
 from moe.data import REGIONS  # noqa: E402
+from reporting import (  # noqa: E402
+    Payload,
+    Summary,
+    deploy_and_stream,
+    labels_and_proba,
+    print_footer,
+    print_rows,
+)
+from reporting import main as report_main  # noqa: E402
 
-from streamcompose.client import Client  # noqa: E402
-from streamcompose.deploy import deploy, stop  # noqa: E402
-from streamcompose.deploy.registry import Deployment  # noqa: E402
-from streamcompose.errors import StreamComposeError  # noqa: E402
 from streamcompose.topology import Topology, load_topology  # noqa: E402
 
-TOPOLOGY = ROOT / "topologies" / "moe.yaml"
+TOPOLOGY = TOPOLOGIES / "moe.yaml"
 GATE, COMBINE = "gate", "combine"
 
 
@@ -66,21 +66,7 @@ def checked_top_k(topology: Topology) -> int:
     return gate.router.top_k
 
 
-async def stream(bootstrap: str, name: str, features: np.ndarray, chunk: int,
-                 timeout: float) -> list[dict[str, Any]]:
-    """Each sample's result payload through the deployed topology, in order. The first
-    request goes alone (it starts the client's result listener), the rest concurrently,
-    ``chunk`` at a time."""
-    payloads = [{"features": row.tolist()} for row in features]
-    async with Client(bootstrap) as client:
-        results = [await client.infer(name, payloads[0], timeout)]
-        for start in range(1, len(payloads), chunk):
-            results += await asyncio.gather(*(client.infer(name, p, timeout)
-                                              for p in payloads[start:start + chunk]))
-    return [r.payload for r in results]
-
-
-def streamed_routing(results: list[dict[str, Any]]) -> tuple[np.ndarray, np.ndarray]:
+def streamed_routing(results: list[Payload]) -> tuple[np.ndarray, np.ndarray]:
     """The experts each result says its request went to (bool [N,E]) and their gate
     weights (float64 [N,E], 0 for the others), read from its ``gate_weights``."""
     chosen = np.array([[e in r["gate_weights"] for e in direct.EXPERTS] for r in results])
@@ -100,7 +86,7 @@ def accuracies(labels: np.ndarray, truth: np.ndarray, region: np.ndarray) -> dic
     return out
 
 
-def report(args: argparse.Namespace) -> dict[str, Any]:
+def report(args: argparse.Namespace) -> Summary:
     """Deploy, stream, compute directly and compare; returns the summary."""
     topology = load_topology(TOPOLOGY)
     top_k = checked_top_k(topology)
@@ -110,21 +96,9 @@ def report(args: argparse.Namespace) -> dict[str, Any]:
     probas = direct.expert_probabilities(x)
     expected = direct.moe(scores, probas, top_k)
 
-    name = args.name or f"{topology.name}-report-{uuid.uuid4().hex[:8]}"
-    print(f"deploying {TOPOLOGY} as {name} ...", file=sys.stderr, flush=True)
-    deploy(TOPOLOGY, args.bootstrap, name=name,
-           progress=lambda w: print(f"  joined: {w}", file=sys.stderr, flush=True))
-    try:
-        started = time.perf_counter()
-        results = asyncio.run(stream(args.bootstrap, name, x, args.chunk, args.timeout))
-        elapsed = time.perf_counter() - started
-    except StreamComposeError as exc:
-        logs = Deployment(name).log_file("supervisor").parent
-        raise StreamComposeError(f"{exc} (the workers' logs are in {logs})") from exc
-    finally:
-        stop(name)
-    labels = np.array([int(r["label"]) for r in results])
-    proba = np.array([np.asarray(r["proba"], dtype=np.float64) for r in results])
+    name, results, elapsed = deploy_and_stream(TOPOLOGY, topology, args,
+                                               [{"features": row.tolist()} for row in x])
+    labels, proba = labels_and_proba(results)
     chosen, weights = streamed_routing(results)
     experts = {e: accuracies(probas[e].argmax(axis=1), truth, region) for e in direct.EXPERTS}
     streamed = accuracies(labels, truth, region)
@@ -146,7 +120,7 @@ def report(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-def print_table(summary: dict[str, Any]) -> None:
+def print_table(summary: Summary) -> None:
     """The summary as a table of accuracies and the comparison lines."""
     n = summary["samples"]
     experts = ", ".join(summary["experts"])
@@ -156,12 +130,13 @@ def print_table(summary: dict[str, Any]) -> None:
     rows += [("gate: region (direct)", summary["gate_regions"]),
              ("mixture, direct (numpy)", summary["direct"]),
              ("mixture through Kafka", summary["streamed"])]
-    width = max(len(label) for label, _ in rows)
-    print(f"{'model':<{width}}  {'accuracy':<18}" + "".join(f"  region {r}" for r in REGIONS))
-    for label, acc in rows:
+
+    def cells(acc: dict[str, float]) -> str:
         overall = f"{acc['all']:.4f} ({round(acc['all'] * n)}/{n})"
-        print(f"{label:<{width}}  {overall:<18}" + "".join(
-            f"  {acc[r]:8.4f}" if r in acc else f"  {'-':>8}" for r in REGIONS))
+        return f"{overall:<18}" + "".join(
+            f"  {acc[r]:8.4f}" if r in acc else f"  {'-':>8}" for r in REGIONS)
+
+    print_rows(rows, f"{'accuracy':<18}" + "".join(f"  region {r}" for r in REGIONS), cells)
     print(f"\nstreamed labels equal to the direct ones: {summary['agree']}/{n} "
           f"(max |proba difference| {summary['max_proba_diff']:.2e})")
     print(f"requests routed to the same experts: {summary['same_experts']}/{n} "
@@ -173,34 +148,13 @@ def print_table(summary: dict[str, Any]) -> None:
     print(f"mixture better than every expert alone: "
           f"{'yes' if summary['beats_every_expert'] else 'no'}; partial results "
           f"(an expert missing): {summary['partial']}")
-    print(f"result fields: {', '.join(summary['result_fields'])}; {n} requests in "
-          f"{summary['elapsed_s']:.1f} s")
+    print_footer(summary)
 
 
 def main(argv: list[str] | None = None) -> int:
     """Parse the command line, run the report; return the exit status."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--bootstrap", required=True, help="Kafka bootstrap server, host:port")
-    parser.add_argument("--samples", type=int, default=None,
-                        help="held-out samples to send (default: all 750)")
-    parser.add_argument("--name", help="deployment name (default: unique)")
-    parser.add_argument("--chunk", type=int, default=50, help="requests in flight at once")
-    parser.add_argument("--timeout", type=float, default=120.0,
-                        help="seconds to wait for each result")
-    parser.add_argument("--json", action="store_true", help="print a JSON summary")
-    args = parser.parse_args(argv)
-    if (args.samples is not None and args.samples < 1) or args.chunk < 1:
-        parser.error("--samples and --chunk must be at least 1")
-    try:
-        summary = report(args)
-    except (StreamComposeError, ValueError, OSError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    if args.json:
-        print(json.dumps(summary, indent=2))
-    else:
-        print_table(summary)
-    return 0 if summary["agree"] == summary["samples"] else 1
+    return report_main(__doc__.splitlines()[0], report, print_table, argv,
+                       samples_help="held-out samples to send (default: all 750)")
 
 
 if __name__ == "__main__":

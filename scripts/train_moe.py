@@ -33,7 +33,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "topologies"))
 
-from training import main as train_main  # noqa: E402
+from training import main as train_main
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,9 +1,11 @@
 """Shared fixtures: the real broker, an isolated streamcompose home, and deployments made
-through the CLI with names unique to each test."""
+through the CLI with names unique to each test; helpers importing the example modules of
+the topologies folder, their models trained where missing."""
 
 from __future__ import annotations
 
 import asyncio
+import importlib
 import json
 import os
 import subprocess
@@ -11,12 +13,14 @@ import sys
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 CLI = [sys.executable, "-m", "streamcompose.cli"]
+TOPOLOGIES = ROOT / "topologies"
 
 
 @pytest.fixture(scope="session")
@@ -111,3 +115,18 @@ def read_all(cli: Callable[..., subprocess.CompletedProcess], target: str,
     done = cli("subscribe", target, "--from-beginning", "--timeout", str(quiet_s),
                timeout=quiet_s + 120)
     return [json.loads(line) for line in done.stdout.splitlines() if line.strip()]
+
+
+def import_topology_module(module: str) -> ModuleType:
+    """A module of the topologies folder, imported as the runtimes import the steps."""
+    if str(TOPOLOGIES) not in sys.path:
+        sys.path.insert(0, str(TOPOLOGIES))
+    return importlib.import_module(module)
+
+
+def trained(example: str) -> ModuleType:
+    """``topologies/<example>/train.py``, with every model of the example trained into
+    ``topologies/models`` where missing."""
+    train = import_topology_module(f"{example}.train")
+    train.train_all(train.MODELS_DIR)
+    return train

@@ -16,14 +16,13 @@ must be those the training chose (``digits_weights.json``).
 
 from __future__ import annotations
 
-import importlib
-import sys
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import numpy as np
 import pytest
+from fixtures import import_topology_module, trained
 
 from streamcompose.codec import JSON, decode_payload, encode_payload
 from streamcompose.join.aggregate import Aggregator
@@ -43,27 +42,17 @@ PROMPTS = ["the chef", "heavy rain over", "our striker", "hello world", ""]
 Payload = dict[str, Any]
 
 
-def _import(module: str) -> ModuleType:
-    """A module of the topologies folder, imported as the runtimes import the steps."""
-    if str(TOPOLOGIES) not in sys.path:
-        sys.path.insert(0, str(TOPOLOGIES))
-    return importlib.import_module(module)
-
-
 @pytest.fixture(scope="module")
 def direct() -> ModuleType:
     """``topologies/digits/direct.py``, with every digits model trained where missing."""
-    train = _import("digits.train")
-    train.train_all(train.MODELS_DIR)
-    return _import("digits.direct")
+    trained("digits")
+    return import_topology_module("digits.direct")
 
 
 @pytest.fixture(scope="module")
 def textgraph() -> ModuleType:
     """``topologies/textgraph/train.py``, with its models trained where missing."""
-    train = _import("textgraph.train")
-    train.train_all(train.MODELS_DIR)
-    return train
+    return trained("textgraph")
 
 
 @pytest.fixture(scope="module")
@@ -186,7 +175,7 @@ def test_soft_vote_weights_are_the_trained_ones(direct: ModuleType) -> None:
 
 
 def test_weighted_soft_vote_beats_equal_weights_out_of_fold(direct: ModuleType) -> None:
-    train = _import("digits.train")
+    train = import_topology_module("digits.train")
     y = np.array([0, 1, 2, 3])
     # logreg and cnn are sure of wrong labels; forest and mlp are right, but less sure
     wrong = np.eye(10)[y + 1] * 0.6 + 0.04
@@ -242,7 +231,7 @@ def test_inference_graph_merges_the_branches(textgraph: ModuleType) -> None:
     topology = load_topology(GRAPH)
     assert topology.name == "inference-graph" and topology.output_format == "json"
     assert topology.order() == ("bigram", "trigram", "bigram_topic", "trigram_topic", "gather")
-    topics = set(_import("textgraph.corpus").TOPICS)
+    topics = set(import_topology_module("textgraph.corpus").TOPICS)
 
     results = run_graph(topology, [{"prompt": p} for p in PROMPTS])["gather"]
     for prompt, result in zip(PROMPTS, results, strict=True):

@@ -13,8 +13,6 @@ split. The models are trained into ``topologies/models`` where missing.
 
 from __future__ import annotations
 
-import importlib
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +21,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from fixtures import import_topology_module, trained
 from sklearn.linear_model import LogisticRegression
 
 from streamcompose.agent.steps import Emission, Request, build_step
@@ -43,25 +42,16 @@ PROBA_ATOL = 2e-6
 Payload = dict[str, Any]
 
 
-def _import(module: str) -> ModuleType:
-    """A module of the topologies folder, imported as the runtimes import the steps."""
-    if str(TOPOLOGIES) not in sys.path:
-        sys.path.insert(0, str(TOPOLOGIES))
-    return importlib.import_module(module)
-
-
 @pytest.fixture(scope="module")
 def train() -> ModuleType:
     """``topologies/moe/train.py``, with every model trained where missing."""
-    module = _import("moe.train")
-    module.train_all(module.MODELS_DIR)
-    return module
+    return trained("moe")
 
 
 @pytest.fixture(scope="module")
 def direct(train: ModuleType) -> ModuleType:
     """``topologies/moe/direct.py`` (the models exist)."""
-    return _import("moe.direct")
+    return import_topology_module("moe.direct")
 
 
 @pytest.fixture(scope="module")
@@ -235,7 +225,7 @@ def test_mixture_beats_every_expert(direct: ModuleType, run: Run, held_out: Any,
 
 
 def test_one_linear_model_is_poor(train: ModuleType, held_out: Any) -> None:
-    split = _import("moe.data").load_split()
+    split = import_topology_module("moe.data").load_split()
     model = LogisticRegression(max_iter=1000).fit(split.x_train, split.y_train)
     assert model.score(held_out.x, held_out.y) < 0.75
 
