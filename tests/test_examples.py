@@ -121,3 +121,21 @@ def json_like(payload: dict) -> dict:
     from streamcompose.codec import to_jsonable
 
     return to_jsonable(payload)
+
+
+def test_digits_ensemble_through_kafka_equals_the_direct_soft_vote(deploy, bootstrap):
+    sys.path.insert(0, str(TOPOLOGIES))
+    from digits import direct
+
+    split = np.load(TOPOLOGIES / "models" / "digits_test.npz")
+    pixels, truth = split["X"], split["y"]
+    m = deploy(TOPOLOGIES / "digits_ensemble.yaml")
+    results = asyncio.run(infer_all(bootstrap, m["name"],
+                                    [{"pixels": row.tolist()} for row in pixels]))
+    probas = direct.member_probabilities(pixels)
+    expected = direct.soft_vote(probas, direct.trained_weights())
+    labels = [r["label"] for r in results]
+    assert labels == expected.argmax(axis=1).tolist()
+    assert all("missing" not in r for r in results)
+    best = max(direct.accuracy(p.argmax(axis=1), truth) for p in probas.values())
+    assert direct.accuracy(np.array(labels), truth) >= best
