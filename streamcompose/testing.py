@@ -23,7 +23,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
-from streamcompose.agent.steps import Emission, Outcome, Step, build_step
+from streamcompose.agent.steps import Emission, Outcome, Step, build_step, merge_result
 from streamcompose.codec import decode_payload, encode_payload
 from streamcompose.codec.record import EXPECT, new_request_id
 from streamcompose.join.aggregate import Aggregator
@@ -118,9 +118,8 @@ class LocalRunner:
                 path))
             return
         for e in outcome:
-            merged = {**record.payload, **e.fields, **(extra or {})}
-            for drop in self.topology.agent(name).drop:
-                merged.pop(drop, None)
+            merged = merge_result(record.payload, {**e.fields, **(extra or {})},
+                                  self.topology.agent(name).drop)
             out.topics[e.topic].append(LocalRecord(record.id, _wire(merged), e.topic, path,
                                                    (*record.headers, *e.headers)))
 

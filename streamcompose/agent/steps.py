@@ -42,6 +42,20 @@ class Emission:
 Outcome = list[Emission] | RecordError
 
 
+def merge_result(payload: dict[str, Any], fields: dict[str, Any],
+                 drop: tuple[str, ...]) -> dict[str, Any]:
+    """The payload an agent passes on: the one it received updated with the fields it
+    produced, less its ``drop`` fields.
+
+    >>> merge_result({"x": 1, "image": b"..."}, {"y": 2}, ("image",))
+    {'x': 1, 'y': 2}
+    """
+    merged = {**payload, **fields}
+    for name in drop:
+        merged.pop(name, None)
+    return merged
+
+
 class Step(ABC):
     """Turns a batch of requests (request id, payload) into outcomes, one per request."""
 

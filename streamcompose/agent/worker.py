@@ -34,7 +34,7 @@ from streamcompose.agent.base import WorkerBase
 from streamcompose.agent.control import ControlFollower
 from streamcompose.agent.deadletter import dead_letter_value, error_reason
 from streamcompose.agent.offsets import OffsetTracker
-from streamcompose.agent.steps import Emission, Step, build_step
+from streamcompose.agent.steps import Emission, Step, build_step, merge_result
 from streamcompose.batching.batcher import MicroBatcher
 from streamcompose.codec import MSGPACK, Trace, decode_payload, encode_payload
 from streamcompose.errors import StreamComposeError
@@ -75,7 +75,6 @@ class AgentWorker(WorkerBase):
         super().__init__(*args, **kwargs)
         topology, agent = self.topology, self.agent
         self.dlq = topology.dlq_of(agent)
-        self.drop = self.spec.drop
         self.offsets = OffsetTracker()
         self.batcher: MicroBatcher[Item] = MicroBatcher(
             self.spec.batch.max_size, self.spec.batch.max_wait_ms, on_batch=self._on_batch)
@@ -158,9 +157,7 @@ class AgentWorker(WorkerBase):
         records = []
         try:
             for e in emissions:
-                merged = {**item.payload, **e.fields}
-                for name in self.drop:
-                    merged.pop(name, None)
+                merged = merge_result(item.payload, e.fields, self.spec.drop)
                 records.append((e.topic, encode_payload(merged, e.content_type),
                                 [*trace.headers(e.content_type), *e.headers]))
         except StreamComposeError as exc:

@@ -139,6 +139,7 @@ def set_weights(name: str, agent: str, weights: dict[str, float]) -> dict[str, f
     """Change a running traffic split's weights; its workers apply them between batches.
     Returns the weights sent."""
     from streamcompose.agent.control import publish_control
+    from streamcompose.route.policies import check_weights
 
     m = Deployment(name).manifest()
     spec = next((a for a in m["agents"] if a["name"] == agent), None)
@@ -146,12 +147,10 @@ def set_weights(name: str, agent: str, weights: dict[str, float]) -> dict[str, f
         splits = [a["name"] for a in m["agents"] if a.get("kind") == "split"]
         raise DeploymentError(f"{agent!r} is not a traffic split of {name!r} (splits: "
                               f"{', '.join(splits) or 'none'})", topology=name)
-    if set(weights) != set(spec["targets"]):
-        raise DeploymentError(f"give a weight for each variant of {agent!r}: "
-                              f"{', '.join(spec['targets'])}", topology=name)
-    if any(w < 0 for w in weights.values()) or sum(weights.values()) <= 0:
-        raise DeploymentError("weights must be non-negative and sum to a positive number",
-                              topology=name)
+    try:
+        weights = check_weights(weights, spec["targets"])
+    except ValueError as exc:
+        raise DeploymentError(f"{agent!r}: {exc}", topology=name) from None
     asyncio.run(publish_control(m["bootstrap"], m["control"], agent, {"weights": weights}))
     return weights
 

@@ -151,14 +151,16 @@ class StatefulWorker(WorkerBase):
         await self.producer.send(topic, value, key=trace.key, headers=trace.headers(content_type),
                                  partition=await self.partition_for(topic, partition))
 
-    async def dead_letter(self, trace: Trace, entry: Entry, original: bytes,
-                          topic: str, error: Exception) -> None:
+    async def dead_letter(self, trace: Trace, partition: int, original: bytes,
+                          topic: str, error: Exception, offset: int = -1) -> None:
+        """Dead-letter a request of ``partition`` (``offset`` -1: it stems from several
+        records, as a join does)."""
         log.warning("agent %s: request %s -> dead letter: %s", self.agent, trace.request_id,
                     error)
         self.metrics.error(type(error).__name__)
         await self.send(self.topology.dlq_topic, dead_letter_value(
-            original, agent=self.agent, topic=topic, partition=entry.partition, offset=-1,
-            error=error), trace, entry.partition)
+            original, agent=self.agent, topic=topic, partition=partition, offset=offset,
+            error=error), trace, partition)
 
     async def write_changelog(self, rid: str, partition: int, entry: Entry | None) -> None:
         """Bring the stored entry up to date (``None``: forget the request)."""

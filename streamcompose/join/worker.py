@@ -15,6 +15,7 @@ from typing import Any
 
 from aiokafka import ConsumerRecord
 
+from streamcompose.agent.steps import merge_result
 from streamcompose.codec import Trace, decode_payload, encode_payload
 from streamcompose.codec.record import EXPECT
 from streamcompose.errors import StreamComposeError
@@ -105,15 +106,14 @@ class JoinWorker(StatefulWorker):
             result = StrategyError(f"join timed out after {self.join.timeout_ms:g} ms; "
                                    f"missing: {', '.join(missing)}")
         if isinstance(result, Exception):
-            await self.dead_letter(trace, entry, encode_payload(dict(seen)),
+            await self.dead_letter(trace, entry.partition, encode_payload(dict(seen)),
                                    ",".join(self.branch_of), result)
             return
-        payload = {**branches[0][1], **result}
         if not complete:
             self.metrics.join_event("partial")
-            payload["missing"] = missing
-        for name in self.spec.drop:
-            payload.pop(name, None)
+        payload = merge_result(branches[0][1], {**result, **({"missing": missing}
+                                                              if not complete else {})},
+                               self.spec.drop)
         await self.send(self.out_topic, encode_payload(payload, self.out_type), trace,
                         entry.partition, self.out_type)
         self.metrics.records_out.inc()

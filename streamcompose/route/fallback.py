@@ -14,7 +14,6 @@ from typing import Any
 
 from aiokafka import ConsumerRecord
 
-from streamcompose.agent.deadletter import dead_letter_value
 from streamcompose.codec import Trace, decode_payload, encode_payload
 from streamcompose.errors import RequestTimeoutError, StreamComposeError
 from streamcompose.join.stateful import StatefulWorker
@@ -62,7 +61,7 @@ class FallbackWorker(StatefulWorker):
                 continue
             entry = self.store.mark_done(rid, now)  # neither answered: say so, once
             trace = Trace(rid, entry.entered_ms, (*entry.path, self.agent))
-            await self.dead_letter(trace, entry, b"", self.edges[self.backup],
+            await self.dead_letter(trace, entry.partition, b"", self.edges[self.backup],
                                    RequestTimeoutError(
                                        f"neither {self.primary} nor {self.backup} answered "
                                        f"within {self.deadline_ms + BACKUP_GRACE_MS:g} ms",
@@ -73,12 +72,8 @@ class FallbackWorker(StatefulWorker):
         try:  # stored as msgpack whatever it came as, so forwarding can label it so
             value = encode_payload(decode_payload(record.value, trace.content_type))
         except StreamComposeError as exc:
-            self.metrics.error(type(exc).__name__)
-            letter = dead_letter_value(record.value, agent=self.agent, topic=record.topic,
-                                       partition=record.partition, offset=record.offset,
-                                       error=exc)
-            await self.send(self.topology.dlq_topic, letter, trace.passed(self.agent),
-                            record.partition)
+            await self.dead_letter(trace.passed(self.agent), record.partition,
+                                   record.value or b"", record.topic, exc, record.offset)
             return
         entry = self.store.add_branch(record.partition, trace.request_id, REQUEST, value,
                                       first_ms=now, entered_ms=trace.entered_ms,
@@ -105,7 +100,8 @@ class FallbackWorker(StatefulWorker):
             payload = decode_payload(record.value, trace.content_type)
         except StreamComposeError as exc:
             entry = self.store.mark_done(trace.request_id, now)
-            await self.dead_letter(trace, entry, record.value or b"", record.topic, exc)
+            await self.dead_letter(trace, entry.partition, record.value or b"", record.topic,
+                                   exc)
             await self.write_changelog(trace.request_id, entry.partition, entry)
             return
         entry = self.store.mark_done(trace.request_id, now)

@@ -21,6 +21,23 @@ def key_fraction(key: str) -> float:
     return int.from_bytes(digest[:8], "big") / 2**64
 
 
+def check_weights(weights: object, variants: Sequence[str]) -> dict[str, float]:
+    """Split weights as floats in ``variants`` order; ValueError unless they name exactly
+    the variants and are non-negative numbers with a positive sum.
+
+    >>> check_weights({"v2": 10, "v1": 90}, ["v1", "v2"])
+    {'v1': 90.0, 'v2': 10.0}
+    """
+    if not isinstance(weights, dict) or set(weights) != set(variants):
+        raise ValueError(f"weights must name exactly the variants {', '.join(variants)}; "
+                         f"got {weights!r}")
+    if any(isinstance(w, bool) or not isinstance(w, int | float) or w < 0
+           for w in weights.values()) or sum(weights.values()) <= 0:
+        raise ValueError(f"weights must be non-negative numbers with a positive sum, "
+                         f"got {weights}")
+    return {v: float(weights[v]) for v in variants}
+
+
 def sticky_choice(key: str, weights: Mapping[str, float]) -> str:
     """The variant for ``key``: the same key gets the same variant while the weights stay
     the same; variants get keys in proportion to their weights."""

@@ -18,7 +18,7 @@ import numpy as np
 from streamcompose.agent.steps import Emission, Outcome, Request, Step
 from streamcompose.codec.record import EXPECT
 from streamcompose.route.expr import parse
-from streamcompose.route.policies import choose_experts, sticky_choice
+from streamcompose.route.policies import check_weights, choose_experts, sticky_choice
 from streamcompose.runtimes import RecordError, load_runtime
 from streamcompose.topology.model import Topology
 
@@ -74,15 +74,10 @@ class SplitStep(_Router):
     def apply_control(self, settings: dict[str, Any]) -> None:
         """``{"weights": {variant: weight}}``: every variant of this split, weights that
         sum to a positive number."""
-        weights = settings.get("weights")
-        if not isinstance(weights, dict) or set(weights) != set(self.spec.targets):
-            raise self.error(f"weights must name exactly the variants "
-                             f"{', '.join(self.spec.targets)}; got {weights!r}")
-        if any(isinstance(w, bool) or not isinstance(w, int | float) or w < 0
-               for w in weights.values()) or sum(weights.values()) <= 0:
-            raise self.error(f"weights must be non-negative numbers with a positive sum, "
-                             f"got {weights}")
-        self.weights = {v: float(weights[v]) for v in self.spec.targets}
+        try:
+            self.weights = check_weights(settings.get("weights"), self.spec.targets)
+        except ValueError as exc:
+            raise self.error(str(exc)) from None
 
 
 class ShadowStep(_Router):
