@@ -7,7 +7,7 @@ from typing import NamedTuple
 
 import pytest
 
-from streamcompose.agent.offsets import OffsetTracker
+from streamcompose.delivery.offsets import OffsetTracker
 
 
 class TP(NamedTuple):  # stands in for aiokafka's TopicPartition (any hashable works)

@@ -23,11 +23,23 @@ def error_reason(error: BaseException) -> str:
 
 
 def dead_letter_value(original: bytes | None, *, agent: str, topic: str, partition: int,
-                      offset: int, error: BaseException) -> bytes:
-    """The value of a dead-letter record."""
+                      offset: int, error: BaseException,
+                      max_original: int | None = None) -> bytes:
+    """The value of a dead-letter record. An original longer than ``max_original`` bytes
+    is cut to that length, with ``original_bytes`` giving its full size.
+
+    >>> from streamcompose.codec import decode_payload
+    >>> d = decode_payload(dead_letter_value(b"abcdef", agent="a", topic="t", partition=0,
+    ...                    offset=1, error=ValueError("big"), max_original=2))
+    >>> d["original"], d["original_bytes"], d["truncated"]
+    (b'ab', 6, True)
+    """
+    original = original or b""
+    cut = max_original is not None and len(original) > max_original
     return encode_payload({
         "agent": agent, "topic": topic, "partition": partition, "offset": offset,
         "error_type": error_reason(error), "error": getattr(error, "message", str(error)),
-        "original": original or b"",
+        "original": original[:max_original] if cut else original,
+        **({"original_bytes": len(original), "truncated": True} if cut else {}),
         "failed_ms": now_ms(),
     })

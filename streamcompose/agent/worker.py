@@ -1,19 +1,20 @@
-"""The agent worker: consume, decode, batch, infer, encode, produce, commit.
+"""The agent worker: consume, decode, batch, infer, encode, deliver.
 
-One worker process runs one replica of one agent. Its life cycle (start, signal handling,
-graceful stop) is a faust-streaming ``mode.Service``; its hot path consumes with
-aiokafka's batch ``getmany`` (see benchmarks/README.md for why not faust's per-event
-agents). The stages:
+One worker process runs one replica of one agent (a model or a stateless router). Its
+life cycle (start, signal handling, graceful stop) is a faust-streaming ``mode.Service``;
+its hot path consumes with aiokafka's batch ``getmany``. Three tasks form a pipeline:
 
-1. ``_consume``: fetch records, decode each one (bad values go to the dead-letter topic),
-   put them into the :class:`MicroBatcher` (waiting while it is full).
-2. ``_infer``: take a batch, run the model in a thread so that the event loop keeps
-   fetching and heartbeating, and send one result (or dead letter) per record.
-3. ``_commit``: commit each partition's offsets up to the first record whose outputs the
-   broker has not yet acknowledged (at-least-once).
+1. ``_consume``: fetch records, register each with the :class:`Checkpoint`, decode it
+   and put it into the :class:`MicroBatcher` (waiting while it is full). A value that
+   cannot be decoded travels on as an item bound for the dead-letter topic.
+2. ``_infer``: take a batch, run the step in the model thread so that the event loop
+   keeps fetching and heartbeating, encode one result (or dead letter) per record.
+3. ``_deliver``: close each batch through the checkpoint (one transaction under
+   exactly-once; acknowledged sends under at-least-once) while the next batch runs.
 
-On SIGTERM the worker stops fetching, finishes every record already fetched, flushes the
-producer, commits and exits.
+A result larger than its topic takes is dead-lettered (with the original cut to fit);
+it never stops the worker. On SIGTERM the worker stops fetching, finishes every record
+already fetched, commits and exits.
 """
 
 from __future__ import annotations
@@ -28,33 +29,35 @@ from typing import Any
 import mode
 from aiokafka import ConsumerRecord, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
-from aiokafka.errors import CommitFailedError, IllegalStateError
 
 from streamcompose.agent.base import WorkerBase
 from streamcompose.agent.control import ControlFollower
 from streamcompose.agent.deadletter import dead_letter_value, error_reason
-from streamcompose.agent.offsets import OffsetTracker
 from streamcompose.agent.steps import Emission, Step, build_step, merge_result
 from streamcompose.batching.batcher import MicroBatcher
 from streamcompose.codec import MSGPACK, Trace, decode_payload, encode_payload
+from streamcompose.delivery import Checkpoint, Closing, Output
 from streamcompose.errors import StreamComposeError
-from streamcompose.kafka.clients import make_consumer, make_producer
 from streamcompose.runtimes import RecordError
 
 log = logging.getLogger("streamcompose.agent")
-COMMIT_INTERVAL_S = 0.05
-DRAIN_TIMEOUT_S = 30.0
 EXIT_SEND_FAILED = 3
-FETCH_RECORDS = 500
+DEAD_LETTER_ROOM = 4096  # bytes a dead letter needs beside the original it carries
 
 
 @dataclass
 class Item:
-    """A decoded record waiting for its model call."""
+    """A consumed record: its payload, or why it cannot be processed."""
 
     record: ConsumerRecord
     trace: Trace
-    payload: dict[str, Any]
+    payload: dict[str, Any] | None
+    error: StreamComposeError | None = None
+    emissions: list[Emission] | None = None
+
+    @property
+    def tp(self) -> TopicPartition:
+        return TopicPartition(self.record.topic, self.record.partition)
 
 
 class _Rebalance(ConsumerRebalanceListener):
@@ -62,7 +65,8 @@ class _Rebalance(ConsumerRebalanceListener):
         self.worker = worker
 
     async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
-        await self.worker.settle(revoked)
+        if self.worker.checkpoint is not None:
+            await self.worker.checkpoint.settle(revoked, self.worker.settings.drain_timeout_s)
 
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
         self.worker.joined(assigned)
@@ -73,13 +77,12 @@ class AgentWorker(WorkerBase):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        topology, agent = self.topology, self.agent
-        self.dlq = topology.dlq_of(agent)
-        self.offsets = OffsetTracker()
         self.batcher: MicroBatcher[Item] = MicroBatcher(
             self.spec.batch.max_size, self.spec.batch.max_wait_ms, on_batch=self._on_batch)
-        self.executor = ThreadPoolExecutor(1, thread_name_prefix=f"model-{agent}")
+        self.deliveries: asyncio.Queue[list[Closing]] = asyncio.Queue(1)
+        self.executor = ThreadPoolExecutor(1, thread_name_prefix=f"model-{self.agent}")
         self.step: Step | None = None
+        self.checkpoint: Checkpoint | None = None
         self._fetching = True
 
     def _on_batch(self, stats: Any) -> None:
@@ -92,12 +95,10 @@ class AgentWorker(WorkerBase):
         self.step = await loop.run_in_executor(self.executor, build_step, self.topology,
                                                self.agent)
         await loop.run_in_executor(self.executor, self.step.warmup)
-        self.producer = make_producer(self.bootstrap, self.client_id)
-        await self.producer.start()
-        self.consumer = make_consumer(self.bootstrap, self.group, self.client_id)
-        self.consumer.subscribe(list(self.topology.input_topics(self.agent)),
-                                listener=_Rebalance(self))
-        await self.consumer.start()
+        await self.start_clients(_Rebalance(self))
+        assert self.producer is not None and self.consumer is not None
+        self.checkpoint = Checkpoint(self.producer, self.consumer, self.group,
+                                     exactly_once=self.exactly_once, on_fatal=self._crash)
         if self.spec.kind == "split":
             await self._follow_control()
         self.wstate.update(status="running")
@@ -112,23 +113,23 @@ class AgentWorker(WorkerBase):
 
     @mode.Service.task
     async def _consume(self) -> None:
-        assert self.consumer is not None
+        assert self.consumer is not None and self.checkpoint is not None
         while self._fetching and not self.should_stop:
-            batches = await self.consumer.getmany(timeout_ms=100, max_records=FETCH_RECORDS)
+            batches = await self.consumer.getmany(timeout_ms=self.settings.poll_ms,
+                                                  max_records=self.settings.fetch_records)
             for records in batches.values():
                 self.metrics.records_in.inc(len(records))
                 for record in records:
-                    await self._accept(record)
+                    self.checkpoint.track(TopicPartition(record.topic, record.partition),
+                                          record.offset)
+                    await self.batcher.put(self._decode(record))
 
-    async def _accept(self, record: ConsumerRecord) -> None:
-        self.offsets.track(TopicPartition(record.topic, record.partition), record.offset)
+    def _decode(self, record: ConsumerRecord) -> Item:
         trace = Trace.from_record(record.key, record.headers)
         try:
-            payload = decode_payload(record.value, trace.content_type)
+            return Item(record, trace, decode_payload(record.value, trace.content_type))
         except StreamComposeError as exc:
-            await self._dead_letter(record, trace, exc)
-            return
-        await self.batcher.put(Item(record, trace, payload))
+            return Item(record, trace, None, exc)
 
     @mode.Service.task
     async def _infer(self) -> None:
@@ -136,78 +137,80 @@ class AgentWorker(WorkerBase):
         assert self.step is not None
         while True:  # cancelled by mode after on_stop has drained the batcher
             batch = await self.batcher.next_batch()
+            good = [i for i in batch if i.payload is not None]
             started = loop.time()
             try:
                 outcomes = await loop.run_in_executor(
-                    self.executor, self.step, [(i.trace.request_id, i.payload) for i in batch])
+                    self.executor, self.step, [(i.trace.request_id, i.payload) for i in good])
             except Exception as exc:  # a bug in a step must not stop the agent
-                log.exception("agent %s: step failed on a batch of %d", self.agent, len(batch))
+                log.exception("agent %s: step failed on a batch of %d", self.agent, len(good))
                 error = RecordError(f"{type(exc).__name__}: {exc}", agent=self.agent)
-                outcomes = [error] * len(batch)
+                outcomes = [error] * len(good)
             self.metrics.inference_seconds.observe(loop.time() - started)
-            for item, outcome in zip(batch, outcomes, strict=True):
+            for item, outcome in zip(good, outcomes, strict=True):
                 if isinstance(outcome, RecordError):
-                    await self._dead_letter(item.record, item.trace, outcome)
+                    item.error = outcome
                 else:
-                    await self._emit(item, outcome)
-            self.metrics.in_flight.set(self.offsets.in_flight())
+                    item.emissions = outcome
+            await self.deliveries.put([self._closing(item) for item in batch])
 
-    async def _emit(self, item: Item, emissions: list[Emission]) -> None:
+    def _closing(self, item: Item) -> Closing:
+        """The records a processed item gives: its results, or a dead letter."""
+        if item.error is None:
+            assert item.payload is not None and item.emissions is not None
+            outputs = self._encode(item, item.emissions, item.payload)
+            if isinstance(outputs, list):
+                self.metrics.records_out.inc(len(outputs))
+                for e in item.emissions:
+                    if e.target is not None:
+                        self.metrics.routed(e.target)
+                return Closing(item.tp, item.record.offset, outputs)
+            item.error = outputs
+        return Closing(item.tp, item.record.offset, [self._dead_letter(item, item.error)])
+
+    def _encode(self, item: Item, emissions: list[Emission], payload: dict[str, Any]
+                ) -> list[Output] | RecordError:
         trace = item.trace.passed(self.agent)
-        records = []
+        outputs = []
         try:
             for e in emissions:
-                merged = merge_result(item.payload, e.fields, self.spec.drop)
-                records.append((e.topic, encode_payload(merged, e.content_type),
-                                [*trace.headers(e.content_type), *e.headers]))
+                merged = merge_result(payload, e.fields, self.spec.drop)
+                outputs.append(Output(e.topic, encode_payload(merged, e.content_type),
+                                      trace.key, [*trace.headers(e.content_type), *e.headers],
+                                      self.partition_of(e.topic, item.record.partition)))
         except StreamComposeError as exc:
-            await self._dead_letter(item.record, item.trace, RecordError(
-                f"the result cannot be encoded: {exc}", agent=self.agent))
-            return
-        await self._send(item.record, trace.key, records)
-        self.metrics.records_out.inc(len(records))
-        for e in emissions:
-            if e.target is not None:
-                self.metrics.routed(e.target)
+            return RecordError(f"the result cannot be encoded: {exc}", agent=self.agent)
+        refused = next((reason for o in outputs if (reason := self.too_large(o))), None)
+        return outputs if refused is None else RecordError(
+            f"the result cannot be stored: {refused}", agent=self.agent)
 
-    async def _dead_letter(self, record: ConsumerRecord, trace: Trace,
-                           error: BaseException) -> None:
+    def _dead_letter(self, item: Item, error: BaseException) -> Output:
+        record = item.record
         log.warning("agent %s: %s[%d]@%d -> dead letter: %s", self.agent, record.topic,
                     record.partition, record.offset, error)
         self.metrics.error(error_reason(error))
+        dlq = self.topology.dlq_of(self.agent)
+        room = self.limits.get(dlq, self.topology.max_message_bytes) - DEAD_LETTER_ROOM
         value = dead_letter_value(record.value, agent=self.agent, topic=record.topic,
-                                  partition=record.partition, offset=record.offset, error=error)
-        await self._send(record, trace.key,
-                         [(self.dlq, value, trace.passed(self.agent).headers(MSGPACK))])
+                                  partition=record.partition, offset=record.offset,
+                                  error=error, max_original=room)
+        trace = item.trace.passed(self.agent)
+        return Output(dlq, value, trace.key, trace.headers(MSGPACK),
+                      self.partition_of(dlq, record.partition))
 
-    async def _send(self, record: ConsumerRecord, key: bytes,
-                    records: list[tuple[str, bytes, list[tuple[str, bytes]]]]) -> None:
-        """Send a request's records; its offset is done once the broker has them all."""
-        assert self.producer is not None
-        tp = TopicPartition(record.topic, record.partition)
-        remaining = len(records)
-
-        def acknowledged(fut: asyncio.Future) -> None:
-            nonlocal remaining
-            if fut.cancelled() or fut.exception() is not None:
-                log.error("agent %s: result of %s[%d]@%d not stored: %s; restarting so that "
-                          "it is consumed again", self.agent, record.topic, record.partition,
-                          record.offset, fut.exception() if not fut.cancelled() else "cancelled")
-                self._crash(fut.exception() or RuntimeError("send cancelled"))
-                return
-            remaining -= 1
-            if remaining == 0:
-                self.offsets.done(tp, record.offset)
-
-        for topic, value, headers in records:
-            delivery = await self.producer.send(topic, value, key=key, headers=headers,
-                                                partition=await self.partition_for(topic,
-                                                                                   tp.partition))
-            delivery.add_done_callback(acknowledged)
+    @mode.Service.task
+    async def _deliver(self) -> None:
+        assert self.checkpoint is not None
+        while True:  # cancelled by mode once on_stop has seen every record closed
+            batch = await self.deliveries.get()
+            await self.checkpoint.close(batch)
+            self.metrics.in_flight.set(self.checkpoint.in_flight())
 
     def _crash(self, exc: BaseException) -> None:
         """Exit at once without committing: the supervisor restarts the worker, which
         consumes again from the last committed offset."""
+        log.error("agent %s: an output could not be stored (%s); exiting so that the "
+                  "records are consumed again", self.agent, exc)
         self.wstate.update(status="failed", error=str(exc))
         logging.shutdown()
         os._exit(EXIT_SEND_FAILED)
@@ -215,40 +218,14 @@ class AgentWorker(WorkerBase):
     @mode.Service.task
     async def _commit(self) -> None:
         while not self.should_stop:
-            await asyncio.sleep(COMMIT_INTERVAL_S)
-            await self.commit()
-
-    async def commit(self) -> None:
-        """Commit what every acknowledged record allows. A commit refused because a
-        rebalance moved the partitions away is dropped: the new owner consumes those
-        records again (at-least-once)."""
-        positions = self.offsets.committable()
-        if not positions or self.consumer is None:
-            return
-        owned = self.consumer.assignment()
-        try:
-            await self.consumer.commit({tp: o for tp, o in positions.items() if tp in owned})
-        except (CommitFailedError, IllegalStateError) as exc:
-            log.warning("agent %s: commit refused after a rebalance (%s); the new owner "
-                        "consumes those records again", self.agent, exc)
-
-    async def settle(self, partitions: list[TopicPartition] | None = None) -> None:
-        """Wait until every fetched record (of the given partitions) is acknowledged,
-        then commit."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + DRAIN_TIMEOUT_S
-        while self.offsets.in_flight(partitions) and loop.time() < deadline:
-            await asyncio.sleep(0.01)
-        if self.producer is not None:
-            await self.producer.flush()
-        await self.commit()
-        if partitions is not None:
-            self.offsets.forget(partitions)
+            await asyncio.sleep(self.settings.commit_interval_s)
+            if self.checkpoint is not None:
+                await self.checkpoint.commit()
 
     async def on_stop(self) -> None:
         self.wstate.update(status="stopping")
         self._fetching = False
-        if self.consumer is not None:
-            await self.settle()
+        if self.checkpoint is not None:
+            await self.checkpoint.settle(None, self.settings.drain_timeout_s)
         await self.close_clients()
         self.executor.shutdown(wait=False)

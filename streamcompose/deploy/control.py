@@ -47,7 +47,8 @@ def _create_topics(t: Topology, bootstrap: str) -> None:
     changelogs = t.changelog_topics()
     compacted = (*changelogs, t.control_topic)
     counts = asyncio.run(ensure_topics(
-        bootstrap, {topic: t.partitions for topic in (*t.topics(), *changelogs)}, compacted))
+        bootstrap, {topic: t.partitions for topic in (*t.topics(), *changelogs)}, compacted,
+        {"max.message.bytes": str(t.max_message_bytes)}))
     for agent in t.agents:
         if agent.kind not in ("join", "fallback"):
             continue

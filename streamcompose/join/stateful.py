@@ -32,7 +32,7 @@ from streamcompose.agent.deadletter import dead_letter_value
 from streamcompose.codec import MSGPACK, Trace
 from streamcompose.codec.record import now_ms
 from streamcompose.join.store import Entry, JoinStore, changelog_key
-from streamcompose.kafka.clients import make_consumer, make_producer
+from streamcompose.kafka.clients import make_consumer
 
 log = logging.getLogger("streamcompose.stateful")
 POLL_MS = 50
@@ -50,6 +50,7 @@ class _Rebalance(ConsumerRebalanceListener):
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
         async with self.worker.busy:
             await self.worker.restore({tp.partition for tp in assigned})
+            await self.worker.catch_up_to(assigned)
         self.worker.joined(assigned)
 
 
@@ -64,6 +65,8 @@ class StatefulWorker(WorkerBase):
         self.out_type = result_content_type(self.topology, self.agent)
         self.store = JoinStore()
         self.busy = asyncio.Lock()
+        self.behind: dict[TopicPartition, int] = {}
+        self.seen_ms: dict[TopicPartition, int] = {}
 
     async def prepare(self) -> None:
         """Load what the agent needs before consuming (a meta-model, say)."""
@@ -71,14 +74,8 @@ class StatefulWorker(WorkerBase):
     async def on_start(self) -> None:
         self.serve_metrics()
         await self.prepare()
-        self.producer = make_producer(self.bootstrap, self.client_id,
-                                      transactional_id=f"{self.group}.{self.replica}")
-        await self.producer.start()
-        self.consumer = make_consumer(self.bootstrap, self.group, self.client_id,
-                                      partition_assignment_strategy=(RangePartitionAssignor,))
-        self.consumer.subscribe(list(self.topology.input_topics(self.agent)),
-                                listener=_Rebalance(self))
-        await self.consumer.start()
+        await self.start_clients(_Rebalance(self),
+                                 partition_assignment_strategy=(RangePartitionAssignor,))
         self.wstate.update(status="running")
 
     async def restore(self, partitions: set[int]) -> None:
@@ -105,6 +102,33 @@ class StatefulWorker(WorkerBase):
         log.info("agent %s restored %d changelog records for partitions %s: %s", self.agent,
                  count, sorted(partitions), self.store.stats())
 
+    async def catch_up_to(self, assigned: list[TopicPartition]) -> None:
+        """Until the input partitions are read up to where they ended at assignment, time
+        runs on the records' own timestamps: a restarted worker does not take a restored
+        request for timed out before it has read the branch results that complete it."""
+        assert self.consumer is not None
+        ends = await self.consumer.end_offsets(assigned)
+        self.behind = {tp: end for tp, end in ends.items() if end > 0}
+        self.seen_ms = {}
+
+    async def _clock(self, polled: dict[TopicPartition, list[ConsumerRecord]]) -> int:
+        """Now: the wall clock once every input partition has caught up; until then the
+        oldest of the newest record timestamps seen on the partitions still behind (what
+        has been read of every input is complete up to that moment)."""
+        assert self.consumer is not None
+        if not self.behind:
+            return now_ms()
+        for tp, batch in polled.items():
+            self.seen_ms[tp] = batch[-1].timestamp
+        owned = self.consumer.assignment()
+        self.behind = {tp: end for tp, end in self.behind.items()
+                       if tp in owned and await self.consumer.position(tp) < end}
+        if not self.behind:
+            log.info("agent %s caught up with its inputs; timeouts follow the wall clock",
+                     self.agent)
+            return now_ms()
+        return min(self.seen_ms.get(tp, 0) for tp in self.behind)
+
     @mode.Service.task
     async def _run(self) -> None:
         assert self.consumer is not None
@@ -119,15 +143,14 @@ class StatefulWorker(WorkerBase):
         assert self.consumer is not None and self.producer is not None
         owned = self.consumer.assignment()  # a rebalance may have run since the fetch
         polled = {tp: batch for tp, batch in fetched.items() if tp in owned and batch}
-        now = now_ms()
-        due = self.due(now)
+        now = await self._clock(polled)
         expired = self.store.expired(now, self.remember_ms)
-        if not (polled or due or expired):
+        if not (polled or expired or self.due(now)):
             return
         async with self.producer.transaction():
             for batch in polled.values():
                 self.metrics.records_in.inc(len(batch))
-            await self.handle([r for batch in polled.values() for r in batch], due, now)
+            await self.handle([r for batch in polled.values() for r in batch], now)
             for rid, partition in expired:
                 await self.write_changelog(rid, partition, None)
             if polled:
@@ -141,15 +164,16 @@ class StatefulWorker(WorkerBase):
         """Pending requests whose time is up (checked on every poll, records or not)."""
 
     @abstractmethod
-    async def handle(self, records: list[ConsumerRecord], due: list[str], now: int) -> None:
-        """Process a poll's records and the due requests, inside the transaction."""
+    async def handle(self, records: list[ConsumerRecord], now: int) -> None:
+        """Process a poll's records, then the requests :meth:`due` then, inside the
+        transaction."""
 
     async def send(self, topic: str, value: bytes, trace: Trace, partition: int,
                    content_type: str = MSGPACK) -> None:
         """Send a record of a request that came from ``partition``."""
         assert self.producer is not None
         await self.producer.send(topic, value, key=trace.key, headers=trace.headers(content_type),
-                                 partition=await self.partition_for(topic, partition))
+                                 partition=self.partition_of(topic, partition))
 
     async def dead_letter(self, trace: Trace, partition: int, original: bytes,
                           topic: str, error: Exception, offset: int = -1) -> None:

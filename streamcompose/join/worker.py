@@ -44,17 +44,22 @@ class JoinWorker(StatefulWorker):
             None, Aggregator, self.join, self.topology.base_dir, self.agent)
         await loop.run_in_executor(None, self.aggregate.warmup)
 
-    async def handle(self, records: list[ConsumerRecord], due: list[str], now: int) -> None:
-        completed = [rid for r in records if (rid := await self._on_branch(r, now))]
+    async def handle(self, records: list[ConsumerRecord], now: int) -> None:
+        completed = [rid for r in records if (rid := await self._on_branch(r))]
+        due = self.due(now)
+        evicted = sum(now - self.store.pending_entry(rid).first_ms < self.join.timeout_ms
+                      for rid in due)
+        if evicted:
+            self.metrics.join_event("evicted", evicted)
         await self._emit(completed + due, now)
 
-    async def _on_branch(self, record: ConsumerRecord, now: int) -> str | None:
+    async def _on_branch(self, record: ConsumerRecord) -> str | None:
         """Add one branch result; returns the request id when it completed the join."""
         trace = Trace.from_record(record.key, record.headers)
         branch = self.branch_of[record.topic]
         expect = dict(trace.extra).get(EXPECT)
         entry = self.store.add_branch(record.partition, trace.request_id, branch,
-                                      record.value or b"", first_ms=now,
+                                      record.value or b"", first_ms=record.timestamp,
                                       entered_ms=trace.entered_ms, path=list(trace.path),
                                       limit=self.needed,
                                       expect=expect.decode().split(",") if expect else None)
@@ -73,7 +78,6 @@ class JoinWorker(StatefulWorker):
         excess = self.store.pending_count() - len(due) - self.join.max_pending
         if excess > 0:
             due += [rid for rid, _ in self.store.pending() if rid not in due][:excess]
-            self.metrics.join_event("evicted", excess)
         return due
 
     async def _emit(self, request_ids: list[str], now: int) -> None:

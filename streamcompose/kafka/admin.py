@@ -12,6 +12,7 @@ from collections.abc import Iterable, Mapping
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import KafkaConnectionError, KafkaError
 
 from streamcompose.errors import BrokerError
@@ -36,16 +37,18 @@ async def _admin(bootstrap: str) -> AIOKafkaAdminClient:
 
 
 async def ensure_topics(bootstrap: str, topics: Mapping[str, int],
-                        compacted: Iterable[str] = ()) -> dict[str, int]:
+                        compacted: Iterable[str] = (),
+                        configs: Mapping[str, str] | None = None) -> dict[str, int]:
     """Create the topics that do not exist yet (name -> partitions; those named in
-    ``compacted`` with ``cleanup.policy=compact``). Returns every topic's actual
-    partition count; existing topics are left as they are."""
+    ``compacted`` with ``cleanup.policy=compact``; ``configs`` for every new topic).
+    Returns every topic's actual partition count; existing topics are left as they are."""
     compact = set(compacted)
     admin = await _admin(bootstrap)
     try:
         existing = set(await admin.list_topics())
-        new = [NewTopic(name, parts, 1, topic_configs={"cleanup.policy": "compact"}
-                        if name in compact else {})
+        new = [NewTopic(name, parts, 1, topic_configs={
+                    **(configs or {}), **({"cleanup.policy": "compact"} if name in compact
+                                          else {})})
                for name, parts in topics.items() if name not in existing]
         if new:
             response = await admin.create_topics(new)
@@ -108,3 +111,21 @@ async def topic_partitions(bootstrap: str, topics: list[str]) -> list[TopicParti
                           "or check the name)", bootstrap=bootstrap)
     return [TopicPartition(d["topic"], p["partition"]) for d in described
             for p in sorted(d["partitions"], key=lambda p: p["partition"])]
+
+
+async def message_limits(bootstrap: str, topics: list[str]) -> dict[str, int]:
+    """Each topic's effective ``max.message.bytes`` (its own or the broker's default)."""
+    admin = await _admin(bootstrap)
+    try:
+        responses = await admin.describe_configs(
+            [ConfigResource(ConfigResourceType.TOPIC, t, {"max.message.bytes": None})
+             for t in dict.fromkeys(topics)])
+    finally:
+        await admin.close()
+    limits = {}
+    for response in responses:
+        for _code, _message, _type, name, configs in response.resources:
+            for entry in configs:
+                if entry[0] == "max.message.bytes" and entry[1] is not None:
+                    limits[name] = int(entry[1])
+    return limits

@@ -44,16 +44,16 @@ class FallbackWorker(StatefulWorker):
                 if now - e.first_ms >= self.deadline_ms + (
                     BACKUP_GRACE_MS if FELL_BACK in e.branches else 0)]
 
-    async def handle(self, records: list[ConsumerRecord], due: list[str], now: int) -> None:
+    async def handle(self, records: list[ConsumerRecord], now: int) -> None:
         for record in records:
             trace = Trace.from_record(record.key, record.headers)
             if record.topic in self.requests:
-                await self._request(record, trace, now)
+                await self._request(record, trace)
             elif record.topic in self.answers:
                 await self._answer(record, trace, self.answers[record.topic], now)
             else:
                 await self._dead_letter_seen(record, trace, now)
-        for rid in due:
+        for rid in self.due(now):
             if not self.store.is_pending(rid):
                 continue
             if FELL_BACK not in self.store.branches_of(rid):
@@ -68,7 +68,7 @@ class FallbackWorker(StatefulWorker):
                                        request_id=rid))
             await self.write_changelog(rid, entry.partition, entry)
 
-    async def _request(self, record: ConsumerRecord, trace: Trace, now: int) -> None:
+    async def _request(self, record: ConsumerRecord, trace: Trace) -> None:
         try:  # stored as msgpack whatever it came as, so forwarding can label it so
             value = encode_payload(decode_payload(record.value, trace.content_type))
         except StreamComposeError as exc:
@@ -76,7 +76,7 @@ class FallbackWorker(StatefulWorker):
                                    record.value or b"", record.topic, exc, record.offset)
             return
         entry = self.store.add_branch(record.partition, trace.request_id, REQUEST, value,
-                                      first_ms=now, entered_ms=trace.entered_ms,
+                                      first_ms=record.timestamp, entered_ms=trace.entered_ms,
                                       path=list(trace.path))
         if entry is None:
             self.metrics.join_event("duplicate")

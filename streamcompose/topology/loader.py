@@ -18,14 +18,23 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from streamcompose.topology.model import AgentSpec, Topology
+from streamcompose.topology.model import DELIVERIES, AgentSpec, Topology
 from streamcompose.topology.parse_routers import ROUTER_KEYS, parse_router
 from streamcompose.topology.parse_specs import Reader, parse_batch, parse_join, parse_model
 from streamcompose.topology.validate import validate_topology
 from streamcompose.topology.yamlsource import YamlDocument, read_yaml_file, read_yaml_text
 
-TOPOLOGY_KEYS = {"name", "input", "output", "partitions", "output_format", "fields", "agents"}
-AGENT_KEYS = {"inputs", "model", "join", "batch", "replicas", "drop", *ROUTER_KEYS}
+TOPOLOGY_KEYS = {"name", "input", "output", "partitions", "output_format", "fields", "agents",
+                 "delivery", "max_message_bytes"}
+AGENT_KEYS = {"inputs", "model", "join", "batch", "replicas", "drop", "delivery", *ROUTER_KEYS}
+MIN_MESSAGE_BYTES = 1 << 16
+
+
+def _delivery(r: Reader, raw: Any, key: str) -> str:
+    value = r.string(raw, key)
+    if value not in DELIVERIES:
+        raise r.doc.error(f"must be one of {', '.join(DELIVERIES)}, got {value!r}", key)
+    return value
 
 
 def _agent(r: Reader, name: str, raw: Any, base_dir: Path) -> AgentSpec:
@@ -49,6 +58,7 @@ def _agent(r: Reader, name: str, raw: Any, base_dir: Path) -> AgentSpec:
         batch=parse_batch(r, a.get("batch", {}), f"{key}.batch"),
         replicas=r.number(a.get("replicas", 1), f"{key}.replicas", integer=True, minimum=1),
         drop=r.strings(a["drop"], f"{key}.drop") if "drop" in a else (),
+        delivery=_delivery(r, a["delivery"], f"{key}.delivery") if "delivery" in a else None,
     )
 
 
@@ -78,6 +88,10 @@ def topology_from_document(doc: YamlDocument, base_dir: Path,
         agents=tuple(_agent(r, name, raw, base_dir) for name, raw in agents.items()),
         base_dir=base_dir,
         source=source,
+        delivery=_delivery(r, top["delivery"], "delivery") if "delivery" in top
+        else "exactly_once",
+        max_message_bytes=r.number(top.get("max_message_bytes", 1 << 20), "max_message_bytes",
+                                   integer=True, minimum=MIN_MESSAGE_BYTES),
     )
     validate_topology(topology, doc)
     return topology

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from streamcompose.topology.specs import (
+    DELIVERIES,
     INPUT,
     JOIN_MODES,
     JOIN_STRATEGIES,
@@ -36,8 +37,8 @@ from streamcompose.topology.specs import (
     RouterSpec,
 )
 
-__all__ = ["INPUT", "JOIN_MODES", "JOIN_STRATEGIES", "ROUTER_KINDS", "RUNTIMES", "AgentSpec",
-           "BatchSpec", "Case", "JoinSpec", "ModelSpec", "RouterSpec", "Topology"]
+__all__ = ["DELIVERIES", "INPUT", "JOIN_MODES", "JOIN_STRATEGIES", "ROUTER_KINDS", "RUNTIMES",
+           "AgentSpec", "BatchSpec", "Case", "JoinSpec", "ModelSpec", "RouterSpec", "Topology"]
 
 
 @dataclass(frozen=True)
@@ -53,6 +54,8 @@ class Topology:
     fields: tuple[str, ...] | None = None
     base_dir: Path = Path(".")
     source: Path | None = None
+    delivery: str = "exactly_once"
+    max_message_bytes: int = 1 << 20
 
     @property
     def input_topic(self) -> str:
@@ -160,6 +163,20 @@ class Topology:
     def changelog_topic(self, name: str) -> str:
         """The compacted topic that makes a stateful agent's state durable."""
         return f"{self.name}.{name}.changelog"
+
+    def delivery_of(self, name: str) -> str:
+        """``exactly_once`` or ``at_least_once``: the agent's own ``delivery``, else the
+        topology's. Joiners and fallback routers keep state and are always exactly-once.
+
+        >>> t = Topology(name="d", agents=(AgentSpec("a", (INPUT,), delivery="at_least_once"),
+        ...                                AgentSpec("b", ("a",))))
+        >>> t.delivery_of("a"), t.delivery_of("b")
+        ('at_least_once', 'exactly_once')
+        """
+        spec = self.agent(name)
+        if spec.kind in ("join", "fallback"):
+            return "exactly_once"
+        return spec.delivery or self.delivery
 
     def group_id(self, name: str) -> str:
         """The consumer group of an agent's workers."""

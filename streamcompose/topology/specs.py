@@ -15,6 +15,7 @@ from typing import Any
 
 INPUT = "$input"
 RUNTIMES = ("onnx", "torch", "python")
+DELIVERIES = ("exactly_once", "at_least_once")
 
 
 def _frozen(mapping: Mapping[str, Any] | None) -> Mapping[str, Any]:
@@ -154,6 +155,7 @@ class AgentSpec:
     batch: BatchSpec = _field(default_factory=BatchSpec)
     replicas: int = 1
     drop: tuple[str, ...] = ()
+    delivery: str | None = None
 
     @property
     def kind(self) -> str:

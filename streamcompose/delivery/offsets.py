@@ -26,6 +26,7 @@ class OffsetTracker:
     def __init__(self) -> None:
         self._pending: dict[Hashable, OrderedDict[int, bool]] = {}
         self._committed: dict[Hashable, int] = {}
+        self._retry: dict[Hashable, int] = {}
 
     def track(self, partition: Hashable, offset: int) -> None:
         """Register a consumed record."""
@@ -45,7 +46,7 @@ class OffsetTracker:
     def committable(self) -> dict[Hashable, int]:
         """The next offset to commit per partition, for partitions that moved; each
         returned position is remembered as committed."""
-        out = {}
+        out, self._retry = self._retry, {}
         for partition, pending in self._pending.items():
             last = None
             while pending:
@@ -58,8 +59,19 @@ class OffsetTracker:
                 out[partition] = self._committed[partition] = last + 1
         return out
 
+    def uncommit(self, positions: dict[Hashable, int]) -> None:
+        """Positions whose commit failed: the next :meth:`committable` returns them again
+        (or further ones).
+
+        >>> t = OffsetTracker(); t.track("p0", 3); t.done("p0", 3)
+        >>> t.uncommit(t.committable()); t.committable()
+        {'p0': 4}
+        """
+        self._retry.update(positions)
+
     def forget(self, partitions: Iterable[Hashable]) -> None:
         """Drop the partitions a rebalance took away."""
         for p in partitions:
             self._pending.pop(p, None)
             self._committed.pop(p, None)
+            self._retry.pop(p, None)

@@ -1,0 +1,41 @@
+"""The knobs of an agent worker, in one frozen object instead of module constants.
+
+>>> s = WorkerSettings()
+>>> s.commit_interval_s, s.session_timeout_ms
+(0.05, 10000)
+>>> WorkerSettings(fetch_records=50).fetch_records
+50
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class WorkerSettings:
+    """How a worker polls, commits, waits and retries.
+
+    * ``fetch_records``, ``poll_ms``: at most that many records a fetch, waiting at most
+      that long for them.
+    * ``commit_interval_s``: how often at-least-once workers commit acknowledged offsets.
+    * ``drain_timeout_s``: how long a rebalance or a stop waits for records in flight.
+    * ``session_timeout_ms``: how long the group waits for a silent member. Members are
+      static (``group.instance.id`` per replica), so a worker restarted within this time
+      takes its partitions back without a rebalance.
+    * ``transaction_timeout_ms``: after this, the broker aborts the open transaction of
+      a dead exactly-once worker that nobody restarted (downstream readers wait for it).
+    * ``request_timeout_ms``: how long a produced record may wait for the broker; long,
+      so that a broker outage delays results instead of failing them.
+    * ``connect_retry_s``: the pause between attempts to reach an absent broker.
+    """
+
+    fetch_records: int = 500
+    poll_ms: int = 100
+    commit_interval_s: float = 0.05
+    drain_timeout_s: float = 30.0
+    session_timeout_ms: int = 10_000
+    heartbeat_interval_ms: int = 1_000
+    transaction_timeout_ms: int = 15_000
+    request_timeout_ms: int = 300_000
+    connect_retry_s: float = 1.0
