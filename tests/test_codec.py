@@ -174,13 +174,13 @@ def test_truncated_json_is_rejected() -> None:
 
 
 @pytest.mark.parametrize(("value", "kind"), [
-    (msgpack.packb([1, 2, 3]), "list"),
-    (msgpack.packb("text"), "str"),
-    (msgpack.packb(7), "int"),
-    (b"[1, 2]", "list"),
+    (msgpack.packb([1, 2, 3]), "a msgpack array of 3 items, expected a msgpack map"),
+    (msgpack.packb("text"), "a msgpack string ('text'), expected a msgpack map"),
+    (msgpack.packb(7), "a msgpack integer (7), expected a msgpack map"),
+    (b"[1, 2]", "a JSON array of 2 items, expected a JSON object"),
 ])
 def test_value_that_is_not_a_map_is_rejected(value: bytes, kind: str) -> None:
-    with pytest.raises(CodecError, match=f"must be a map of fields, got {kind}"):
+    with pytest.raises(CodecError, match=re.escape(f"the value is {kind} of fields")):
         decode_payload(value, JSON if value.startswith(b"[") else None)
 
 

@@ -3,8 +3,10 @@
 * key: the request id (UTF-8), carried unchanged through every hop.
 * value: a msgpack map of named fields. numpy arrays travel as msgpack extension type 1
   holding ``[dtype string, shape, raw bytes]``; nothing is ever pickled. A JSON object is
-  accepted wherever a msgpack map is (for kcat or Java producers); results can be
-  written as JSON, arrays as nested lists and bytes as base64 strings.
+  accepted wherever a msgpack map is (for kcat or Java producers: without a content type,
+  a value starting with ``{`` or ``[`` is read as JSON); results can be written as JSON,
+  arrays as nested lists and bytes as base64 strings. A value that cannot be decoded
+  raises :class:`CodecError` naming the decoder, its complaint and the bytes that came.
 * headers: ``content-type`` (``application/msgpack`` or ``application/json``),
   ``sc-entered`` (milliseconds since the epoch when the request entered the topology) and
   ``sc-path`` (the agents it passed, comma separated).
@@ -22,16 +24,19 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 from typing import Any
 
 import msgpack
 import numpy as np
 
+from streamcompose.codec.reasons import count, describe_bytes, describe_value, exception_text
 from streamcompose.errors import CodecError
 
 MSGPACK = "application/msgpack"
 JSON = "application/json"
 NDARRAY_EXT = 1
+_JSON_START = re.compile(rb"[ \t\r\n]*([{\[])")
 
 
 def _default(obj: Any) -> Any:
@@ -47,9 +52,14 @@ def _default(obj: Any) -> Any:
 
 def _ext_hook(code: int, data: bytes) -> Any:
     if code != NDARRAY_EXT:
-        raise ValueError(f"unknown msgpack extension type {code}")
-    dtype, shape, raw = msgpack.unpackb(data)
-    return np.frombuffer(raw, dtype=np.dtype(dtype)).reshape(shape)
+        raise ValueError(f"unknown msgpack extension type {code} (only type {NDARRAY_EXT}, "
+                         "a numpy array, is known)")
+    try:
+        dtype, shape, raw = msgpack.unpackb(data)
+        return np.frombuffer(raw, dtype=np.dtype(dtype)).reshape(shape)
+    except Exception as exc:
+        raise ValueError(f"a malformed array (extension type {NDARRAY_EXT}, expected "
+                         f"[dtype, shape, bytes]): {exception_text(exc)}") from exc
 
 
 def _jsonable(obj: Any) -> Any:
@@ -65,28 +75,90 @@ def _jsonable(obj: Any) -> Any:
 def encode_payload(payload: dict[str, Any], content_type: str = MSGPACK) -> bytes:
     """Encode a payload as msgpack (default) or JSON."""
     try:
-        if content_type == JSON:
-            return json.dumps(payload, default=_jsonable, separators=(",", ":")).encode()
-        return msgpack.packb(payload, default=_default, use_bin_type=True)
+        return _encode(payload, content_type)
     except (TypeError, ValueError, OverflowError) as exc:
-        raise CodecError(f"cannot encode payload: {exc}") from exc
+        culprit = next((k for k, v in payload.items() if not _encodes({k: v}, content_type)),
+                       None)
+        where = f"field {culprit!r}" if culprit is not None else "payload"
+        raise CodecError(f"cannot encode {where} as {_name(content_type)}: "
+                         f"{exception_text(exc)}") from exc
+
+
+def _encode(payload: dict[str, Any], content_type: str) -> bytes:
+    if content_type == JSON:
+        return json.dumps(payload, default=_jsonable, separators=(",", ":")).encode()
+    return msgpack.packb(payload, default=_default, use_bin_type=True)
+
+
+def _encodes(payload: dict[str, Any], content_type: str) -> bool:
+    try:
+        _encode(payload, content_type)
+    except (TypeError, ValueError, OverflowError):
+        return False
+    return True
 
 
 def decode_payload(value: bytes | None, content_type: str | None = None) -> dict[str, Any]:
-    """Decode a record value into a payload map, msgpack or JSON (detected when the
-    content type is not given). Raises :class:`CodecError` on anything else."""
+    """Decode a record value into a payload map, msgpack or JSON. Without a JSON or msgpack
+    content type, a value whose first non-blank byte is ``{`` or ``[`` is JSON (no msgpack
+    map starts so). Raises :class:`CodecError` saying which decoder failed, why, and what
+    came.
+
+    >>> try:
+    ...     decode_payload(b"[1, 2]")
+    ... except CodecError as exc:
+    ...     print(exc.message[:60])
+    the value is a JSON array of 2 items, expected a JSON object
+    """
     if not value:
-        raise CodecError("the record has no value")
-    is_json = content_type == JSON or (content_type is None and value.lstrip()[:1] == b"{")
+        raise CodecError("the record has no value; expected a msgpack map or a JSON object "
+                         "of fields")
+    kind, why = _decoder(value, content_type)
     try:
-        payload = (json.loads(value) if is_json else
+        payload = (json.loads(value) if kind == JSON else
                    msgpack.unpackb(value, ext_hook=_ext_hook, raw=False, strict_map_key=False))
     except Exception as exc:
-        kind = "JSON" if is_json else "msgpack"
-        raise CodecError(f"the value is not valid {kind}: {exc}") from exc
+        text = (" (the bytes look like text, not msgpack)"
+                if kind == MSGPACK and _looks_like_text(value) else "")
+        raise CodecError(f"the value is not valid {_name(kind)} ({why}): {_failure(exc)}; "
+                         f"got {describe_bytes(value)}{text}") from exc
     if not isinstance(payload, dict):
-        raise CodecError(f"the value must be a map of fields, got {type(payload).__name__}")
+        expected = "a JSON object" if kind == JSON else "a msgpack map"
+        raise CodecError(f"the value is {describe_value(payload, _name(kind))}, expected "
+                         f"{expected} of fields ({why}); got {describe_bytes(value)}")
     return payload
+
+
+def _decoder(value: bytes, content_type: str | None) -> tuple[str, str]:
+    """The decoder for a value (JSON or MSGPACK) and why it was chosen."""
+    media = (content_type or "").split(";")[0].strip().lower()
+    if media == JSON or media.endswith("+json"):
+        return JSON, f"content-type {content_type!r}"
+    if media in (MSGPACK, "application/x-msgpack"):
+        return MSGPACK, f"content-type {content_type!r}"
+    said = (f"content-type {content_type!r} is neither JSON nor msgpack" if content_type
+            else "no content-type header")
+    opening = _JSON_START.match(value)
+    if opening:
+        return JSON, f"{said}; JSON by its leading {opening[1].decode()!r}"
+    return MSGPACK, f"{said}; msgpack as it does not start with '{{' or '['"
+
+
+def _name(kind: str) -> str:
+    return "JSON" if kind == JSON else "msgpack"
+
+
+def _looks_like_text(value: bytes) -> bool:
+    head = value[:64]
+    return head.isascii() and head.decode().replace("\n", " ").isprintable()
+
+
+def _failure(exc: Exception) -> str:
+    if isinstance(exc, msgpack.ExtraData):
+        return (f"{describe_value(exc.unpacked, 'msgpack')} followed by "
+                f"{count(len(exc.extra), 'more byte')} (several values, or bytes appended "
+                "to one)")
+    return exception_text(exc)
 
 
 def to_jsonable(payload: Any) -> Any:

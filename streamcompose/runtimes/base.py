@@ -14,6 +14,7 @@ from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Any
 
+from streamcompose.codec.reasons import exception_text
 from streamcompose.errors import ModelError
 from streamcompose.topology.model import ModelSpec
 
@@ -52,7 +53,7 @@ class Runtime(ABC):
             return self._infer_batch(payloads)
         except Exception as exc:
             if len(payloads) == 1:
-                return [self.error(f"{type(exc).__name__}: {exc}")]
+                return [self.error(exception_text(exc, typed=True))]
         return [self.infer([p])[0] for p in payloads]
 
     @abstractmethod

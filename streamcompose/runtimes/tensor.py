@@ -14,7 +14,9 @@ from typing import Any
 
 import numpy as np
 
+from streamcompose.codec.reasons import exception_text
 from streamcompose.runtimes.base import Payload, RecordError, Result, Runtime, rename_outputs
+from streamcompose.topology.model import ModelSpec
 
 
 @dataclass(frozen=True)
@@ -27,15 +29,79 @@ class TensorInput:
     dtype: np.dtype
     shape: tuple[int | None, ...] | None
 
+    def needs(self) -> str:
+        """What the input takes, as messages say it."""
+        shape = "any shape" if self.shape is None else f"shape {_shape_text(self.shape)}"
+        return f"model input {self.name!r} needs {self.dtype}, {shape} per request"
+
 
 def _shape_text(shape: tuple[int | None, ...]) -> str:
     return "(" + ", ".join("?" if d is None else str(d) for d in shape) + ")"
 
 
+#: the kinds of values (numpy dtype kinds) each kind of model input accepts: integers and
+#: floats into a float input (JSON numbers arrive as int64 or float64), integers into an
+#: integer input when the values fit; never a boolean into a number, a complex into a
+#: real, a float into an integer, nor text or Python objects into anything
+ACCEPTS = {"b": "b", "i": "iu", "u": "iu", "f": "iuf", "c": "iufc"}
+REFUSED = {
+    "b": "booleans are not converted to numbers",
+    "c": "complex values are not converted to real numbers",
+    "f": "floats are not truncated to integers",
+    "O": "some values are not numbers (null, a map, or an integer beyond 64 bits)",
+    "U": "strings are not parsed as numbers",
+    "S": "bytes are not read as numbers",
+    "M": "dates are not numbers",
+    "m": "durations are not numbers",
+}
+
+
+def cast_problem(array: np.ndarray, dtype: np.dtype) -> str | None:
+    """Why ``array`` cannot feed an input of ``dtype``, or ``None`` when it can.
+
+    >>> cast_problem(np.array([1, 2]), np.dtype("float32")) is None
+    True
+    >>> cast_problem(np.array([True]), np.dtype("float32"))
+    'booleans are not converted to numbers'
+    >>> cast_problem(np.array([300]), np.dtype("uint8"))
+    'values from 300 to 300 do not fit uint8 (0 to 255)'
+    """
+    src = array.dtype
+    if src.kind not in ACCEPTS.get(dtype.kind, dtype.kind):
+        if dtype.kind == "b" and src.kind in "iufc":
+            return "only booleans feed a bool input"
+        return REFUSED.get(src.kind, f"{src} is not converted to {dtype}")
+    if src.kind in "iu" and dtype.kind in "iu" and array.size and not np.can_cast(src, dtype):
+        low, high, info = array.min(), array.max(), np.iinfo(dtype)
+        if low < info.min or high > info.max:
+            return f"values from {low} to {high} do not fit {dtype} ({info.min} to {info.max})"
+    return None
+
+
+def count_nonfinite(array: np.ndarray) -> int:
+    """How many of an array's values are NaN or infinite.
+
+    >>> count_nonfinite(np.array([1.0, np.nan, -np.inf])), count_nonfinite(np.arange(3))
+    (2, 0)
+    """
+    return int((~np.isfinite(array)).sum()) if array.dtype.kind in "fc" else 0
+
+
 class TensorRuntime(Runtime):
-    """A runtime whose model takes and returns named arrays with a batch axis first."""
+    """A runtime whose model takes and returns named arrays with a batch axis first.
+
+    Inputs are checked before any model call: each field must convert to its input's
+    dtype by the rules of :data:`ACCEPTS`, have its shape, and hold only finite numbers
+    unless ``allow_nonfinite`` (read from the model spec) is true.
+    """
 
     tensor_inputs: tuple[TensorInput, ...] = ()
+    #: accept NaN and infinite values in float inputs
+    allow_nonfinite: bool = False
+
+    def __init__(self, spec: ModelSpec, agent: str | None = None) -> None:
+        super().__init__(spec, agent)
+        self.allow_nonfinite = bool(getattr(spec, "allow_nonfinite", False))
 
     @abstractmethod
     def _run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -50,20 +116,40 @@ class TensorRuntime(Runtime):
             value = payload[spec.field]
             try:
                 array = value if isinstance(value, np.ndarray) else np.asarray(value)
-            except ValueError as exc:
-                return self.error(f"field {spec.field!r} is not an array (model input "
-                                  f"{spec.name!r}): {exc}")
-            if array.dtype == object or not np.can_cast(array.dtype, spec.dtype, "same_kind"):
-                return self.error(f"field {spec.field!r} has dtype {array.dtype}, model input "
-                                  f"{spec.name!r} needs {spec.dtype}")
-            if spec.shape is not None and (
-                    array.ndim != len(spec.shape)
-                    or any(d is not None and d != a for d, a in zip(spec.shape, array.shape,
-                                                                     strict=True))):
-                return self.error(f"field {spec.field!r} has shape {array.shape}, model input "
-                                  f"{spec.name!r} needs {_shape_text(spec.shape)} per request")
-            feeds[spec.name] = array.astype(spec.dtype, copy=False)
+            except (TypeError, ValueError) as exc:
+                return self.error(f"field {spec.field!r} is not an array; {spec.needs()}: "
+                                  f"{exception_text(exc)}")
+            feed = self._convert(spec, array)
+            if isinstance(feed, str):
+                return self.error(f"field {spec.field!r} has dtype {array.dtype}, shape "
+                                  f"{array.shape}; {spec.needs()}: {feed}")
+            feeds[spec.name] = feed
         return feeds
+
+    def _convert(self, spec: TensorInput, array: np.ndarray) -> np.ndarray | str:
+        """The array cast to the input's dtype, or why it cannot be."""
+        problem = cast_problem(array, spec.dtype)
+        if problem:
+            return problem
+        if spec.shape is not None and (
+                array.ndim != len(spec.shape)
+                or any(d is not None and d != a for d, a in zip(spec.shape, array.shape,
+                                                                 strict=True))):
+            return "the shape differs"
+        nonfinite = count_nonfinite(array)
+        if nonfinite and not self.allow_nonfinite:
+            nans = int(np.isnan(array).sum())
+            return (f"{nonfinite} of {array.size} values are not finite ({nans} NaN, "
+                    f"{nonfinite - nans} infinite); the agent does not accept NaN or infinity "
+                    "(allow_nonfinite: true would)")
+        with np.errstate(over="ignore"):
+            feed = array.astype(spec.dtype, copy=False)
+        if spec.dtype.kind in "fc" and not np.can_cast(array.dtype, spec.dtype):
+            overflow = count_nonfinite(feed) - nonfinite
+            if overflow:
+                return (f"{overflow} of {array.size} values are beyond the range of "
+                        f"{spec.dtype} (±{np.finfo(spec.dtype).max:g})")
+        return feed
 
     def _infer_batch(self, payloads: list[Payload]) -> list[Result]:
         results: list[Result | None] = [None] * len(payloads)
