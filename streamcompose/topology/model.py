@@ -19,9 +19,10 @@ Topic names are derived from the topology's name:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from streamcompose.errors import TopologyError
 from streamcompose.topology.specs import (
     INPUT,
     JOIN_MODES,
@@ -35,6 +36,7 @@ from streamcompose.topology.specs import (
     ModelSpec,
     RouterSpec,
 )
+from streamcompose.topology.yamlsource import SourceMap
 
 __all__ = ["INPUT", "JOIN_MODES", "JOIN_STRATEGIES", "ROUTER_KINDS", "RUNTIMES", "AgentSpec",
            "BatchSpec", "Case", "JoinSpec", "ModelSpec", "RouterSpec", "Topology"]
@@ -53,6 +55,12 @@ class Topology:
     fields: tuple[str, ...] | None = None
     base_dir: Path = Path(".")
     source: Path | None = None
+    #: where each key was written, so that later checks can name file and line
+    where: SourceMap = field(default_factory=SourceMap, compare=False, repr=False)
+
+    def error(self, message: str, key: str) -> TopologyError:
+        """An error located at ``key`` (and its line, when the topology came from a file)."""
+        return self.where.error(message, key)
 
     @property
     def input_topic(self) -> str:
