@@ -431,6 +431,36 @@ def test_torchscript_file(module: Callable[[str], str], tmp_path: Path) -> None:
         torch_runtime(tmp_path, path=bad, options=X3)
 
 
+def test_torch_describe_reads_the_torchscript_signature(module: Callable[[str], str],
+                                                       tmp_path: Path) -> None:
+    mod = module(TORCH_MODULES)
+    pair = import_entrypoint(f"{mod}:Pair", tmp_path)()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # torch deprecates TorchScript
+        torch.jit.script(pair).save(str(tmp_path / "pair.pt"))
+    two = {"inputs": {"x": {"shape": [3]}, "k": {"dtype": "float32"}}, "outputs": ["y", "s"]}
+    info = describe_model(ModelSpec(runtime="torch", path=tmp_path / "pair.pt", options=two,
+                                    output_map={"s": "total"}, outputs=("s",)), tmp_path)
+    assert (info.inputs, info.outputs) == (("x", "k"), ("total",))
+    with pytest.raises(ModelError, match=r"forward takes \(x, k\), 2 required, but the "
+                                         r"model options declare 1 input\(s\): x"):
+        describe_model(ModelSpec(runtime="torch", path=tmp_path / "pair.pt", options=X3),
+                       tmp_path)
+    (tmp_path / "state.pt").write_bytes(b"garbage")
+    with pytest.raises(ModelError, match="is not a TorchScript file"):
+        describe_model(ModelSpec(runtime="torch", path=tmp_path / "state.pt"), tmp_path)
+
+
+def test_torch_describe_imports_the_entrypoint_without_calling_it(
+        module: Callable[[str], str], tmp_path: Path) -> None:
+    mod = module(TORCH_MODULES)
+    info = describe_model(ModelSpec(runtime="torch", entrypoint=f"{mod}:broken", options=X3),
+                          tmp_path)  # calling it would raise "weights missing"
+    assert (info.inputs, info.outputs) == (("x",), ("y",))
+    with pytest.raises(ModelError, match="no attribute 'nothing'"):
+        describe_model(ModelSpec(runtime="torch", entrypoint=f"{mod}:nothing"), tmp_path)
+
+
 # ------------------------------------------------------------------------------- python
 
 PY_MODULE = """
@@ -622,3 +652,19 @@ def test_runtime_error_helper_names_model(module: Callable[[str], str],
     err = rt.error("boom")
     assert isinstance(err, RecordError) and isinstance(err, ModelError)
     assert (err.agent, err.model, err.message) == ("agent", f"{mod}:inc", "boom")
+
+
+def test_python_describe_reads_a_class_without_instantiating_it(
+        module: Callable[[str], str], tmp_path: Path) -> None:
+    mod = module(PY_MODULE)
+    info = describe_model(ModelSpec(runtime="python", entrypoint=f"{mod}:Model",
+                                    options={"scale": 3}, output_map={"y": "score"}), tmp_path)
+    assert (info.inputs, info.outputs) == (("x",), ("score",))
+    assert importlib.import_module(mod).created == []
+
+
+def test_unknown_runtime_is_an_error(tmp_path: Path) -> None:
+    spec = ModelSpec(runtime="tensorflow", path=tmp_path / "m.pb")
+    for call in (load_runtime, describe_model):
+        with pytest.raises(ModelError, match="unknown runtime 'tensorflow'"):
+            call(spec, tmp_path)

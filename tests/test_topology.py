@@ -16,7 +16,8 @@ from click.testing import CliRunner
 from PIL import Image
 
 from streamcompose.cli.main import _register, cli, main
-from streamcompose.errors import TopologyError
+from streamcompose.errors import ModelError, TopologyError
+from streamcompose.runtimes import check_models, load_runtime
 from streamcompose.topology import load_topology, load_topology_text
 from streamcompose.topology.graph import graph_of, to_dot, to_mermaid, to_png
 
@@ -26,6 +27,14 @@ COPY = "model: {runtime: python, entrypoint: 'copy:copy'}"
 def topology_error(text: str, base_dir: Path | str = ".") -> TopologyError:
     with pytest.raises(TopologyError) as info:
         load_topology_text(text, base_dir)
+    return info.value
+
+
+def model_error(text: str, base_dir: Path | str = ".") -> TopologyError:
+    """The error the model check raises; loading alone, which opens no model, passes."""
+    t = load_topology_text(text, base_dir)
+    with pytest.raises(TopologyError) as info:
+        check_models(t)
     return info.value
 
 
@@ -48,7 +57,14 @@ def steps(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
         "\n"
         "class Broken:\n"
         "    def __init__(self):\n"
-        "        raise RuntimeError('no weights here')\n",
+        "        raise RuntimeError('no weights here')\n"
+        "\n"
+        "class NeedsY:\n"
+        "    inputs = ('y',)\n"
+        "    def __init__(self):\n"
+        "        raise RuntimeError('instantiated')\n"
+        "\n"
+        "VALUE = 3\n",
         encoding="utf-8")
     monkeypatch.setattr(sys, "path", list(sys.path))
     yield name
@@ -152,46 +168,78 @@ def test_input_topic_equal_to_output_topic():
 
 
 def test_missing_model_file(tmp_path: Path):
-    exc = topology_error("name: d\nagents:\n  a:\n    inputs: [$input]\n    model:\n"
-                         "      runtime: onnx\n      path: models/nope.onnx\n", tmp_path)
+    exc = model_error("name: d\nagents:\n  a:\n    inputs: [$input]\n    model:\n"
+                      "      runtime: onnx\n      path: models/nope.onnx\n", tmp_path)
     assert_error(exc, "agents.a.model.path", 7, "model file not found",
                  str(tmp_path / "models" / "nope.onnx"))
 
 
 def test_missing_entrypoint_module():
-    exc = topology_error("name: d\nagents:\n  a:\n    inputs: [$input]\n    model:\n"
-                         "      runtime: python\n      entrypoint: 'no_such_module_zq:f'\n")
+    exc = model_error("name: d\nagents:\n  a:\n    inputs: [$input]\n    model:\n"
+                      "      runtime: python\n      entrypoint: 'no_such_module_zq:f'\n")
     assert_error(exc, "agents.a.model.entrypoint", 7, "cannot import module 'no_such_module_zq'")
 
 
 def test_missing_entrypoint_attribute():
-    exc = topology_error("name: d\nagents:\n  a:\n    inputs: [$input]\n    model:\n"
-                         "      runtime: python\n      entrypoint: 'math:nope'\n")
+    exc = model_error("name: d\nagents:\n  a:\n    inputs: [$input]\n    model:\n"
+                      "      runtime: python\n      entrypoint: 'math:nope'\n")
     assert_error(exc, "agents.a.model.entrypoint", 7, "module 'math' has no attribute 'nope'")
 
 
-def test_entrypoint_that_raises_is_reported(tmp_path: Path, steps: str):
-    exc = topology_error("name: d\nagents:\n  a:\n    inputs: [$input]\n    model:\n"
-                         f"      runtime: python\n      entrypoint: '{steps}:Broken'\n",
-                         tmp_path)
-    assert_error(exc, "agents.a.model.entrypoint", 7, "RuntimeError: no weights here")
+def test_entrypoint_that_is_not_callable(tmp_path: Path, steps: str):
+    exc = model_error("name: d\nagents:\n  a:\n    inputs: [$input]\n    model:\n"
+                      f"      runtime: python\n      entrypoint: '{steps}:VALUE'\n", tmp_path)
+    assert_error(exc, "agents.a.model.entrypoint", 7, "is a int, not a callable or a class")
+
+
+def test_entrypoint_is_never_instantiated_by_the_check(tmp_path: Path, steps: str):
+    """A class whose constructor fails passes the check (which only imports it) and
+    fails where it is instantiated: in its agent's worker."""
+    t = check_models(load_topology_text(
+        "name: d\nagents:\n  a:\n    inputs: [$input]\n    model:\n"
+        f"      runtime: python\n      entrypoint: '{steps}:Broken'\n", tmp_path))
+    with pytest.raises(ModelError, match="RuntimeError: no weights here"):
+        load_runtime(t.agent("a").model, t.base_dir, "a")
+
+
+def test_module_that_raises_on_import_is_reported(tmp_path: Path):
+    name = f"boom_{uuid.uuid4().hex[:10]}"
+    (tmp_path / f"{name}.py").write_text("raise RuntimeError('import failed')\n",
+                                         encoding="utf-8")
+    exc = model_error("name: d\nagents:\n  a:\n    inputs: [$input]\n    model:\n"
+                      f"      runtime: python\n      entrypoint: '{name}:f'\n", tmp_path)
+    assert_error(exc, "agents.a.model.entrypoint", 7, "RuntimeError while being imported",
+                 "import failed")
+
+
+def test_python_aggregator_is_checked_by_the_model_check(tmp_path: Path, steps: str):
+    text = (f"name: d\nagents:\n  a: {{inputs: [$input], {COPY}}}\n"
+            f"  b: {{inputs: [$input], {COPY}}}\n"
+            "  j:\n    inputs: [a, b]\n"
+            "    join: {strategy: python, entrypoint: 'math:nope'}\n")
+    exc = model_error(text, tmp_path)
+    assert_error(exc, "agents.j.join.entrypoint", 7, "module 'math' has no attribute 'nope'")
+    check_models(load_topology_text(text.replace("math:nope", f"{steps}:Broken"), tmp_path))
 
 
 def test_declared_inputs_not_produced_upstream(tmp_path: Path, steps: str):
     path = tmp_path / "flow.yaml"
-    path.write_text(f"name: flow\nfields: [x]\nagents:\n  a:\n    inputs: [$input]\n"
-                    f"    model: {{runtime: python, entrypoint: '{steps}:need_y'}}\n",
-                    encoding="utf-8")
-    with pytest.raises(TopologyError) as info:
-        load_topology(path)
-    exc = info.value
-    assert (exc.file, exc.key, exc.line) == (str(path), "agents.a.inputs", 5)
-    assert exc.message == ("agent 'a' needs field(s) y that no upstream produces "
-                           "(available: x)")
+    for entrypoint in ("need_y", "NeedsY"):  # a class's inputs are read without instantiating
+        path.write_text(f"name: flow\nfields: [x]\nagents:\n  a:\n    inputs: [$input]\n"
+                        f"    model: {{runtime: python, entrypoint: '{steps}:{entrypoint}'}}\n",
+                        encoding="utf-8")
+        t = load_topology(path)
+        with pytest.raises(TopologyError) as info:
+            check_models(t)
+        exc = info.value
+        assert (exc.file, exc.key, exc.line) == (str(path), "agents.a.inputs", 5)
+        assert exc.message == ("agent 'a' needs field(s) y that no upstream produces "
+                               "(available: x)")
+        assert str(exc).startswith(f"{path}:5: agents.a.inputs: ")
 
     path.write_text(path.read_text(encoding="utf-8").replace("[x]", "[x, y]"),
                     encoding="utf-8")
-    t = load_topology(path)
+    t = check_models(load_topology(path))
     assert t.fields == ("x", "y") and t.source == path
 
 

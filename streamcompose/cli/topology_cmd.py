@@ -17,10 +17,17 @@ from pathlib import Path
 import click
 
 from streamcompose.errors import StreamComposeError
+from streamcompose.runtimes import check_models
 from streamcompose.topology import Topology, load_topology
 from streamcompose.topology.graph import to_dot, to_mermaid, to_png
 
 file_argument = click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+
+
+def load_checked(file: Path) -> Topology:
+    """The topology in FILE with its models checked. Model files are opened and python
+    entrypoints imported, never instantiated nor called: no user code runs here."""
+    return check_models(load_topology(file))
 
 
 def summary(t: Topology, file: Path | str) -> str:
@@ -67,7 +74,9 @@ def report(t: Topology | None, error: StreamComposeError | None = None) -> dict:
 def validate(file: Path, as_json: bool) -> None:
     """Check a topology file: keys, values, references, cycles, model files, field flow.
 
-    Exits 0 when FILE is valid and 1 when it is not, naming file:line: key: problem.
+    Model files are opened and python entrypoints imported to check them, never
+    instantiated nor called. Exits 0 when FILE is valid and 1 when it is not, naming
+    file:line: key: problem.
 
     \b
     Example:
@@ -75,10 +84,10 @@ def validate(file: Path, as_json: bool) -> None:
         $ streamcompose validate topologies/ocr_cascade.yaml --json
     """
     if not as_json:
-        click.echo(summary(load_topology(file), file))
+        click.echo(summary(load_checked(file), file))
         return
     try:
-        t = load_topology(file)
+        t = load_checked(file)
     except StreamComposeError as exc:
         click.echo(json.dumps(report(None, exc)))
         sys.exit(1)
@@ -105,7 +114,7 @@ def graph(file: Path, fmt: str, output: Path | None) -> None:
         $ streamcompose graph topologies/ocr_cascade.yaml --format dot | dot -Tsvg > g.svg
         $ streamcompose graph topologies/ocr_cascade.yaml --format png -o ocr.png
     """
-    t = load_topology(file)
+    t = load_checked(file)
     if fmt == "png":
         target = output or Path.cwd() / f"{t.name}.png"
         try:

@@ -92,6 +92,23 @@ def import_entrypoint(entrypoint: str, base_dir: Path) -> Any:
     return obj
 
 
+def import_callable(entrypoint: str, base_dir: Path) -> Any:
+    """Import an entrypoint and check that it can be called (a function or a class),
+    without calling it.
+
+    >>> import_callable("math:pi", Path("."))
+    Traceback (most recent call last):
+      ...
+    streamcompose.errors.ModelError: entrypoint 'math:pi' is a float, not a callable or a \
+class
+    """
+    target = import_entrypoint(entrypoint, base_dir)
+    if not callable(target):
+        raise ModelError(f"entrypoint {entrypoint!r} is a {type(target).__name__}, not a "
+                         "callable or a class")
+    return target
+
+
 def rename_outputs(spec: ModelSpec, outputs: dict[str, Any]) -> Payload:
     """Keep the selected outputs and rename them by ``output_map``."""
     keep = spec.outputs

@@ -6,10 +6,14 @@ providers are tried in that order, where the installed onnxruntime has them.
 
 from __future__ import annotations
 
+from dataclasses import replace
+from pathlib import Path
+
 import numpy as np
 
 from streamcompose.errors import ModelError
 from streamcompose.runtimes.tensor import TensorInput, TensorRuntime, numpy_dtype
+from streamcompose.topology.fieldflow import ModelInfo
 from streamcompose.topology.model import ModelSpec
 
 GPU_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider")
@@ -63,3 +67,16 @@ class OnnxRuntime(TensorRuntime):
     def _run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         return dict(zip(self.output_names, self.session.run(self.output_names, feeds),
                         strict=True))
+
+
+def describe(spec: ModelSpec, base_dir: Path) -> ModelInfo:
+    """The inputs, outputs and output shapes an ONNX file declares, read from an
+    inference session on the file (an ONNX file holds no Python code to run). The
+    session is a CPU one whatever the device: describing puts nothing on a GPU."""
+    rt = OnnxRuntime(replace(spec, device="cpu"))
+    return ModelInfo(rt.input_fields, rt.output_fields, rt.output_shapes)
+
+
+def load(spec: ModelSpec, base_dir: Path, agent: str | None) -> OnnxRuntime:
+    """The runtime of an agent's ONNX model."""
+    return OnnxRuntime(spec, agent)

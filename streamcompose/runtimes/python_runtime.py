@@ -4,7 +4,9 @@ The callable returns a list of dicts, one per payload, holding the fields it pro
 When the entrypoint is a class it is instantiated once at load with ``options`` as
 keyword arguments, and the instance is called with each batch; a ``warmup()`` method,
 if it has one, runs before consuming. The callable may declare ``inputs`` and
-``outputs`` attributes (field names) so that validation can check the field flow.
+``outputs`` attributes (field names) so that validation can check the field flow; on a
+class they are class attributes, since validation (:func:`describe`) only imports the
+entrypoint and never instantiates or calls it.
 
 Example entrypoint::
 
@@ -18,7 +20,8 @@ import inspect
 from pathlib import Path
 
 from streamcompose.errors import ModelError
-from streamcompose.runtimes.base import Payload, Result, Runtime, import_entrypoint, rename_outputs
+from streamcompose.runtimes.base import Payload, Result, Runtime, import_callable, rename_outputs
+from streamcompose.topology.fieldflow import ModelInfo
 from streamcompose.topology.model import ModelSpec
 
 
@@ -27,16 +30,13 @@ class PythonRuntime(Runtime):
 
     def __init__(self, spec: ModelSpec, base_dir: Path, agent: str | None = None) -> None:
         super().__init__(spec, agent)
-        target = import_entrypoint(spec.entrypoint or "", base_dir)
+        target = import_callable(spec.entrypoint or "", base_dir)
         try:
             self.fn = target(**spec.options) if inspect.isclass(target) else target
         except Exception as exc:
             raise ModelError(f"{spec.entrypoint!r}({', '.join(spec.options)}) raised "
                              f"{type(exc).__name__}: {exc}", agent=agent) from exc
-        self.input_fields = _names(getattr(self.fn, "inputs", None))
-        declared = _names(getattr(self.fn, "outputs", None))
-        self.output_fields = (None if declared is None else
-                              tuple(spec.output_map.get(n, n) for n in declared))
+        self.input_fields, self.output_fields = _declared_fields(self.fn, spec)
 
     def _infer_batch(self, payloads: list[Payload]) -> list[Result]:
         if self.input_fields:
@@ -61,4 +61,28 @@ class PythonRuntime(Runtime):
 
 
 def _names(value: object) -> tuple[str, ...] | None:
-    return None if value is None else tuple(value)  # type: ignore[arg-type]
+    """Declared field names: a list or tuple of strings (a property read from a class,
+    or anything else, declares nothing)."""
+    if isinstance(value, list | tuple) and all(isinstance(v, str) for v in value):
+        return tuple(value)
+    return None
+
+
+def _declared_fields(fn: object, spec: ModelSpec) -> tuple[tuple[str, ...] | None,
+                                                           tuple[str, ...] | None]:
+    """The fields a callable (or class) declares it reads and writes, ``output_map``
+    applied; ``None`` where it declares nothing."""
+    declared = _names(getattr(fn, "outputs", None))
+    return (_names(getattr(fn, "inputs", None)),
+            None if declared is None else tuple(spec.output_map.get(n, n) for n in declared))
+
+
+def describe(spec: ModelSpec, base_dir: Path) -> ModelInfo:
+    """The fields a python entrypoint declares, read from the function or the class
+    itself: the entrypoint is imported, never instantiated nor called."""
+    return ModelInfo(*_declared_fields(import_callable(spec.entrypoint or "", base_dir), spec))
+
+
+def load(spec: ModelSpec, base_dir: Path, agent: str | None) -> PythonRuntime:
+    """The runtime of an agent's python model: the entrypoint, instantiated if a class."""
+    return PythonRuntime(spec, base_dir, agent)

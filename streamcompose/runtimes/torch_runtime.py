@@ -12,18 +12,29 @@ outputs named in order, one returning a dict keeps its keys. Without options the
 takes one float32 input ``input`` and returns one output ``output``. As for ONNX models,
 ``options: {intra_op_threads: N}`` caps the threads one model call uses (several agents
 sharing few cores want 1).
+
+Validation (:func:`describe`) does not import torch: it reads a TorchScript file as the
+zip archive it is. ``<folder>/data.pkl`` pickles the root module, whose class is the
+first global the pickle names, and ``<folder>/code/`` holds the TorchScript source of
+every class, in Python syntax; the root class's ``forward`` must take as many inputs as
+the options declare. Nothing is unpickled and no code is run: the pickle's opcodes are
+listed and the source is parsed.
 """
 
 from __future__ import annotations
 
+import ast
+import pickletools
 import warnings
+import zipfile
 from pathlib import Path
 
 import numpy as np
 
 from streamcompose.errors import ModelError
-from streamcompose.runtimes.base import import_entrypoint
+from streamcompose.runtimes.base import import_callable, import_entrypoint
 from streamcompose.runtimes.tensor import TensorInput, TensorRuntime, numpy_dtype
+from streamcompose.topology.fieldflow import ModelInfo
 from streamcompose.topology.model import ModelSpec
 
 
@@ -34,6 +45,16 @@ def _declared_inputs(spec: ModelSpec) -> tuple[TensorInput, ...]:
                     dtype=numpy_dtype((info or {}).get("dtype", "float32")),
                     shape=tuple((info or {})["shape"]) if (info or {}).get("shape") else None)
         for name, info in declared.items())
+
+
+def _output_names(spec: ModelSpec) -> tuple[str, ...]:
+    return tuple(spec.options.get("outputs") or ("output",))
+
+
+def _output_fields(spec: ModelSpec) -> tuple[str, ...]:
+    """The payload fields the outputs kept (``outputs``) are stored as (``output_map``)."""
+    return tuple(spec.output_map.get(n, n) for n in _output_names(spec)
+                 if spec.outputs is None or n in spec.outputs)
 
 
 def load_torchscript(path: str | Path, map_location: object = "cpu") -> object:
@@ -53,6 +74,66 @@ def load_torchscript(path: str | Path, map_location: object = "cpu") -> object:
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", category=FutureWarning, message=".*torch.jit")
         return torch.jit.load(str(path), map_location=map_location)
+
+
+def _root_class(pickled: bytes) -> tuple[str, str] | None:
+    """The module and name of the first class a pickle names (protocol 2, as torch
+    writes them), or None."""
+    for opcode, arg, _ in pickletools.genops(pickled):
+        if opcode.name == "GLOBAL":
+            module, _, name = str(arg).partition(" ")
+            return module, name
+    return None
+
+
+def _forward(source: str, class_name: str) -> tuple[tuple[str, ...], int] | None:
+    for node in ast.parse(source).body:
+        if isinstance(node, ast.ClassDef) and node.name == class_name:
+            for item in node.body:
+                if isinstance(item, ast.FunctionDef) and item.name == "forward":
+                    args = [a.arg for a in item.args.args[1:]]
+                    return tuple(args), len(args) - len(item.args.defaults)
+    return None
+
+
+def forward_arguments(path: Path) -> tuple[tuple[str, ...], int] | None:
+    """The argument names of the root module's ``forward`` in a TorchScript file
+    (``self`` left out) and how many of them are required; None when the archive's code
+    does not say. Raises :class:`~streamcompose.errors.ModelError` when the file is not
+    a TorchScript archive at all.
+
+    >>> import tempfile
+    >>> path = Path(tempfile.mkdtemp()) / "m.pt"
+    >>> with zipfile.ZipFile(path, "w") as z:
+    ...     z.writestr("m/data.pkl", b"\\x80\\x02c__torch__.demo\\nNet\\nq\\x00)\\x81.")
+    ...     z.writestr("m/code/__torch__/demo.py", "class Net(Module):\\n"
+    ...                "  def forward(self: __torch__.demo.Net, x: Tensor, k: int=1):\\n"
+    ...                "    return x\\n")
+    >>> forward_arguments(path)
+    (('x', 'k'), 1)
+    """
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = archive.namelist()
+            pickle_name = next((n for n in names if n.endswith("/data.pkl")
+                                and n.count("/") == 1), None)
+            if pickle_name is None:
+                raise ModelError(f"{path} is not a TorchScript file: its archive has no "
+                                 "data.pkl (a state dict or a torch.export file?)")
+            root = _root_class(archive.read(pickle_name))
+            if root is None:
+                return None
+            folder = pickle_name.partition("/")[0]
+            code = f"{folder}/code/{root[0].replace('.', '/')}.py"
+            if code not in names:
+                return None
+            source = archive.read(code).decode("utf-8")
+    except (OSError, zipfile.BadZipFile) as exc:
+        raise ModelError(f"{path} is not a TorchScript file: {exc}") from exc
+    try:
+        return _forward(source, root[1])
+    except SyntaxError:
+        return None
 
 
 class TorchRuntime(TensorRuntime):
@@ -86,8 +167,8 @@ class TorchRuntime(TensorRuntime):
                              f"{type(module).__name__}, not a torch.nn.Module", agent=agent)
         self.module = module.to(self.device).eval()
         self.tensor_inputs = _declared_inputs(spec)
-        self.output_names = tuple(spec.options.get("outputs") or ("output",))
-        self.output_fields = tuple(spec.output_map.get(n, n) for n in self.output_names)
+        self.output_names = _output_names(spec)
+        self.output_fields = _output_fields(spec)
 
     def _run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         torch = self.torch
@@ -105,3 +186,24 @@ class TorchRuntime(TensorRuntime):
                                  agent=self.agent)
             named = dict(zip(self.output_names, values, strict=True))
         return {k: v.detach().cpu().numpy() for k, v in named.items()}
+
+
+def describe(spec: ModelSpec, base_dir: Path) -> ModelInfo:
+    """The fields a torch model reads and writes, as its options declare them, without
+    importing torch: a TorchScript file's ``forward`` must take as many inputs as
+    ``options.inputs`` declares; an entrypoint is imported, never called."""
+    inputs = _declared_inputs(spec)
+    if spec.path is None:
+        import_callable(spec.entrypoint or "", base_dir)
+    elif (found := forward_arguments(spec.path)) is not None:
+        names, required = found
+        if not required <= len(inputs) <= len(names):
+            raise ModelError(f"the TorchScript module's forward takes ({', '.join(names)}), "
+                             f"{required} required, but the model options declare "
+                             f"{len(inputs)} input(s): {', '.join(i.name for i in inputs)}")
+    return ModelInfo(tuple(i.field for i in inputs), _output_fields(spec))
+
+
+def load(spec: ModelSpec, base_dir: Path, agent: str | None) -> TorchRuntime:
+    """The runtime of an agent's torch model, on the device it names."""
+    return TorchRuntime(spec, base_dir, agent)

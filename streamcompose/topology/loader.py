@@ -1,8 +1,13 @@
 """Turning a topology YAML document into a :class:`Topology`.
 
 This module checks the shape of the document (known keys, value types, ranges); the
-graph-level checks (references, cycles, model files, field flow) are in
-:mod:`streamcompose.topology.validate`.
+graph-level checks (references, cycles, topics, replicas, routers, joiners) are in
+:mod:`streamcompose.topology.validate`. Loading reads the YAML file and nothing else: no
+model file is opened, no entrypoint imported, so a worker that loads the topology pays
+only for its own model. What needs the models (files that exist and load, entrypoints
+that import, the fields flowing between models) is checked by
+``streamcompose.runtimes.check.check_models(topology)``, which ``validate``, ``graph``
+and ``deploy`` run on the loaded topology.
 
 >>> t = load_topology_text('''
 ... name: demo
@@ -92,13 +97,15 @@ def topology_from_document(doc: YamlDocument, base_dir: Path,
         else "exactly_once",
         max_message_bytes=r.number(top.get("max_message_bytes", 1 << 20), "max_message_bytes",
                                    integer=True, minimum=MIN_MESSAGE_BYTES),
+        where=doc.source_map(),
     )
     validate_topology(topology, doc)
     return topology
 
 
 def load_topology(path: str | Path, name: str | None = None) -> Topology:
-    """Read, check and return the topology in a YAML file.
+    """Read, check and return the topology in a YAML file (its graph only: see the module
+    documentation; ``check_models`` checks the models it names).
 
     ``name`` replaces the file's ``name`` (and so the topics derived from it), to deploy
     one file several times. Raises :class:`~streamcompose.errors.TopologyError` naming

@@ -19,9 +19,10 @@ Topic names are derived from the topology's name:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from streamcompose.errors import TopologyError
 from streamcompose.topology.specs import (
     DELIVERIES,
     INPUT,
@@ -36,6 +37,7 @@ from streamcompose.topology.specs import (
     ModelSpec,
     RouterSpec,
 )
+from streamcompose.topology.yamlsource import SourceMap
 
 __all__ = ["DELIVERIES", "INPUT", "JOIN_MODES", "JOIN_STRATEGIES", "ROUTER_KINDS", "RUNTIMES",
            "AgentSpec", "BatchSpec", "Case", "JoinSpec", "ModelSpec", "RouterSpec", "Topology"]
@@ -56,6 +58,12 @@ class Topology:
     source: Path | None = None
     delivery: str = "exactly_once"
     max_message_bytes: int = 1 << 20
+    #: where each key was written, so that later checks can name file and line
+    where: SourceMap = field(default_factory=SourceMap, compare=False, repr=False)
+
+    def error(self, message: str, key: str) -> TopologyError:
+        """An error located at ``key`` (and its line, when the topology came from a file)."""
+        return self.where.error(message, key)
 
     @property
     def input_topic(self) -> str:

@@ -11,7 +11,8 @@ the composed node tree itself.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -20,13 +21,16 @@ import yaml
 from streamcompose.errors import TopologyError
 
 
-@dataclass(frozen=True)
-class YamlDocument:
-    """Plain data of a YAML document plus the line of each dotted key path."""
+@dataclass(frozen=True, kw_only=True)
+class SourceMap:
+    """Where each dotted key path of a document was written: the file and the lines.
 
-    data: Any
-    lines: dict[str, int]
-    file: str
+    >>> print(SourceMap(file="t.yaml", lines={"agents.a": 3}).error("bad", "agents.a.inputs"))
+    t.yaml:3: agents.a.inputs: bad
+    """
+
+    file: str | None = None
+    lines: Mapping[str, int] = field(default_factory=dict)
 
     def line(self, key: str) -> int | None:
         """The line of ``key``, or of its nearest enclosing key that has one."""
@@ -38,6 +42,17 @@ class YamlDocument:
 
     def error(self, message: str, key: str) -> TopologyError:
         return TopologyError(message, file=self.file, key=key or None, line=self.line(key))
+
+
+@dataclass(frozen=True, kw_only=True)
+class YamlDocument(SourceMap):
+    """Plain data of a YAML document plus the line of each dotted key path."""
+
+    data: Any
+
+    def source_map(self) -> SourceMap:
+        """The locations alone, without the data."""
+        return SourceMap(file=self.file, lines=self.lines)
 
 
 def _to_data(node: yaml.Node, path: str, lines: dict[str, int], file: str) -> Any:
