@@ -36,6 +36,7 @@ from streamcompose.agent.deadletter import dead_letter_value, error_reason
 from streamcompose.agent.steps import Emission, Step, build_step, merge_result
 from streamcompose.batching.batcher import MicroBatcher
 from streamcompose.codec import MSGPACK, Trace, decode_payload, encode_payload
+from streamcompose.codec.reasons import exception_text
 from streamcompose.delivery import Checkpoint, Closing, Output
 from streamcompose.errors import StreamComposeError
 from streamcompose.runtimes import RecordError
@@ -144,7 +145,7 @@ class AgentWorker(WorkerBase):
                     self.executor, self.step, [(i.trace.request_id, i.payload) for i in good])
             except Exception as exc:  # a bug in a step must not stop the agent
                 log.exception("agent %s: step failed on a batch of %d", self.agent, len(good))
-                error = RecordError(f"{type(exc).__name__}: {exc}", agent=self.agent)
+                error = RecordError(exception_text(exc, typed=True), agent=self.agent)
                 outcomes = [error] * len(good)
             self.metrics.inference_seconds.observe(loop.time() - started)
             for item, outcome in zip(good, outcomes, strict=True):

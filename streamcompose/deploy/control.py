@@ -21,6 +21,7 @@ from typing import Any
 from streamcompose.deploy.registry import Deployment, list_deployments, pid_alive
 from streamcompose.errors import DeploymentError
 from streamcompose.kafka.admin import consumer_lag, ensure_topics
+from streamcompose.runtimes import check_models
 from streamcompose.topology import Topology, load_topology
 
 JOIN_TIMEOUT_S = 180.0
@@ -73,7 +74,7 @@ def deploy(file: str | Path, bootstrap: str = "127.0.0.1:9092", name: str | None
     """Create the topology's topics, start its workers under a supervisor and return its
     manifest once every worker has joined its consumer group. ``name`` overrides the
     file's topology name."""
-    t = load_topology(file, name)
+    t = check_models(load_topology(file, name))
     d = Deployment(t.name)
     if d.exists() and pid_alive(d.manifest().get("supervisor_pid")):
         raise DeploymentError(f"{t.name!r} is already deployed; run `streamcompose stop "

@@ -26,7 +26,7 @@ from streamcompose.topology.yamlsource import YamlDocument
 JOIN_KEYS = {"mode", "strategy", "field", "proba_field", "weights", "timeout_ms", "on_timeout",
              "keep_branches", "max_pending", "remember_ms", "model", "entrypoint", "options"}
 MODEL_KEYS = {"runtime", "path", "entrypoint", "device", "input_map", "output_map", "outputs",
-              "options"}
+              "options", "allow_nonfinite"}
 BATCH_KEYS = {"max_size", "max_wait_ms"}
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_\-]*$")
 
@@ -95,6 +95,13 @@ def parse_model(r: Reader, raw: Any, key: str, base_dir: Path) -> ModelSpec:
     if not re.fullmatch(r"cpu|cuda(:\d+)?", device):
         raise r.doc.error(f"device must be cpu, cuda or cuda:N, got {device!r}", f"{key}.device")
     outputs = m.get("outputs")
+    allow_nonfinite = m.get("allow_nonfinite", False)
+    if not isinstance(allow_nonfinite, bool):
+        raise r.doc.error(f"must be true or false, got {allow_nonfinite!r}",
+                          f"{key}.allow_nonfinite")
+    if allow_nonfinite and runtime == "python":
+        raise r.doc.error("python models get payloads as they are; allow_nonfinite applies "
+                          "to onnx and torch inputs", f"{key}.allow_nonfinite")
     options = m.get("options", {})
     if not isinstance(options, dict):
         raise r.doc.error("must be a mapping", f"{key}.options")
@@ -107,6 +114,7 @@ def parse_model(r: Reader, raw: Any, key: str, base_dir: Path) -> ModelSpec:
         output_map=r.string_map(m.get("output_map", {}), f"{key}.output_map"),
         outputs=r.strings(outputs, f"{key}.outputs") if outputs is not None else None,
         options=options,
+        allow_nonfinite=allow_nonfinite,
     )
 
 

@@ -38,6 +38,8 @@ class ModelSpec:
     ``input_map`` maps a model input name to the payload field bound to it;
     ``output_map`` maps a model output name to the payload field it is stored as.
     ``outputs`` (optional) restricts which model outputs are kept.
+    ``allow_nonfinite`` lets NaN and infinity into the model's tensor inputs (by
+    default such a request is dead-lettered).
     """
 
     runtime: str
@@ -48,6 +50,7 @@ class ModelSpec:
     output_map: Mapping[str, str] = _field(default_factory=dict)
     outputs: tuple[str, ...] | None = None
     options: Mapping[str, Any] = _field(default_factory=dict)
+    allow_nonfinite: bool = False
 
     def __post_init__(self) -> None:
         for name in ("input_map", "output_map", "options"):
