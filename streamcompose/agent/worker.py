@@ -103,6 +103,8 @@ class AgentWorker(WorkerBase):
         if self.spec.kind == "split":
             await self._follow_control()
         self.wstate.update(status="running")
+        log.info("agent %s replica %d running (%s)", self.agent, self.replica,
+                 "exactly-once" if self.exactly_once else "at-least-once")
 
     async def _follow_control(self) -> None:
         """Apply the latest run-time settings for this agent, then follow new ones."""

@@ -54,6 +54,7 @@ transaction.state.log.replication.factor=1
 transaction.state.log.min.isr=1
 group.initial.rebalance.delay.ms=0
 num.partitions=1
+transaction.partition.verification.enable=false
 """
 
 _LOG4J2_PROPERTIES = """\

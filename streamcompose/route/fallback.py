@@ -48,7 +48,7 @@ class FallbackWorker(StatefulWorker):
         for record in records:
             trace = Trace.from_record(record.key, record.headers)
             if record.topic in self.requests:
-                await self._request(record, trace)
+                await self._request(record, trace, now)
             elif record.topic in self.answers:
                 await self._answer(record, trace, self.answers[record.topic], now)
             else:
@@ -68,7 +68,7 @@ class FallbackWorker(StatefulWorker):
                                        request_id=rid))
             await self.write_changelog(rid, entry.partition, entry)
 
-    async def _request(self, record: ConsumerRecord, trace: Trace) -> None:
+    async def _request(self, record: ConsumerRecord, trace: Trace, now: int) -> None:
         try:  # stored as msgpack whatever it came as, so forwarding can label it so
             value = encode_payload(decode_payload(record.value, trace.content_type))
         except StreamComposeError as exc:
@@ -76,7 +76,7 @@ class FallbackWorker(StatefulWorker):
                                    record.value or b"", record.topic, exc, record.offset)
             return
         entry = self.store.add_branch(record.partition, trace.request_id, REQUEST, value,
-                                      first_ms=record.timestamp, entered_ms=trace.entered_ms,
+                                      first_ms=now, entered_ms=trace.entered_ms,
                                       path=list(trace.path))
         if entry is None:
             self.metrics.join_event("duplicate")
