@@ -1,11 +1,17 @@
 """Run one agent worker: ``python -m streamcompose.agent TOPOLOGY AGENT --bootstrap H:P``.
 
-Deploy starts these for you; run one by hand to debug an agent in the foreground.
+Deploy starts these for you, from the deployment's snapshot of the topology (with
+``--base-dir``, the original file's folder) and with ``--parent-pid``, the supervisor,
+whose death stops the worker; run one by hand to debug an agent in the foreground.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import signal
+import threading
+import time
 from pathlib import Path
 
 import click
@@ -15,7 +21,25 @@ from streamcompose.agent.state import WorkerState
 from streamcompose.agent.worker import AgentWorker
 from streamcompose.join.worker import JoinWorker
 from streamcompose.route.fallback import FallbackWorker
-from streamcompose.topology import load_topology
+from streamcompose.topology import load_topology, load_topology_text
+
+PARENT_POLL_S = 0.5
+PARENT_GONE_EXIT_S = 15.0
+
+
+def _exit_with_parent(parent_pid: int) -> None:
+    """Stop gracefully once ``parent_pid`` is no longer this process's parent (it died),
+    and exit anyway ``PARENT_GONE_EXIT_S`` later: the fallback to the supervisor's
+    ``PR_SET_PDEATHSIG``, which also covers a supervisor that died before setting it."""
+
+    def watch() -> None:
+        while os.getppid() == parent_pid:
+            time.sleep(PARENT_POLL_S)
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(PARENT_GONE_EXIT_S)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
@@ -26,12 +50,26 @@ from streamcompose.topology import load_topology
 @click.option("--replica", default=0, show_default=True, help="Replica index.")
 @click.option("--state-file", type=click.Path(dir_okay=False), default=None,
               help="Where to write the worker's state for the supervisor.")
+@click.option("--base-dir", type=click.Path(exists=True, file_okay=False), default=None,
+              help="Resolve relative model paths and python modules against this folder "
+                   "instead of TOPOLOGY_FILE's.")
+@click.option("--parent-pid", type=int, default=None,
+              help="Exit when this process (the supervisor) is no longer the parent.")
 @click.option("--metrics-port", default=0, show_default=True, help="0 picks a free port.")
 @click.option("--loglevel", default="INFO", show_default=True)
 def main(topology_file: str, agent: str, name: str | None, bootstrap: str, replica: int,
-         state_file: str | None, metrics_port: int, loglevel: str) -> None:
+         state_file: str | None, base_dir: str | None, parent_pid: int | None,
+         metrics_port: int, loglevel: str) -> None:
     """Run one replica of AGENT from TOPOLOGY_FILE until SIGTERM."""
-    topology = load_topology(topology_file, name)
+    if parent_pid is not None:
+        _exit_with_parent(parent_pid)
+    if base_dir is None:
+        topology = load_topology(topology_file, name)
+    else:
+        topology = load_topology_text(Path(topology_file).read_text(encoding="utf-8"), base_dir)
+        if name is not None and name != topology.name:
+            raise click.BadParameter(f"{topology_file} is topology {topology.name!r}, not "
+                                     f"{name!r}", param_hint="--name")
     if agent not in topology.agent_names:
         raise click.BadParameter(f"no agent {agent!r} in {topology_file} "
                                  f"(agents: {', '.join(topology.agent_names)})")

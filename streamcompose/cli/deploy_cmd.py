@@ -12,12 +12,25 @@ from streamcompose.deploy import deploy as deploy_topology
 from streamcompose.deploy import set_weights as change_weights
 from streamcompose.deploy import status as deployment_status
 from streamcompose.deploy import stop as stop_deployment
+from streamcompose.deploy.registry import check_name
+from streamcompose.errors import DeploymentError
+
+
+def plain_name(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
+    """A click callback: a deployment name must be a plain name (usage error if not)."""
+    if value is None:
+        return None
+    try:
+        return check_name(value)
+    except DeploymentError as exc:
+        raise click.BadParameter(str(exc)) from None
 
 
 @click.command()
 @click.argument("file", type=click.Path(exists=True, dir_okay=False))
 @bootstrap_option
-@click.option("--name", default=None, help="Deploy under this name instead of the file's.")
+@click.option("--name", default=None, callback=plain_name,
+              help="Deploy under this name instead of the file's.")
 @click.option("--timeout", default=180.0, show_default=True,
               help="Seconds to wait for every worker to join its group.")
 @click.option("--json", "as_json", is_flag=True, help="Print the deployment as JSON.")
@@ -40,7 +53,7 @@ def deploy(file: str, bootstrap: str, name: str | None, timeout: float, as_json:
 
 
 @click.command()
-@click.argument("name", required=False)
+@click.argument("name", required=False, callback=plain_name)
 @click.option("--json", "as_json", is_flag=True, help="Print the status as JSON.")
 @click.option("--no-lag", is_flag=True, help="Skip asking the broker for consumer lag.")
 def status(name: str | None, as_json: bool, no_lag: bool) -> None:
@@ -76,7 +89,7 @@ def status(name: str | None, as_json: bool, no_lag: bool) -> None:
 
 
 @click.command()
-@click.argument("name")
+@click.argument("name", callback=plain_name)
 def stop(name: str) -> None:
     """Stop NAME's workers: each drains its batch in flight, commits and exits.
 
@@ -87,7 +100,7 @@ def stop(name: str) -> None:
 
 
 @click.command("set-weights")
-@click.argument("name")
+@click.argument("name", callback=plain_name)
 @click.argument("agent")
 @click.argument("weights", nargs=-1, required=True)
 def set_weights(name: str, agent: str, weights: tuple[str, ...]) -> None:

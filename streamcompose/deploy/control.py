@@ -10,7 +10,6 @@ Example (needs a broker)::
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import subprocess
 import sys
@@ -18,18 +17,28 @@ import time
 from pathlib import Path
 from typing import Any
 
-from streamcompose.deploy.registry import Deployment, list_deployments, pid_alive
+import yaml
+
+from streamcompose.deploy.registry import (
+    Deployment,
+    check_name,
+    list_deployments,
+    runs_deployment,
+    signal_deployment_process,
+)
 from streamcompose.errors import DeploymentError
 from streamcompose.kafka.admin import consumer_lag, ensure_topics
 from streamcompose.runtimes import check_models
 from streamcompose.topology import Topology, load_topology
 
 JOIN_TIMEOUT_S = 180.0
+ORPHAN_STOP_TIMEOUT_S = 30.0
 
 
 def _manifest(t: Topology, bootstrap: str, supervisor_pid: int | None) -> dict[str, Any]:
     return {
         "name": t.name, "file": str(t.source), "bootstrap": bootstrap,
+        "base_dir": str(t.base_dir),
         "input": t.input_topic, "output": t.output_topic, "dlq": t.dlq_topic,
         "topics": list(t.topics()), "partitions": t.partitions,
         "control": t.control_topic,
@@ -73,13 +82,18 @@ def deploy(file: str | Path, bootstrap: str = "127.0.0.1:9092", name: str | None
            timeout: float = JOIN_TIMEOUT_S, progress: Any = None) -> dict[str, Any]:
     """Create the topology's topics, start its workers under a supervisor and return its
     manifest once every worker has joined its consumer group. ``name`` overrides the
-    file's topology name."""
-    t = check_models(load_topology(file, name))
+    file's topology name. Every worker runs a snapshot of the file taken now: editing the
+    file later changes nothing for this deployment."""
+    path = Path(file).resolve()
+    t = check_models(load_topology(path, check_name(name) if name is not None else None))
     d = Deployment(t.name)
-    if d.exists() and pid_alive(d.manifest().get("supervisor_pid")):
-        raise DeploymentError(f"{t.name!r} is already deployed; run `streamcompose stop "
+    live = d.processes()
+    if live:
+        pids = ", ".join(f"{role} (pid {pid})" for pid, role in sorted(live.items()))
+        raise DeploymentError(f"{t.name!r} is still running: {pids}; run `streamcompose stop "
                               f"{t.name}` first", topology=t.name)
     _create_topics(t, bootstrap)
+    d.write_snapshot(_snapshot(path, t.name))
     d.write_manifest(_manifest(t, bootstrap, None))
     d.clear_workers()
     log = d.log_file("supervisor")
@@ -92,6 +106,13 @@ def deploy(file: str | Path, bootstrap: str = "127.0.0.1:9092", name: str | None
     d.write_manifest(manifest)
     _wait_joined(d, t, proc, timeout, progress)
     return manifest
+
+
+def _snapshot(path: Path, name: str) -> str:
+    """The topology file's YAML as deployed under ``name``."""
+    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    data["name"] = name
+    return yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
 
 
 def _wait_joined(d: Deployment, t: Topology, proc: subprocess.Popen, timeout: float,
@@ -119,22 +140,30 @@ def _wait_joined(d: Deployment, t: Topology, proc: subprocess.Popen, timeout: fl
 
 
 def stop(name: str, timeout: float = 90.0) -> bool:
-    """Stop a deployment's workers gracefully; True if it was running."""
+    """Stop a deployment's workers gracefully; True if any of its processes ran. Only
+    processes checked to be this deployment's own are signalled."""
     d = Deployment(name)
-    pid = d.manifest().get("supervisor_pid")
-    running = pid_alive(pid)
-    if running:
-        os.kill(pid, signal.SIGTERM)
-        deadline = time.monotonic() + timeout
-        while pid_alive(pid) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        if pid_alive(pid):
-            os.kill(pid, signal.SIGKILL)
-    for info in d.supervisor().get("workers", {}).values():
-        if pid_alive(info.get("pid")):
-            os.kill(info["pid"], signal.SIGKILL)
+    supervisor = d.manifest().get("supervisor_pid")
+    running = _terminate(d, [supervisor] if supervisor else [], timeout)
+    # workers a dead supervisor left behind (they exit by themselves, normally)
+    running = _terminate(d, list(d.processes()), ORPHAN_STOP_TIMEOUT_S) or running
     d.remove_manifest()
     return running
+
+
+def _terminate(d: Deployment, pids: list[int], timeout: float) -> bool:
+    """SIGTERM (and SIGCONT, should one be stopped), then SIGKILL after ``timeout``, the
+    processes of ``d`` among ``pids``; True if any was signalled."""
+    signalled = [pid for pid in pids if signal_deployment_process(pid, d.name, signal.SIGTERM)]
+    for pid in signalled:
+        signal_deployment_process(pid, d.name, signal.SIGCONT)
+    deadline = time.monotonic() + timeout
+    while any(runs_deployment(pid, d.name) for pid in signalled) and (
+            time.monotonic() < deadline):
+        time.sleep(0.1)
+    for pid in signalled:
+        signal_deployment_process(pid, d.name, signal.SIGKILL)
+    return bool(signalled)
 
 
 def set_weights(name: str, agent: str, weights: dict[str, float]) -> dict[str, float]:
@@ -174,7 +203,7 @@ def _status_of(d: Deployment, with_lag: bool) -> dict[str, Any]:
             state = d.worker_state(a["name"], r)
             kept = sup.get(f"{a['name']}-{r}", {})
             pid = kept.get("pid") or state.get("pid")
-            workers.append({"replica": r, "pid": pid, "alive": pid_alive(pid),
+            workers.append({"replica": r, "pid": pid, "alive": runs_deployment(pid, d.name),
                             "status": state.get("status", "unknown"),
                             "restarts": kept.get("restarts", 0),
                             "metrics_port": state.get("metrics_port"),
@@ -188,5 +217,7 @@ def _status_of(d: Deployment, with_lag: bool) -> dict[str, Any]:
                        "lag": lag, "workers": workers})
     return {"name": m["name"], "file": m["file"], "bootstrap": m["bootstrap"],
             "input": m["input"], "output": m["output"], "dlq": m["dlq"],
-            "supervisor": {"pid": m["supervisor_pid"], "alive": pid_alive(m["supervisor_pid"])},
+            "snapshot": str(d.snapshot_file),
+            "supervisor": {"pid": m["supervisor_pid"],
+                           "alive": runs_deployment(m["supervisor_pid"], d.name)},
             "agents": agents}

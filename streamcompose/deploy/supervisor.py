@@ -1,17 +1,22 @@
 """The supervisor of a deployment: one background process that starts every agent's
-worker processes (one per replica) and starts again, with exponential backoff, any that
-dies. SIGTERM stops the workers gracefully (each drains, commits and exits) and then the
-supervisor.
+worker processes (one per replica) from the deployment's topology snapshot and starts
+again, with exponential backoff, any that dies; the backoff starts over once a worker
+has run healthy for a while. SIGTERM stops the workers gracefully (each drains, commits
+and exits) and then the supervisor. The workers exit by themselves when the supervisor
+dies (``PR_SET_PDEATHSIG``, and a parent watch inside each worker).
 
 Run by ``streamcompose deploy``; by hand: ``python -m streamcompose.deploy.supervisor NAME``.
 """
 
 from __future__ import annotations
 
+import ctypes
+import os
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from streamcompose.deploy.registry import Deployment
@@ -19,8 +24,35 @@ from streamcompose.deploy.registry import Deployment
 POLL_S = 0.2
 BACKOFF_START_S = 0.5
 BACKOFF_MAX_S = 30.0
-HEALTHY_AFTER_S = 60.0
+HEALTHY_AFTER_S = 10.0
 STOP_TIMEOUT_S = 60.0
+PR_SET_PDEATHSIG = 1
+
+
+def restart_delay(streak: int, ran_s: float) -> tuple[float, int]:
+    """Seconds to wait before starting again a worker that exited after running
+    ``ran_s`` seconds, and the new streak of quick exits: a worker that ran healthy for
+    ``HEALTHY_AFTER_S`` starts again at once and its streak starts over.
+
+    >>> restart_delay(0, 0.1), restart_delay(3, 0.1), restart_delay(20, 1.0)
+    ((0.5, 1), (4.0, 4), (30.0, 21))
+    >>> restart_delay(20, HEALTHY_AFTER_S)
+    (0.0, 0)
+    """
+    if ran_s >= HEALTHY_AFTER_S:
+        return 0.0, 0
+    return min(BACKOFF_START_S * 2 ** min(streak, 10), BACKOFF_MAX_S), streak + 1
+
+
+def _die_with_parent() -> Callable[[], None]:
+    """A ``preexec_fn`` that has the kernel send SIGTERM to the child when the thread
+    that started it exits; the supervisor is single-threaded, so when it dies."""
+    prctl = ctypes.CDLL(None, use_errno=True).prctl
+
+    def arm() -> None:
+        prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+
+    return arm
 
 
 @dataclass
@@ -31,6 +63,7 @@ class WorkerProcess:
     replica: int
     process: subprocess.Popen | None = None
     restarts: int = 0
+    streak: int = 0
     started_at: float = 0.0
     next_start: float = 0.0
     exit_codes: list[int] = field(default_factory=list)
@@ -46,15 +79,17 @@ class Supervisor:
     def __init__(self, deployment: Deployment) -> None:
         self.deployment = deployment
         manifest = deployment.manifest()
-        self.file, self.bootstrap = manifest["file"], manifest["bootstrap"]
+        self.bootstrap, self.base_dir = manifest["bootstrap"], manifest["base_dir"]
         self.workers = [WorkerProcess(a["name"], r) for a in manifest["agents"]
                         for r in range(a["replicas"])]
         self.stopping = False
+        self.preexec = _die_with_parent()
 
     def _command(self, w: WorkerProcess) -> list[str]:
-        return [sys.executable, "-m", "streamcompose.agent", self.file, w.agent,
+        return [sys.executable, "-m", "streamcompose.agent",
+                str(self.deployment.snapshot_file), w.agent, "--base-dir", self.base_dir,
                 "--name", self.deployment.name, "--bootstrap", self.bootstrap,
-                "--replica", str(w.replica),
+                "--replica", str(w.replica), "--parent-pid", str(os.getpid()),
                 "--state-file", str(self.deployment.worker_state_file(w.agent, w.replica))]
 
     def _start(self, w: WorkerProcess) -> None:
@@ -62,7 +97,7 @@ class Supervisor:
         log.parent.mkdir(parents=True, exist_ok=True)
         with open(log, "ab") as out:
             w.process = subprocess.Popen(self._command(w), stdout=out, stderr=subprocess.STDOUT,
-                                         stdin=subprocess.DEVNULL)
+                                         stdin=subprocess.DEVNULL, preexec_fn=self.preexec)
         w.started_at = time.monotonic()
 
     def _record(self) -> None:
@@ -81,8 +116,7 @@ class Supervisor:
             w.exit_codes.append(code)
             w.process = None
             ran = now - w.started_at
-            delay = 0.0 if ran > HEALTHY_AFTER_S else min(
-                BACKOFF_START_S * 2 ** min(w.restarts, 10), BACKOFF_MAX_S)
+            delay, w.streak = restart_delay(w.streak, ran)
             w.next_start = now + delay
             print(f"worker {w.name} exited with {code} after {ran:.1f}s; restarting in "
                   f"{delay:.1f}s", flush=True)

@@ -76,15 +76,17 @@ async def delete_topics(bootstrap: str, topics: list[str]) -> None:
 
 
 async def consumer_lag(bootstrap: str, group: str, topics: list[str]) -> dict[str, int]:
-    """Records not yet committed by ``group``, per topic (end offset minus committed)."""
+    """Records not yet committed by ``group``, per topic: the sum over the topic's
+    partitions of end offset minus committed offset (minus 0 where none is committed).
+    A topic that does not exist counts 0."""
     admin = await _admin(bootstrap)
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, request_timeout_ms=10000)
     try:
+        described = await admin.describe_topics(list(dict.fromkeys(topics)))
+        partitions = [TopicPartition(d["topic"], p["partition"]) for d in described
+                      if d["error_code"] == 0 for p in d["partitions"]]
         committed = await admin.list_consumer_group_offsets(group)
         await consumer.start()
-        await asyncio.sleep(0)  # lets aiokafka's coordinator task start, so stop() is clean
-        partitions = [TopicPartition(t, p) for t in topics
-                      for p in (consumer.partitions_for_topic(t) or ())]
         ends = await consumer.end_offsets(partitions) if partitions else {}
     except KafkaError as exc:
         raise _unreachable(bootstrap, exc) from exc
@@ -94,7 +96,8 @@ async def consumer_lag(bootstrap: str, group: str, topics: list[str]) -> dict[st
     lag: dict[str, int] = {t: 0 for t in topics}
     for tp, end in ends.items():
         done = committed.get(tp)
-        lag[tp.topic] += end - (done.offset if done is not None and done.offset >= 0 else 0)
+        lag[tp.topic] += max(0, end - (done.offset if done is not None and done.offset >= 0
+                                       else 0))
     return lag
 
 
