@@ -6,6 +6,7 @@ while it kills workers or stops the broker."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import os
 import signal
@@ -46,7 +47,7 @@ class Seen:
     def longest_gap(self) -> float:
         """The longest time between two consecutive results."""
         times = sorted(t for _, _, t in self.results)
-        return max((b - a for a, b in zip(times, times[1:], strict=False)), default=0.0)
+        return max((b - a for a, b in itertools.pairwise(times)), default=0.0)
 
 
 class Probe:
