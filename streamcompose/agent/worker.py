@@ -9,8 +9,9 @@ its hot path consumes with aiokafka's batch ``getmany``. Three tasks form a pipe
    cannot be decoded travels on as an item bound for the dead-letter topic.
 2. ``_infer``: take a batch, run the step in the model thread so that the event loop
    keeps fetching and heartbeating, encode one result (or dead letter) per record.
-3. ``_deliver``: close each batch through the checkpoint (one transaction under
-   exactly-once; acknowledged sends under at-least-once) while the next batch runs.
+3. ``_deliver``: close the batches through the checkpoint (one transaction under
+   exactly-once; acknowledged sends under at-least-once) while the next batch runs;
+   batches that piled up during a transaction are closed together in the next one.
 
 A result larger than its topic takes is dead-lettered (with the original cut to fit);
 it never stops the worker. On SIGTERM the worker stops fetching, finishes every record
@@ -44,6 +45,7 @@ from streamcompose.runtimes import RecordError
 log = logging.getLogger("streamcompose.agent")
 EXIT_SEND_FAILED = 3
 DEAD_LETTER_ROOM = 4096  # bytes a dead letter needs beside the original it carries
+DELIVERY_QUEUE = 16  # processed batches waiting for the checkpoint; closed together
 
 
 @dataclass
@@ -80,7 +82,7 @@ class AgentWorker(WorkerBase):
         super().__init__(*args, **kwargs)
         self.batcher: MicroBatcher[Item] = MicroBatcher(
             self.spec.batch.max_size, self.spec.batch.max_wait_ms, on_batch=self._on_batch)
-        self.deliveries: asyncio.Queue[list[Closing]] = asyncio.Queue(1)
+        self.deliveries: asyncio.Queue[list[Closing]] = asyncio.Queue(DELIVERY_QUEUE)
         self.executor = ThreadPoolExecutor(1, thread_name_prefix=f"model-{self.agent}")
         self.step: Step | None = None
         self.checkpoint: Checkpoint | None = None
@@ -206,6 +208,8 @@ class AgentWorker(WorkerBase):
         assert self.checkpoint is not None
         while True:  # cancelled by mode once on_stop has seen every record closed
             batch = await self.deliveries.get()
+            while not self.deliveries.empty():  # one transaction for what piled up meanwhile
+                batch += self.deliveries.get_nowait()
             await self.checkpoint.close(batch)
             self.metrics.in_flight.set(self.checkpoint.in_flight())
 

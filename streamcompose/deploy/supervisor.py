@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 from streamcompose.deploy.registry import Deployment
 
-POLL_S = 0.2
+POLL_S = 0.1
 BACKOFF_START_S = 0.5
 BACKOFF_MAX_S = 30.0
 HEALTHY_AFTER_S = 10.0
@@ -32,16 +32,18 @@ PR_SET_PDEATHSIG = 1
 def restart_delay(streak: int, ran_s: float) -> tuple[float, int]:
     """Seconds to wait before starting again a worker that exited after running
     ``ran_s`` seconds, and the new streak of quick exits: a worker that ran healthy for
-    ``HEALTHY_AFTER_S`` starts again at once and its streak starts over.
+    ``HEALTHY_AFTER_S`` starts again at once and its streak starts over; the first quick
+    exit is restarted at once too (a killed worker), later ones back off.
 
     >>> restart_delay(0, 0.1), restart_delay(3, 0.1), restart_delay(20, 1.0)
-    ((0.5, 1), (4.0, 4), (30.0, 21))
+    ((0.0, 1), (2.0, 4), (30.0, 21))
     >>> restart_delay(20, HEALTHY_AFTER_S)
     (0.0, 0)
     """
     if ran_s >= HEALTHY_AFTER_S:
         return 0.0, 0
-    return min(BACKOFF_START_S * 2 ** min(streak, 10), BACKOFF_MAX_S), streak + 1
+    delay = 0.0 if streak == 0 else BACKOFF_START_S * 2 ** min(streak - 1, 10)
+    return min(delay, BACKOFF_MAX_S), streak + 1
 
 
 def _die_with_parent() -> Callable[[], None]:

@@ -76,7 +76,7 @@ class FallbackWorker(StatefulWorker):
                                    record.value or b"", record.topic, exc, record.offset)
             return
         entry = self.store.add_branch(record.partition, trace.request_id, REQUEST, value,
-                                      first_ms=now, entered_ms=trace.entered_ms,
+                                      first_ms=max(now, record.timestamp), entered_ms=trace.entered_ms,
                                       path=list(trace.path))
         if entry is None:
             self.metrics.join_event("duplicate")
