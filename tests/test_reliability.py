@@ -4,6 +4,8 @@ large for its topic, and the output gap after a kill."""
 
 from __future__ import annotations
 
+import json
+import socket
 import threading
 import time
 
@@ -189,3 +191,46 @@ agents:
     assert "max.message.bytes" in letter["error"] and letter["agent"] == "grow"
     status = cli("status", m["name"], "--json", "--no-lag").stdout
     assert '"restarts": 0' in status
+
+
+def _free_port_pair() -> int:
+    """A port whose successor is free too (the broker's controller listens there)."""
+    for _ in range(50):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port + 1)) != 0 and port < 65000:
+                return port
+    raise AssertionError("no free port pair")
+
+
+@pytest.fixture
+def own_broker(cli, tmp_path):
+    """A broker of this test's own, which it may stop and start again."""
+    port = _free_port_pair()
+    args = ["--port", str(port), "--data-dir", str(tmp_path / "broker")]
+    cli("broker", "start", *args, "--fresh")
+    yield f"127.0.0.1:{port}", args
+    cli("broker", "stop", *args, check=False)
+
+
+def test_broker_outage_of_a_minute(cli, write_topology, own_broker, unique):
+    bootstrap, args = own_broker
+    file = write_topology(CASCADE.replace("DELIVERY", "exactly_once"), STEPS)
+    m = json.loads(cli("deploy", str(file), "--name", unique, "--bootstrap", bootstrap,
+                       "--json").stdout)
+    try:
+        before = Probe(bootstrap, m, 200, 200.0, lambda i: {"x": i}, "a").start().wait(120)
+        assert before.lost([f"a{i}" for i in range(200)]) == []
+        cli("broker", "stop", *args)
+        time.sleep(60)
+        cli("broker", "start", *args)
+        back = time.monotonic()
+        after = Probe(bootstrap, m, 200, 200.0, lambda i: {"x": i}, "b").start().wait(180)
+        first = min(t for _, _, t in after.results)
+        assert after.lost([f"b{i}" for i in range(200)]) == []
+        assert after.duplicated() == [] and after.dead == []
+        assert first - back < 5.0, f"results resumed {first - back:.1f}s after the broker"
+    finally:
+        cli("stop", unique, check=False)
