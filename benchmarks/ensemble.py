@@ -101,10 +101,10 @@ from overhead import (
 )
 from prometheus_client.parser import text_string_to_metric_families
 
-from streamcompose.agent.steps import build_step
 from streamcompose.codec import Trace, decode_payload, encode_payload
 from streamcompose.codec.record import now_ms
 from streamcompose.kafka.admin import delete_topics
+from streamcompose.kinds import build_step
 from streamcompose.runtimes import RecordError
 from streamcompose.topology import Topology, load_topology
 

@@ -53,17 +53,38 @@ class AgentMetrics:
                                  "Joiner events: late, duplicate, timeout, partial, evicted.",
                                  "event")
 
-    def error(self, reason: str) -> None:
-        """Count one dead-lettered record."""
-        self._errors.labels(*self._labels, reason).inc()
+    def error(self, reason: str, count: int = 1) -> None:
+        """Count dead-lettered records."""
+        self._errors.labels(*self._labels, reason).inc(count)
 
-    def routed(self, target: str) -> None:
-        """Count one request routed to ``target``."""
-        self._routed.labels(*self._labels, target).inc()
+    def routed(self, target: str, count: int = 1) -> None:
+        """Count requests routed to ``target``."""
+        self._routed.labels(*self._labels, target).inc(count)
 
     def join_event(self, event: str, count: int = 1) -> None:
         """Count a joiner event (a late or duplicate branch result, a timeout...)."""
         self._join_events.labels(*self._labels, event).inc(count)
+
+    def step_events(self, events: dict[str, int]) -> None:
+        """Count what a stateful step reported: ``out`` (results), ``routed:<agent>``,
+        ``error:<type>`` (dead letters) and join events (late, partial, ...).
+
+        >>> m = AgentMetrics("demo", "vote", 0)
+        >>> m.step_events({"out": 2, "late": 1, "routed:b": 3, "error:CodecError": 1})
+        >>> m.registry.get_sample_value("streamcompose_join_events_total", {"topology":
+        ...     "demo", "agent": "vote", "replica": "0", "event": "late"})
+        1.0
+        """
+        for name, n in events.items():
+            kind, _, what = name.partition(":")
+            if kind == "out":
+                self.records_out.inc(n)
+            elif kind == "routed":
+                self.routed(what, n)
+            elif kind == "error":
+                self.error(what, n)
+            elif n:
+                self.join_event(name, n)
 
     def serve(self, port: int = 0) -> int:
         """Serve the metrics over HTTP; returns the port (a free one when 0 is given)."""

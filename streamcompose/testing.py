@@ -1,10 +1,11 @@
 """An in-process harness: run a topology's agents on a list of requests without Kafka.
 
-The same steps, runtimes, joiners and routers as the deployed workers run, in
-topological order; every hop encodes and decodes payloads as the wire does, so what
-passes here passes the codec too. Timeouts are not simulated: a join still missing
-branches when the input is exhausted is treated as timed out (``on_timeout``), and a
-fallback's primary counts as silent only when it dead-letters the request.
+The same steps as the deployed workers run (:func:`streamcompose.kinds.build_step`):
+model agents, routers, joiners and fallback routers, with the same join and fallback
+rules. Records pass through in-memory topics of one partition, encoded and decoded as
+the wire does, until no agent has anything left to read; then time jumps forward so
+that whatever waits on a timeout (a join missing branches, a silent primary) is decided
+by the step's own rule, and the run goes on until nothing moves.
 
 >>> from streamcompose.topology import load_topology_text
 >>> t = load_topology_text('''
@@ -23,14 +24,17 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
-from streamcompose.agent.steps import Emission, Outcome, Step, build_step, merge_result
-from streamcompose.codec import decode_payload, encode_payload
-from streamcompose.codec.record import EXPECT, new_request_id
-from streamcompose.join.aggregate import Aggregator
+from streamcompose.codec import MSGPACK, Trace, decode_payload, encode_payload
+from streamcompose.codec.deadletter import dead_letter_value
+from streamcompose.codec.record import new_request_id
+from streamcompose.kinds import build_step
 from streamcompose.runtimes import RecordError
+from streamcompose.steps.base import Outcome, merge_result
+from streamcompose.steps.stateful import Arrival, Send, StatefulStep
 from streamcompose.topology.model import Topology
 
 __all__ = ["LocalRecord", "LocalRun", "LocalRunner"]
+LATER_MS = 1 << 50  # a moment after every timeout
 
 
 @dataclass(frozen=True)
@@ -42,6 +46,10 @@ class LocalRecord:
     topic: str
     path: tuple[str, ...]
     headers: tuple[tuple[str, bytes], ...] = ()
+
+    def arrival(self, offset: int, now: int) -> Arrival:
+        trace = Trace(self.id, 0, self.path, MSGPACK, self.headers)
+        return Arrival(self.topic, 0, offset, now, encode_payload(self.payload), trace)
 
 
 @dataclass
@@ -62,104 +70,85 @@ class LocalRun:
 
 
 class LocalRunner:
-    """Loads every agent of a topology once; :meth:`run` can be called many times."""
+    """Loads every agent of a topology once; :meth:`run` can be called many times (the
+    stateful steps start each run empty)."""
 
     def __init__(self, topology: Topology) -> None:
         self.topology = topology
-        self.steps: dict[str, Step] = {}
-        self.joins: dict[str, Aggregator] = {}
-        for agent in topology.agents:
-            if agent.join is not None:
-                self.joins[agent.name] = Aggregator(agent.join, topology.base_dir, agent.name)
-            elif agent.kind != "fallback":
-                self.steps[agent.name] = build_step(topology, agent.name)
+        self.steps = {a.name: build_step(topology, a.name) for a in topology.agents}
 
     def run(self, requests: list[dict[str, Any]] | list[tuple[str, dict[str, Any]]]
             ) -> LocalRun:
         """Pass the requests (payloads, or (request id, payload) pairs) through the graph."""
         t = self.topology
+        for name, step in self.steps.items():
+            if isinstance(step, StatefulStep):
+                self.steps[name] = build_step(t, name)
         out = LocalRun(output=t.output_topic, dlq=t.dlq_topic)
         for item in requests:
             rid, payload = item if isinstance(item, tuple) else (new_request_id(), item)
             out.topics[t.input_topic].append(LocalRecord(rid, _wire(payload), t.input_topic, ()))
-        returning = {a for f in t.agents if f.kind == "fallback" for a in t.targets(f.name)}
-        for name in t.order():
-            if name in returning:
-                continue
-            records = [r for topic in self._request_topics(name) for r in out.topics[topic]]
-            if name in self.joins:
-                self._join(name, records, out)
-            elif t.agent(name).kind == "fallback":
-                self._fallback(name, records, out)
-            else:
-                self._step(name, records, out)
-        return out
+        read: dict[tuple[str, str], int] = defaultdict(int)
+        now = 0
+        while True:
+            moved = False
+            for name in t.order():
+                for topic in t.input_topics(name):
+                    records = out.topics[topic][read[name, topic]:]
+                    read[name, topic] += len(records)
+                    if records:
+                        moved = True
+                        now += 1
+                        self._feed(name, records, read[name, topic] - len(records), now, out)
+            if not moved and not self._time_passes(out):
+                return out
 
-    def _request_topics(self, name: str) -> list[str]:
-        """The topics an agent reads, less a fallback router's return topics."""
-        t = self.topology
-        return list(dict.fromkeys(t.edge_topic(s, name) if name in t.targets(s)
-                                  else t.topic_of(s) for s in t.agent(name).inputs))
-
-    def _step(self, name: str, records: list[LocalRecord], out: LocalRun) -> None:
+    def _feed(self, name: str, records: list[LocalRecord], first_offset: int, now: int,
+              out: LocalRun) -> None:
+        step = self.steps[name]
+        if isinstance(step, StatefulStep):
+            arrivals = [r.arrival(first_offset + i, now) for i, r in enumerate(records)]
+            self._sent(step, step.handle(arrivals, now), out)
+            return
         size = self.topology.agent(name).batch.max_size
         for i in range(0, len(records), size):
             batch = records[i:i + size]
-            done = self.steps[name]([(r.id, r.payload) for r in batch])
-            for record, outcome in zip(batch, done, strict=True):
+            for record, outcome in zip(batch, step([(r.id, r.payload) for r in batch]),
+                                       strict=True):
                 self._deliver(name, record, outcome, out)
 
-    def _deliver(self, name: str, record: LocalRecord, outcome: Outcome, out: LocalRun,
-                 extra: dict[str, Any] | None = None) -> None:
+    def _time_passes(self, out: LocalRun) -> bool:
+        """Let every timeout expire; True if a stateful step sent something then."""
+        sent = False
+        for step in self.steps.values():
+            if isinstance(step, StatefulStep):
+                sent |= self._sent(step, step.handle([], LATER_MS), out)
+        return sent
+
+    @staticmethod
+    def _sent(step: StatefulStep, sends: list[Send], out: LocalRun) -> bool:
+        kept = [s for s in sends if s.value is not None and s.topic != step.changelog]
+        for s in kept:
+            trace = Trace.from_record(s.key, s.headers)
+            out.topics[s.topic].append(LocalRecord(
+                trace.request_id, decode_payload(s.value, trace.content_type), s.topic,
+                trace.path, trace.extra))
+        return bool(kept)
+
+    def _deliver(self, name: str, record: LocalRecord, outcome: Outcome,
+                 out: LocalRun) -> None:
         path = (*record.path, name)
         if isinstance(outcome, RecordError):
-            out.topics[self.topology.dlq_of(name)].append(LocalRecord(
-                record.id, {"agent": name, "error": outcome.message}, self.topology.dlq_of(name),
-                path))
+            dlq = self.topology.dlq_of(name)
+            letter = dead_letter_value(encode_payload(record.payload), agent=name,
+                                       topic=record.topic, partition=0, offset=-1,
+                                       error=outcome)
+            out.topics[dlq].append(LocalRecord(record.id, decode_payload(letter), dlq, path))
             return
         for e in outcome:
-            merged = merge_result(record.payload, {**e.fields, **(extra or {})},
-                                  self.topology.agent(name).drop)
+            merged = merge_result(record.payload, e.fields, self.topology.agent(name).drop)
             out.topics[e.topic].append(LocalRecord(record.id, _wire(merged), e.topic, path,
                                                    (*record.headers, *e.headers)))
-
-    def _join(self, name: str, records: list[LocalRecord], out: LocalRun) -> None:
-        t, spec = self.topology, self.topology.agent(name)
-        assert spec.join is not None
-        branch_of = {t.topic_of(b): b for b in spec.inputs}
-        by_request: dict[str, dict[str, LocalRecord]] = defaultdict(dict)
-        for r in records:
-            by_request[r.id].setdefault(branch_of[r.topic], r)
-        for seen in by_request.values():
-            expect = dict(next(iter(seen.values())).headers).get(EXPECT)
-            wanted = expect.decode().split(",") if expect else list(spec.inputs)
-            needed = len(wanted) if expect else spec.join.needed(len(spec.inputs))
-            arrived = list(seen)[:needed]
-            branches = [(b, seen[b].payload) for b in spec.inputs if b in arrived]
-            first = seen[branches[0][0]]
-            missing = [b for b in wanted if b not in arrived]
-            if missing and spec.join.on_timeout == "dlq":
-                fused: Any = RecordError(f"join timed out; missing: {', '.join(missing)}")
-            else:
-                fused = self.joins[name]([branches])[0]
-                fused = RecordError(str(fused)) if isinstance(fused, Exception) else fused
-            extra = {"missing": missing} if missing else {}
-            outcome = fused if isinstance(fused, RecordError) else [
-                Emission(t.topic_of(name), {**branches[0][1], **fused})]
-            self._deliver(name, first, outcome, out, extra)
-
-    def _fallback(self, name: str, records: list[LocalRecord], out: LocalRun) -> None:
-        router = self.topology.agent(name).router
-        assert router is not None and router.primary and router.backup
-        for record in records:
-            for target in (router.primary, router.backup):
-                outcome = self.steps[target]([(record.id, record.payload)])[0]
-                if not isinstance(outcome, RecordError):
-                    fields = {**outcome[0].fields, "served_by": target}
-                    self._deliver(name, record, [Emission(self.topology.topic_of(name),
-                                                          fields)], out)
-                    break
-                self._deliver(target, record, outcome, out)
 
 
 def _wire(payload: dict[str, Any]) -> dict[str, Any]:

@@ -19,8 +19,8 @@ from aiokafka import AIOKafkaProducer
 from fixtures import TOPOLOGIES, subscribe, trained
 from onnx import TensorProto, helper
 
-from streamcompose.agent.deadletter import dead_letter_value
 from streamcompose.codec import JSON, MSGPACK, decode_payload, encode_payload
+from streamcompose.codec.deadletter import dead_letter_value
 from streamcompose.codec.reasons import exception_text
 from streamcompose.errors import CodecError
 from streamcompose.runtimes import RecordError, Runtime, load_runtime

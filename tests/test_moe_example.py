@@ -24,12 +24,13 @@ import pytest
 from fixtures import import_topology_module, trained
 from sklearn.linear_model import LogisticRegression
 
-from streamcompose.agent.steps import Emission, Request, build_step
 from streamcompose.codec import decode_payload, encode_payload
 from streamcompose.codec.record import EXPECT
 from streamcompose.join.aggregate import Aggregator
 from streamcompose.join.strategies import StrategyError
+from streamcompose.kinds import build_step
 from streamcompose.runtimes import RecordError
+from streamcompose.steps.base import Emission, Request
 from streamcompose.topology import Topology, load_topology
 
 TOPOLOGIES = Path(__file__).resolve().parent.parent / "topologies"

@@ -8,11 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from streamcompose.agent.steps import Emission, build_step
 from streamcompose.errors import TopologyError
+from streamcompose.kinds import build_step
 from streamcompose.route.policies import choose_experts, key_fraction, sticky_choice
 from streamcompose.route.steps import GateStep, ShadowStep, SplitStep, SwitchStep
 from streamcompose.runtimes import RecordError
+from streamcompose.steps.base import Emission
 from streamcompose.topology import Topology, load_topology_text
 
 MOD = "sc_routing_units_steps"

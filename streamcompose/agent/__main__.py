@@ -19,8 +19,6 @@ import mode
 
 from streamcompose.agent.state import WorkerState
 from streamcompose.agent.worker import AgentWorker
-from streamcompose.join.worker import JoinWorker
-from streamcompose.route.fallback import FallbackWorker
 from streamcompose.topology import load_topology, load_topology_text
 
 PARENT_POLL_S = 0.5
@@ -74,9 +72,7 @@ def main(topology_file: str, agent: str, name: str | None, bootstrap: str, repli
         raise click.BadParameter(f"no agent {agent!r} in {topology_file} "
                                  f"(agents: {', '.join(topology.agent_names)})")
     state = WorkerState(Path(state_file) if state_file else None)
-    worker_class = {"join": JoinWorker, "fallback": FallbackWorker}.get(
-        topology.agent(agent).kind, AgentWorker)
-    worker = worker_class(topology, agent, bootstrap, replica, state, metrics_port)
+    worker = AgentWorker(topology, agent, bootstrap, replica, state, metrics_port)
     logging.getLogger("aiokafka").setLevel(logging.WARNING)
     mode.Worker(worker, loglevel=loglevel, daemon=True).execute_from_commandline()
 

@@ -1,15 +1,4 @@
-"""What every worker process shares: its identity, state file, metrics and Kafka clients.
-
->>> from streamcompose.topology import load_topology_text
->>> t = load_topology_text('''
-... name: demo
-... output_format: json
-... agents:
-...   same: {inputs: [$input], model: {runtime: python, entrypoint: "copy:copy"}}
-... ''')
->>> result_content_type(t, "same")
-'application/json'
-"""
+"""What every worker process shares: its identity, state file, metrics and Kafka clients."""
 
 from __future__ import annotations
 
@@ -22,19 +11,11 @@ from aiokafka.record.default_records import DefaultRecordBatchBuilder
 
 from streamcompose.agent.settings import WorkerSettings
 from streamcompose.agent.state import WorkerState
-from streamcompose.codec import JSON, MSGPACK
 from streamcompose.delivery import Output
 from streamcompose.kafka.admin import message_limits
 from streamcompose.kafka.clients import make_consumer, make_producer, start_patiently
 from streamcompose.metrics import AgentMetrics
 from streamcompose.topology.model import Topology
-
-
-def result_content_type(topology: Topology, agent: str) -> str:
-    """JSON for the results a topology with ``output_format: json`` puts on its output
-    topic; msgpack everywhere else."""
-    sink = topology.is_sink(agent) and not topology.is_shadow(agent)
-    return JSON if sink and topology.output_format == "json" else MSGPACK
 
 
 class WorkerBase(mode.Service):
@@ -66,7 +47,7 @@ class WorkerBase(mode.Service):
         topics = [t.edge_topic(name, x) for x in t.targets(name)]
         if t.emits_results(name):
             topics.append(t.topic_of(name))
-        if t.agent(name).kind in ("join", "fallback"):
+        if t.changelog_topic(name) in t.changelog_topics():
             topics.append(t.changelog_topic(name))
         return [*topics, t.dlq_of(name), t.dlq_topic]
 

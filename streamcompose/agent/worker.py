@@ -1,6 +1,8 @@
-"""The agent worker: consume, decode, batch, infer, encode, deliver.
+"""The agent worker, the one core every agent kind runs on: consume, decode, batch,
+run the step, encode, deliver.
 
-One worker process runs one replica of one agent (a model or a stateless router). Its
+One worker process runs one replica of one agent, whatever its kind: the step it runs
+(:mod:`streamcompose.kinds`) is a model, a router, a joiner or a fallback router. Its
 life cycle (start, signal handling, graceful stop) is a faust-streaming ``mode.Service``;
 its hot path consumes with aiokafka's batch ``getmany``. Three tasks form a pipeline:
 
@@ -12,6 +14,11 @@ its hot path consumes with aiokafka's batch ``getmany``. Three tasks form a pipe
 3. ``_deliver``: close the batches through the checkpoint (one transaction under
    exactly-once; acknowledged sends under at-least-once) while the next batch runs;
    batches that piled up during a transaction are closed together in the next one.
+
+A stateful step (joiner, fallback) instead takes each poll's records with the time of
+its :class:`CatchUpClock`, and what it sends, changelog included, goes in the same
+transaction as the offsets; its state is restored from the changelog when partitions
+are assigned (:mod:`streamcompose.agent.stateful`).
 
 A result larger than its topic takes is dead-lettered (with the original cut to fit);
 it never stops the worker. On SIGTERM the worker stops fetching, finishes every record
@@ -33,14 +40,17 @@ from aiokafka.abc import ConsumerRebalanceListener
 
 from streamcompose.agent.base import WorkerBase
 from streamcompose.agent.control import ControlFollower
-from streamcompose.agent.deadletter import dead_letter_value, error_reason
-from streamcompose.agent.steps import Emission, Step, build_step, merge_result
+from streamcompose.agent.stateful import StatefulRunner
 from streamcompose.batching.batcher import MicroBatcher
 from streamcompose.codec import MSGPACK, Trace, decode_payload, encode_payload
+from streamcompose.codec.deadletter import dead_letter_value, error_reason
 from streamcompose.codec.reasons import exception_text
 from streamcompose.delivery import Checkpoint, Closing, Output
 from streamcompose.errors import StreamComposeError
+from streamcompose.kinds import build_step
 from streamcompose.runtimes import RecordError
+from streamcompose.steps.base import Emission, Step, merge_result
+from streamcompose.steps.stateful import StatefulStep
 
 log = logging.getLogger("streamcompose.agent")
 EXIT_SEND_FAILED = 3
@@ -68,10 +78,15 @@ class _Rebalance(ConsumerRebalanceListener):
         self.worker = worker
 
     async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
-        if self.worker.checkpoint is not None:
-            await self.worker.checkpoint.settle(revoked, self.worker.settings.drain_timeout_s)
+        worker = self.worker
+        if worker.stateful is not None:
+            await worker.stateful.revoked(revoked)
+        elif worker.checkpoint is not None:
+            await worker.checkpoint.settle(revoked, worker.settings.drain_timeout_s)
 
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
+        if self.worker.stateful is not None:
+            await self.worker.stateful.assigned(assigned)
         self.worker.joined(assigned)
 
 
@@ -85,6 +100,7 @@ class AgentWorker(WorkerBase):
         self.deliveries: asyncio.Queue[list[Closing]] = asyncio.Queue(DELIVERY_QUEUE)
         self.executor = ThreadPoolExecutor(1, thread_name_prefix=f"model-{self.agent}")
         self.step: Step | None = None
+        self.stateful: StatefulRunner | None = None
         self.checkpoint: Checkpoint | None = None
         self._fetching = True
 
@@ -95,10 +111,15 @@ class AgentWorker(WorkerBase):
     async def on_start(self) -> None:
         self.serve_metrics()
         loop = asyncio.get_running_loop()
-        self.step = await loop.run_in_executor(self.executor, build_step, self.topology,
-                                               self.agent)
-        await loop.run_in_executor(self.executor, self.step.warmup)
-        await self.start_clients(_Rebalance(self))
+        step = await loop.run_in_executor(self.executor, build_step, self.topology, self.agent)
+        await loop.run_in_executor(self.executor, step.warmup)
+        if isinstance(step, StatefulStep):
+            self.stateful = StatefulRunner(self, step)
+            self.batcher = MicroBatcher(self.settings.fetch_records, 0)
+        else:
+            self.step = step
+        await self.start_clients(_Rebalance(self), **(self.stateful.consumer_options()
+                                                       if self.stateful else {}))
         assert self.producer is not None and self.consumer is not None
         self.checkpoint = Checkpoint(self.producer, self.consumer, self.group,
                                      exactly_once=self.exactly_once, on_fatal=self._crash)
@@ -131,6 +152,8 @@ class AgentWorker(WorkerBase):
 
     def _decode(self, record: ConsumerRecord) -> Item:
         trace = Trace.from_record(record.key, record.headers)
+        if self.stateful is not None:  # a stateful step reads the raw values it needs
+            return Item(record, trace, None)
         try:
             return Item(record, trace, decode_payload(record.value, trace.content_type))
         except StreamComposeError as exc:
@@ -138,6 +161,8 @@ class AgentWorker(WorkerBase):
 
     @mode.Service.task
     async def _infer(self) -> None:
+        if self.stateful is not None:
+            await self.stateful.run()
         loop = asyncio.get_running_loop()
         assert self.step is not None
         while True:  # cancelled by mode after on_stop has drained the batcher

@@ -74,9 +74,13 @@ class MicroBatcher(Generic[T]):
         """Items queued and not yet taken into a batch."""
         return self._queue.qsize()
 
-    async def next_batch(self) -> list[T]:
-        """Wait for the first item, then gather until the batch is full or its time is up."""
-        first, first_at = await self._queue.get()
+    async def next_batch(self, timeout: float | None = None) -> list[T]:
+        """Wait for the first item, then gather until the batch is full or its time is
+        up; an empty batch when no first item came within ``timeout`` seconds."""
+        try:
+            first, first_at = await asyncio.wait_for(self._queue.get(), timeout)
+        except TimeoutError:
+            return []
         batch = [first]
         while len(batch) < self.max_size:
             if not self._queue.empty():

@@ -50,9 +50,10 @@ class Output:
 
 @dataclass(frozen=True)
 class Closing:
-    """A consumed record (its partition and offset) and the outputs it gave."""
+    """A consumed record (its partition and offset) and the outputs it gave; ``tp`` None
+    for outputs that close no record (a stateful step's timeouts)."""
 
-    tp: TopicPartition
+    tp: TopicPartition | None
     offset: int
     outputs: list[Output]
 
@@ -92,7 +93,8 @@ class Checkpoint:
     async def _close_transaction(self, batch: list[Closing]) -> None:
         offsets: dict[TopicPartition, int] = {}
         for closing in batch:
-            offsets[closing.tp] = max(offsets.get(closing.tp, 0), closing.offset + 1)
+            if closing.tp is not None:
+                offsets[closing.tp] = max(offsets.get(closing.tp, 0), closing.offset + 1)
         owned = self.consumer.assignment()
         try:
             async with self.producer.transaction():
@@ -107,25 +109,28 @@ class Checkpoint:
             self.on_fatal(exc)
             raise
         for closing in batch:
+            self._done(closing)
+
+    def _done(self, closing: Closing) -> None:
+        if closing.tp is not None:
             self.tracker.done(closing.tp, closing.offset)
 
     async def _send_acknowledged(self, closing: Closing) -> None:
         remaining = len(closing.outputs)
         if remaining == 0:
-            self.tracker.done(closing.tp, closing.offset)
+            self._done(closing)
             return
 
         def acknowledged(fut: asyncio.Future) -> None:
             nonlocal remaining
             error = RuntimeError("the send was cancelled") if fut.cancelled() else fut.exception()
             if error is not None:
-                log.error("output of %s[%d]@%d not stored: %s", closing.tp.topic,
-                          closing.tp.partition, closing.offset, error)
+                log.error("output of %s@%d not stored: %s", closing.tp, closing.offset, error)
                 self.on_fatal(error)
                 return
             remaining -= 1
             if remaining == 0:
-                self.tracker.done(closing.tp, closing.offset)
+                self._done(closing)
 
         for o in closing.outputs:
             delivery = await self.producer.send(o.topic, o.value, key=o.key, headers=o.headers,

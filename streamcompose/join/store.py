@@ -1,181 +1,148 @@
-"""The joiner's state: pending joins and recently emitted request ids, per partition,
-mirrored into a compacted changelog topic so that a restarted joiner resumes exactly
-where the last committed transaction left it.
+"""The state of a stateful step (a joiner, a fallback router): its open requests, each an
+entry with named fields, and the ids of requests it already answered, mirrored into a
+compacted changelog topic so that a restarted worker resumes where the last committed
+transaction left it.
 
-Each changelog record is keyed by request id, written to the partition of the branch
-records it describes, and holds the whole entry: when the first branch result arrived,
-the raw branch values so far, the trace, and ``done`` (when it was emitted). A
-tombstone forgets an emitted request after ``remember_ms``.
+A changelog record is keyed by request id and written to the partition number of the
+request. Its value is the open entry, or, once answered, a small ``done`` marker (the
+partition and when), or a tombstone once the step no longer needs to remember it (after
+``remember_ms``, or when more than ``remember_max`` answered requests are remembered).
+What is remembered of an answered request is its id, partition and time: enough to drop
+a late or repeated record of it, and a few dozen bytes.
 
->>> s = JoinStore()
->>> e = s.add_branch(0, "r1", "cnn", b"v", first_ms=1000, entered_ms=990, path=["pre", "cnn"])
->>> s.add_branch(0, "r1", "cnn", b"v", first_ms=1001, entered_ms=990, path=[]) is None
-True
->>> sorted(e.branches), s.pending_count()
-(['cnn'], 1)
->>> _ = s.mark_done("r1", now_ms=2000)
->>> s.is_done("r1"), s.add_branch(0, "r1", "mlp", b"w", first_ms=2001, entered_ms=990, path=[])
-(True, None)
+>>> from dataclasses import dataclass
+>>> @dataclass
+... class Note(Entry):
+...     text: str = ""
+>>> s = RequestStore(Note, remember_ms=1000, remember_max=10)
+>>> s.open("r1", Note(partition=0, first_ms=5, text="hi"))
+>>> [(p, k) for p, k, _ in s.take_changes()]
+[(0, b'r1')]
+>>> s.pending_entry("r1").text, s.answer("r1", now_ms=7), s.is_done("r1")
+('hi', Note(partition=0, first_ms=5, text='hi'), True)
+>>> s.expire(now_ms=2000), s.is_done("r1")
+([(0, b'r1', None)], False)
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
-from typing import Any
+import dataclasses
+from collections import OrderedDict
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
 
 import msgpack
 
-BRANCH_SEPARATOR = "\x00"
-
-
-def changelog_key(request_id: str, branch: str | None = None) -> bytes:
-    """The changelog key of a request's entry, or of one of its branch values."""
-    return (request_id if branch is None else f"{request_id}{BRANCH_SEPARATOR}{branch}").encode()
+DONE = "done"
 
 
 @dataclass
 class Entry:
-    """One request's join progress. In the changelog the entry itself (without branch
-    values) and each branch value are separate records, so that every branch result is
-    written once; ``persisted`` names the branch values already written."""
+    """The fields every open request has; steps subclass it with their own."""
 
     partition: int
     first_ms: int
-    entered_ms: int
-    path: list[str]
-    branches: dict[str, bytes] = field(default_factory=dict)
-    done_ms: int | None = None
-    expect: list[str] | None = None
-    persisted: set[str] = field(default_factory=set)
-
-    def needed(self, default: int | None) -> int:
-        """How many branch results complete this request."""
-        if self.expect is not None:
-            return len(self.expect)
-        return default if default is not None else 1 << 30
 
     def encode(self) -> bytes:
-        return msgpack.packb({"p": self.partition, "first": self.first_ms,
-                              "entered": self.entered_ms, "path": self.path,
-                              "done": self.done_ms, "expect": self.expect}, use_bin_type=True)
-
-    @classmethod
-    def decode(cls, value: bytes) -> Entry:
-        d = msgpack.unpackb(value, raw=False)
-        return cls(partition=d["p"], first_ms=d["first"], entered_ms=d["entered"],
-                   path=list(d["path"]), done_ms=d["done"], expect=d.get("expect"))
-
-    def changelog(self, request_id: str) -> list[tuple[bytes, bytes | None]]:
-        """The changelog records that bring the stored entry up to date: the entry when
-        it is new or done, each branch value not yet written, and, once done,
-        tombstones for the branch values (compaction then drops them)."""
-        records: list[tuple[bytes, bytes | None]] = []
-        if self.done_ms is not None:
-            records = [(changelog_key(request_id, b), None) for b in sorted(self.persisted)]
-            self.persisted = set()
-            return [*records, (changelog_key(request_id), self.encode())]
-        if not self.persisted:
-            records.append((changelog_key(request_id), self.encode()))
-        for branch, value in self.branches.items():
-            if branch not in self.persisted:
-                records.append((changelog_key(request_id, branch), value))
-                self.persisted.add(branch)
-        return records
+        return msgpack.packb(dataclasses.asdict(self), use_bin_type=True)
 
 
-class JoinStore:
-    """Pending entries (in order of their first branch result) and done entries (in order
-    of emission) by request id; callers write the changelog."""
+E = TypeVar("E", bound=Entry)
+Change = tuple[int, bytes, bytes | None]  # partition, key, value (None: a tombstone)
 
-    def __init__(self) -> None:
-        self._pending: dict[str, Entry] = {}
-        self._done: dict[str, Entry] = {}
 
-    def add_branch(self, partition: int, request_id: str, branch: str, value: bytes, *,
-                   first_ms: int, entered_ms: int, path: list[str],
-                   limit: int | None = None, expect: list[str] | None = None) -> Entry | None:
-        """Record a branch result; ``None`` when it is a duplicate or arrived late (the
-        request was emitted, or already has the ``limit`` results it needs). ``expect``
-        names the branches this request goes to, when a router chose them."""
-        if request_id in self._done:
-            return None
-        entry = self._pending.get(request_id)
-        if entry is None:
-            entry = self._pending[request_id] = Entry(partition, first_ms, entered_ms, path,
-                                                      expect=expect)
-        elif branch in entry.branches or len(entry.branches) >= entry.needed(limit):
-            return None
-        entry.branches[branch] = value
-        entry.entered_ms = min(entry.entered_ms, entered_ms)
-        return entry
+class RequestStore(Generic[E]):
+    """Open entries (oldest first) and answered request ids, with the changelog records
+    that bring the stored state up to date (:meth:`take_changes`)."""
+
+    def __init__(self, entry_type: type[E], remember_ms: float, remember_max: int) -> None:
+        self.entry_type = entry_type
+        self.remember_ms, self.remember_max = remember_ms, remember_max
+        self._pending: dict[str, E] = {}
+        self._done: OrderedDict[str, tuple[int, int]] = OrderedDict()
+        self._changed: dict[str, None] = {}
+        self._removed: list[Change] = []
+
+    def open(self, request_id: str, entry: E) -> None:
+        self._pending[request_id] = entry
+        self.changed(request_id)
+
+    def changed(self, request_id: str) -> None:
+        """Mark an open entry as changed: its next changelog record is due."""
+        self._changed[request_id] = None
 
     def is_pending(self, request_id: str) -> bool:
         return request_id in self._pending
 
-    def pending_entry(self, request_id: str) -> Entry:
+    def pending_entry(self, request_id: str) -> E:
         return self._pending[request_id]
 
-    def branches_of(self, request_id: str) -> dict[str, bytes]:
-        """The raw branch results a pending request has so far."""
-        return self._pending[request_id].branches
-
-    def is_done(self, request_id: str) -> bool:
-        return request_id in self._done
-
-    def mark_done(self, request_id: str, now_ms: int) -> Entry:
-        entry = self._done[request_id] = self._pending.pop(request_id)
-        entry.done_ms = now_ms
-        entry.branches = {}
-        return entry
-
-    def pending(self) -> Iterator[tuple[str, Entry]]:
-        """Pending entries, oldest first (a snapshot: callers may mark them done)."""
-        return iter(list(self._pending.items()))
-
-    def oldest_pending(self) -> tuple[str, Entry] | None:
-        return next(iter(self._pending.items()), None)
+    def pending(self) -> list[tuple[str, E]]:
+        """Open entries, oldest first (a copy: callers may answer them)."""
+        return list(self._pending.items())
 
     def pending_count(self) -> int:
         return len(self._pending)
 
-    def expired(self, now_ms: int, remember_ms: float) -> list[tuple[str, int]]:
-        """Done entries older than ``remember_ms``, removed; returns (id, partition)."""
-        old = []
-        for rid, entry in self._done.items():
-            if now_ms - (entry.done_ms or 0) <= remember_ms:
+    def is_done(self, request_id: str) -> bool:
+        return request_id in self._done
+
+    def answer(self, request_id: str, now_ms: int) -> E:
+        """Close an open request: from now on it is only remembered as answered."""
+        entry = self._pending.pop(request_id)
+        self._done[request_id] = (entry.partition, now_ms)
+        self.changed(request_id)
+        return entry
+
+    def take_changes(self) -> list[Change]:
+        """The changelog records (key, value or tombstone) since the last call."""
+        out = self._removed
+        for rid in self._changed:
+            entry = self._pending.get(rid)
+            if entry is not None:
+                out.append((entry.partition, rid.encode(), entry.encode()))
+            elif rid in self._done:
+                partition, at = self._done[rid]
+                out.append((partition, rid.encode(),
+                            msgpack.packb({DONE: at, "partition": partition})))
+        self._changed, self._removed = {}, []
+        return out
+
+    def expire(self, now_ms: int) -> list[Change]:
+        """Forget answered requests older than ``remember_ms`` or beyond
+        ``remember_max``; returns their tombstones (also in :meth:`take_changes`)."""
+        gone: list[Change] = []
+        while self._done:
+            rid, (partition, at) = next(iter(self._done.items()))
+            if now_ms - at <= self.remember_ms and len(self._done) <= self.remember_max:
                 break
-            old.append((rid, entry.partition))
-        for rid, _ in old:
             del self._done[rid]
-        return old
+            self._changed.pop(rid, None)
+            gone.append((partition, rid.encode(), None))
+        self._removed.extend(gone)
+        return gone
 
     def restore(self, key: bytes, value: bytes | None) -> None:
-        """Apply one changelog record (``None``: a tombstone)."""
-        request_id, _, branch = key.decode().partition(BRANCH_SEPARATOR)
-        if branch:
-            entry = self._pending.get(request_id)
-            if entry is not None and value is not None:
-                entry.branches[branch] = value
-                entry.persisted.add(branch)
-            elif entry is not None:
-                entry.branches.pop(branch, None)
-                entry.persisted.discard(branch)
+        """Apply one changelog record."""
+        rid = key.decode()
+        self._pending.pop(rid, None)
+        self._done.pop(rid, None)
+        if value is None:
             return
-        pending = self._pending.pop(request_id, None)
-        self._done.pop(request_id, None)
-        if value is not None:
-            entry = Entry.decode(value)
-            if entry.done_ms is None and pending is not None:
-                entry.branches, entry.persisted = pending.branches, pending.persisted
-            (self._pending if entry.done_ms is None else self._done)[request_id] = entry
+        fields: dict[str, Any] = msgpack.unpackb(value, raw=False)
+        if DONE in fields:
+            self._done[rid] = (fields["partition"], fields[DONE])
+        else:
+            self._pending[rid] = self.entry_type(**fields)
 
     def forget(self, partitions: Iterable[int]) -> None:
         """Drop the state of partitions this replica no longer owns."""
         gone = set(partitions)
-        for table in (self._pending, self._done):
-            for rid in [r for r, e in table.items() if e.partition in gone]:
-                del table[rid]
+        for rid in [r for r, e in self._pending.items() if e.partition in gone]:
+            del self._pending[rid]
+        for rid in [r for r, (p, _) in self._done.items() if p in gone]:
+            del self._done[rid]
 
-    def stats(self) -> dict[str, Any]:
+    def stats(self) -> dict[str, int]:
         return {"pending": len(self._pending), "remembered": len(self._done)}

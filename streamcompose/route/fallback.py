@@ -4,132 +4,138 @@ request reaches the output, with ``served_by`` naming the agent that gave it; a
 primary's answer that comes after the fallback is counted as late and dropped.
 
 The router reads its requests, both agents' answers and the dead letters
-(co-partitioned, exactly once: see :mod:`streamcompose.join.stateful`) and keeps each
-open request, with whether it fell back, in its changelog.
+(co-partitioned) and keeps each open request, with whether and why it fell back.
 """
 
 from __future__ import annotations
 
-from typing import Any
-
-from aiokafka import ConsumerRecord
+from dataclasses import dataclass
 
 from streamcompose.codec import Trace, decode_payload, encode_payload
 from streamcompose.errors import RequestTimeoutError, StreamComposeError
-from streamcompose.join.stateful import StatefulWorker
+from streamcompose.join.store import Entry, RequestStore
+from streamcompose.steps.stateful import Arrival, StatefulStep
+from streamcompose.topology.model import Topology
 
-REQUEST, FELL_BACK = "$request", "$fell-back"
 BACKUP_GRACE_MS = 60_000
+REMEMBER_MS, REMEMBER_MAX = 600_000, 100_000
 
 
-class FallbackWorker(StatefulWorker):
-    """Runs one replica of a fallback router."""
+@dataclass
+class FallbackEntry(Entry):
+    """An open request: its payload (msgpack), trace, and why it fell back, if it did."""
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        router = self.spec.router
+    entered_ms: int = 0
+    path: list[str] | None = None
+    request: bytes = b""
+    fell_back: str | None = None
+
+    def trace(self, rid: str, agent: str) -> Trace:
+        return Trace(rid, self.entered_ms, (*(self.path or ()), agent))
+
+
+class FallbackStep(StatefulStep):
+    """The rules of one fallback router."""
+
+    def __init__(self, topology: Topology, agent: str) -> None:
+        super().__init__(topology, agent)
+        router = topology.agent(agent).router
         assert router is not None and router.primary and router.backup
-        self.primary, self.backup, self.deadline_ms = (router.primary, router.backup,
-                                                       router.deadline_ms)
-        t = self.topology
-        self.edges = {a: t.edge_topic(self.agent, a) for a in (self.primary, self.backup)}
-        self.answers = {t.topic_of(self.primary): self.primary,
-                        t.topic_of(self.backup): self.backup}
-        self.requests = set(t.input_topics(self.agent)) - set(self.answers) - {t.dlq_topic}
+        self.primary, self.backup = router.primary, router.backup
+        self.deadline_ms = router.deadline_ms
+        self.edges = {a: topology.edge_topic(agent, a) for a in (self.primary, self.backup)}
+        self.answers = {topology.topic_of(self.primary): self.primary,
+                        topology.topic_of(self.backup): self.backup}
+        self.requests = (set(topology.input_topics(agent)) - set(self.answers)
+                         - {topology.dlq_topic})
+        self.store: RequestStore[FallbackEntry] = RequestStore(FallbackEntry, REMEMBER_MS,
+                                                               REMEMBER_MAX)
+
+    def on_record(self, arrival: Arrival) -> None:
+        if arrival.topic in self.requests:
+            self._request(arrival)
+        elif arrival.topic in self.answers:
+            self._answer(arrival, self.answers[arrival.topic])
+        else:
+            self._dead_letter_seen(arrival)
 
     def due(self, now: int) -> list[str]:
         """Requests still with the primary past the deadline, and requests the backup
         has not answered either within :data:`BACKUP_GRACE_MS` more."""
         return [rid for rid, e in self.store.pending()
-                if now - e.first_ms >= self.deadline_ms + (
-                    BACKUP_GRACE_MS if FELL_BACK in e.branches else 0)]
+                if now - e.first_ms >= self.deadline_ms + (BACKUP_GRACE_MS if e.fell_back
+                                                           else 0)]
 
-    async def handle(self, records: list[ConsumerRecord], now: int) -> None:
-        for record in records:
-            trace = Trace.from_record(record.key, record.headers)
-            if record.topic in self.requests:
-                await self._request(record, trace, now)
-            elif record.topic in self.answers:
-                await self._answer(record, trace, self.answers[record.topic], now)
-            else:
-                await self._dead_letter_seen(record, trace, now)
-        for rid in self.due(now):
-            if not self.store.is_pending(rid):
+    def on_due(self, request_ids: list[str], now: int) -> None:
+        for rid in request_ids:
+            entry = self.store.pending_entry(rid)
+            if not entry.fell_back:
+                self._fall_back(rid, f"no answer within {self.deadline_ms:g} ms")
                 continue
-            if FELL_BACK not in self.store.branches_of(rid):
-                await self._fall_back(rid, f"no answer within {self.deadline_ms:g} ms", now)
-                continue
-            entry = self.store.mark_done(rid, now)  # neither answered: say so, once
-            trace = Trace(rid, entry.entered_ms, (*entry.path, self.agent))
-            await self.dead_letter(trace, entry.partition, b"", self.edges[self.backup],
-                                   RequestTimeoutError(
-                                       f"neither {self.primary} nor {self.backup} answered "
-                                       f"within {self.deadline_ms + BACKUP_GRACE_MS:g} ms",
-                                       request_id=rid))
-            await self.write_changelog(rid, entry.partition, entry)
+            self.store.answer(rid, now)  # neither answered: say so, once
+            self.dead_letter(entry.trace(rid, self.agent), entry.partition, b"",
+                             self.edges[self.backup], RequestTimeoutError(
+                                 f"neither {self.primary} nor {self.backup} answered within "
+                                 f"{self.deadline_ms + BACKUP_GRACE_MS:g} ms", request_id=rid))
 
-    async def _request(self, record: ConsumerRecord, trace: Trace, now: int) -> None:
+    def _request(self, arrival: Arrival) -> None:
+        trace, rid = arrival.trace, arrival.trace.request_id
+        if self.store.is_pending(rid) or self.store.is_done(rid):
+            self.events["duplicate"] += 1
+            return
         try:  # stored as msgpack whatever it came as, so forwarding can label it so
-            value = encode_payload(decode_payload(record.value, trace.content_type))
+            value = encode_payload(decode_payload(arrival.value, trace.content_type))
         except StreamComposeError as exc:
-            await self.dead_letter(trace.passed(self.agent), record.partition,
-                                   record.value or b"", record.topic, exc, record.offset)
+            self.dead_letter(trace.passed(self.agent), arrival.partition, arrival.value or b"",
+                             arrival.topic, exc, arrival.offset)
             return
-        entry = self.store.add_branch(record.partition, trace.request_id, REQUEST, value,
-                                      first_ms=max(now, record.timestamp), entered_ms=trace.entered_ms,
-                                      path=list(trace.path))
-        if entry is None:
-            self.metrics.join_event("duplicate")
-            return
-        await self.write_changelog(trace.request_id, record.partition, entry)
-        await self._forward(trace.request_id, self.primary)
+        # the deadline runs from when the request was forwarded, or, while a restarted
+        # worker catches up (its clock behind), from when the request was written
+        first = max(self.now, arrival.timestamp)
+        self.store.open(rid, FallbackEntry(arrival.partition, first, trace.entered_ms,
+                                           list(trace.path), value))
+        self._forward(rid, self.primary)
 
-    async def _forward(self, rid: str, target: str) -> None:
+    def _forward(self, rid: str, target: str) -> None:
         entry = self.store.pending_entry(rid)
-        trace = Trace(rid, entry.entered_ms, (*entry.path, self.agent))
-        await self.send(self.edges[target], entry.branches[REQUEST], trace, entry.partition)
-        self.metrics.routed(target)
+        self.send(self.edges[target], entry.request, entry.trace(rid, self.agent),
+                  entry.partition)
+        self.events[f"routed:{target}"] += 1
 
-    async def _answer(self, record: ConsumerRecord, trace: Trace, agent: str, now: int) -> None:
-        pending = self.store.is_pending(trace.request_id)
-        fell_back = pending and FELL_BACK in self.store.branches_of(trace.request_id)
+    def _answer(self, arrival: Arrival, agent: str) -> None:
+        rid = arrival.trace.request_id
+        pending = self.store.is_pending(rid)
+        fell_back = pending and self.store.pending_entry(rid).fell_back is not None
         if not pending or fell_back != (agent == self.backup):
-            self.metrics.join_event("late")
+            self.events["late"] += 1
             return
+        entry = self.store.answer(rid, self.now)
         try:
-            payload = decode_payload(record.value, trace.content_type)
+            payload = decode_payload(arrival.value, arrival.trace.content_type)
         except StreamComposeError as exc:
-            entry = self.store.mark_done(trace.request_id, now)
-            await self.dead_letter(trace, entry.partition, record.value or b"", record.topic,
-                                   exc)
-            await self.write_changelog(trace.request_id, entry.partition, entry)
+            self.dead_letter(arrival.trace, entry.partition, arrival.value or b"",
+                             arrival.topic, exc)
             return
-        entry = self.store.mark_done(trace.request_id, now)
-        await self.send(self.out_topic, encode_payload({**payload, "served_by": agent},
-                                                       self.out_type),
-                        trace.passed(self.agent), entry.partition, self.out_type)
-        await self.write_changelog(trace.request_id, entry.partition, entry)
-        self.metrics.records_out.inc()
+        self.send(self.out_topic, encode_payload({**payload, "served_by": agent}, self.out_type),
+                  arrival.trace.passed(self.agent), entry.partition, self.out_type)
+        self.events["out"] += 1
 
-    async def _dead_letter_seen(self, record: ConsumerRecord, trace: Trace, now: int) -> None:
-        rid = trace.request_id
+    def _dead_letter_seen(self, arrival: Arrival) -> None:
+        rid = arrival.trace.request_id
         if not self.store.is_pending(rid):
             return
         try:
-            letter = decode_payload(record.value)
+            letter = decode_payload(arrival.value)
         except StreamComposeError:
             return
-        fell_back = FELL_BACK in self.store.branches_of(rid)
+        fell_back = self.store.pending_entry(rid).fell_back is not None
         if letter.get("agent") == self.primary and not fell_back:
-            await self._fall_back(rid, f"the primary failed: {letter.get('error')}", now)
+            self._fall_back(rid, f"the primary failed: {letter.get('error')}")
         elif letter.get("agent") == self.backup and fell_back:
-            entry = self.store.mark_done(rid, now)  # both failed; the backup's letter says why
-            await self.write_changelog(rid, entry.partition, entry)
+            self.store.answer(rid, self.now)  # both failed; the backup's letter says why
 
-    async def _fall_back(self, rid: str, reason: str, now: int) -> None:
-        entry = self.store.pending_entry(rid)
-        self.store.add_branch(entry.partition, rid, FELL_BACK, reason.encode(), first_ms=now,
-                              entered_ms=entry.entered_ms, path=entry.path)
-        await self.write_changelog(rid, entry.partition, entry)
-        self.metrics.join_event("fallback")
-        await self._forward(rid, self.backup)
+    def _fall_back(self, rid: str, reason: str) -> None:
+        self.store.pending_entry(rid).fell_back = reason
+        self.store.changed(rid)
+        self.events["fallback"] += 1
+        self._forward(rid, self.backup)

@@ -15,11 +15,11 @@ from typing import Any
 
 import numpy as np
 
-from streamcompose.agent.steps import Emission, Outcome, Request, Step
 from streamcompose.codec.record import EXPECT
 from streamcompose.route.expr import parse
 from streamcompose.route.policies import check_weights, choose_experts, sticky_choice
 from streamcompose.runtimes import RecordError, load_runtime
+from streamcompose.steps.base import Emission, Outcome, Request, Step
 from streamcompose.topology.model import Topology
 
 
@@ -134,6 +134,3 @@ class GateStep(_Router):
                               f"{scores.tolist()}")
         return scores.tolist()
 
-
-ROUTER_STEPS: dict[str, type[Step]] = {
-    "route": GateStep, "switch": SwitchStep, "split": SplitStep, "shadow": ShadowStep}

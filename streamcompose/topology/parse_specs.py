@@ -24,7 +24,8 @@ from streamcompose.topology.specs import (
 from streamcompose.topology.yamlsource import YamlDocument
 
 JOIN_KEYS = {"mode", "strategy", "field", "proba_field", "weights", "timeout_ms", "on_timeout",
-             "keep_branches", "max_pending", "remember_ms", "model", "entrypoint", "options"}
+             "keep_branches", "max_pending", "remember_ms", "remember_max", "model", "entrypoint",
+             "options"}
 MODEL_KEYS = {"runtime", "path", "entrypoint", "device", "input_map", "output_map", "outputs",
               "options", "allow_nonfinite"}
 BATCH_KEYS = {"max_size", "max_wait_ms"}
@@ -167,6 +168,8 @@ def parse_join(r: Reader, raw: Any, key: str, base_dir: Path) -> JoinSpec:
                              minimum=1),
         remember_ms=float(r.number(j.get("remember_ms", 600_000), f"{key}.remember_ms",
                                    integer=False, minimum=0)),
+        remember_max=r.number(j.get("remember_max", 100_000), f"{key}.remember_max",
+                              integer=True, minimum=1),
         model=parse_model(r, j["model"], f"{key}.model", base_dir) if "model" in j else None,
         entrypoint=r.string(j["entrypoint"], f"{key}.entrypoint") if "entrypoint" in j
         else None,

@@ -72,8 +72,8 @@ class JoinSpec:
     request. ``field`` is the payload field combined; ``weights`` weigh branches by name.
     ``model`` is the stacking meta-model, ``entrypoint`` the python aggregator.
     At most ``max_pending`` requests wait at once (the oldest is sent on with
-    ``on_timeout``); emitted request ids are remembered ``remember_ms`` to drop late
-    branch results.
+    ``on_timeout``); emitted request ids are remembered ``remember_ms`` (at most
+    ``remember_max`` of them) to drop late branch results.
     """
 
     strategy: str
@@ -87,6 +87,7 @@ class JoinSpec:
     keep_branches: bool = False
     max_pending: int = 10000
     remember_ms: float = 600_000.0
+    remember_max: int = 100_000
     model: ModelSpec | None = None
     entrypoint: str | None = None
     options: Mapping[str, Any] = _field(default_factory=dict)

@@ -1,16 +1,17 @@
-"""What an agent worker does with a batch: a :class:`Step` turns each request into the
-records to send (:class:`Emission`), or into a :class:`RecordError` for the dead-letter
-topic. A model agent's step runs its model and sends the merged payload downstream;
-a router's step decides which agents' topics get the request.
+"""What a worker runs on a batch: a :class:`Step` turns each request into the records to
+send (:class:`Emission`), or into a :class:`RecordError` for the dead-letter topic. A
+model agent's step runs its model and sends the merged payload downstream; a router's
+step decides which agents' topics get the request. Steps know nothing of Kafka.
 
 >>> from streamcompose.topology import load_topology_text
 >>> t = load_topology_text('''
 ... name: demo
+... output_format: json
 ... agents:
 ...   same: {inputs: [$input], model: {runtime: python, entrypoint: "copy:copy"}}
 ... ''')
->>> [[(e.topic, e.fields)] for e, in build_step(t, "same")([("r1", {"x": 1})])]
-[[('demo.out', {'x': 1})]]
+>>> result_content_type(t, "same")
+'application/json'
 """
 
 from __future__ import annotations
@@ -19,12 +20,18 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any
 
-from streamcompose.agent.base import result_content_type
-from streamcompose.codec import MSGPACK
-from streamcompose.runtimes import RecordError, load_runtime
+from streamcompose.codec import JSON, MSGPACK
+from streamcompose.runtimes import RecordError
 from streamcompose.topology.model import Topology
 
 Request = tuple[str, dict[str, Any]]
+
+
+def result_content_type(topology: Topology, agent: str) -> str:
+    """JSON for the results a topology with ``output_format: json`` puts on its output
+    topic; msgpack everywhere else."""
+    sink = topology.is_sink(agent) and not topology.is_shadow(agent)
+    return JSON if sink and topology.output_format == "json" else MSGPACK
 
 
 @dataclass(frozen=True)
@@ -59,6 +66,8 @@ def merge_result(payload: dict[str, Any], fields: dict[str, Any],
 class Step(ABC):
     """Turns a batch of requests (request id, payload) into outcomes, one per request."""
 
+    stateful = False
+
     def warmup(self) -> None:  # noqa: B027 - most steps need none
         """Prepare before consuming (a model's first call)."""
 
@@ -69,32 +78,3 @@ class Step(ABC):
     def apply_control(self, settings: dict[str, Any]) -> None:
         """Apply run-time settings published on the topology's control topic."""
         raise RecordError(f"{type(self).__name__} takes no run-time settings")
-
-
-class ModelStep(Step):
-    """Runs the agent's model and sends each result to the agent's output topic."""
-
-    def __init__(self, topology: Topology, agent: str) -> None:
-        spec = topology.agent(agent)
-        assert spec.model is not None
-        self.runtime = load_runtime(spec.model, topology.base_dir, agent)
-        self.topic = topology.topic_of(agent)
-        self.content_type = result_content_type(topology, agent)
-
-    def warmup(self) -> None:
-        self.runtime.warmup()
-
-    def __call__(self, requests: list[Request]) -> list[Outcome]:
-        results = self.runtime.infer([payload for _, payload in requests])
-        return [r if isinstance(r, RecordError) else
-                [Emission(self.topic, r, content_type=self.content_type)] for r in results]
-
-
-def build_step(topology: Topology, agent: str) -> Step:
-    """The step of a model agent or of a stateless router."""
-    kind = topology.agent(agent).kind
-    if kind == "model":
-        return ModelStep(topology, agent)
-    from streamcompose.route.steps import ROUTER_STEPS
-
-    return ROUTER_STEPS[kind](topology, agent)

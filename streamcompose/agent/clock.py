@@ -1,0 +1,57 @@
+"""The clock of a stateful step: by its inputs' own timestamps until it has caught up.
+
+A worker that has just taken partitions (after a restart, say) first reads what piled up
+on them. Until it has read every input partition up to where it ended at assignment,
+time runs on the records' own timestamps: the oldest of the newest timestamps seen on
+the partitions still behind, a moment up to which every input has been read. Once caught
+up, it is the wall clock. So a restarted joiner never takes a restored request for timed
+out before it has read the branch results that complete it.
+
+Example (needs a consumer)::
+
+    clock = CatchUpClock(consumer)
+    await clock.catch_up(assigned)
+    now = await clock.now(polled_records)
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+
+from streamcompose.codec.record import now_ms
+
+log = logging.getLogger("streamcompose.clock")
+
+
+class CatchUpClock:
+    """Event time while catching up with the assigned partitions, then wall time."""
+
+    def __init__(self, consumer: AIOKafkaConsumer) -> None:
+        self.consumer = consumer
+        self.behind: dict[TopicPartition, int] = {}
+        self.seen_ms: dict[TopicPartition, int] = {}
+
+    async def catch_up(self, assigned: Iterable[TopicPartition]) -> None:
+        """Note where each newly assigned partition ends now."""
+        ends = await self.consumer.end_offsets(list(assigned))
+        self.behind.update({tp: end for tp, end in ends.items() if end > 0})
+
+    async def now(self, records: Iterable[ConsumerRecord]) -> int:
+        """The time at which the step should look at what is due, given the records of
+        this poll."""
+        if not self.behind:
+            return now_ms()
+        for r in records:
+            tp = TopicPartition(r.topic, r.partition)
+            self.seen_ms[tp] = max(self.seen_ms.get(tp, 0), r.timestamp)
+        owned = self.consumer.assignment()
+        self.behind = {tp: end for tp, end in self.behind.items()
+                       if tp in owned and await self.consumer.position(tp) < end}
+        if not self.behind:
+            log.info("caught up with the inputs; timeouts follow the wall clock")
+            self.seen_ms = {}
+            return now_ms()
+        return min(self.seen_ms.get(tp, 0) for tp in self.behind)

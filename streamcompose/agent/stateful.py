@@ -1,0 +1,114 @@
+"""How the worker core runs a stateful step (a joiner, a fallback router).
+
+Every topic such a step reads is keyed by request id and has the topology's partition
+count, so one request's records sit in the same partition number of every topic; the
+group uses the range assignor, which gives a replica the same partition numbers of every
+topic, so all records of a request reach the same replica however many replicas run.
+
+Each poll is one Kafka transaction holding the step's results, dead letters and
+changelog records and the input offsets (stateful steps are always exactly-once). A
+worker killed mid-stream leaves an open transaction that its successor aborts; the
+successor restores the changelog (read committed) of the partitions it is given and
+resumes from the committed offsets, timing requests out by the :class:`CatchUpClock`
+until it has caught up, so no request is lost, emitted twice or emitted partial.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING, Any
+
+from aiokafka import TopicPartition
+from aiokafka.coordinator.assignors.range import RangePartitionAssignor
+
+from streamcompose.agent.clock import CatchUpClock
+from streamcompose.codec import MSGPACK, Trace
+from streamcompose.codec.deadletter import dead_letter_value
+from streamcompose.delivery import Closing, Output
+from streamcompose.errors import AgentError
+from streamcompose.kafka.reader import read_to_end
+from streamcompose.steps.stateful import Arrival, Send, StatefulStep
+
+if TYPE_CHECKING:
+    from streamcompose.agent.worker import AgentWorker
+
+log = logging.getLogger("streamcompose.stateful")
+
+
+class StatefulRunner:
+    """The stateful half of the worker core: restore, clock, one transaction a poll."""
+
+    def __init__(self, worker: AgentWorker, step: StatefulStep) -> None:
+        self.worker, self.step = worker, step
+        self.busy = asyncio.Lock()
+        self._clock: CatchUpClock | None = None
+
+    @staticmethod
+    def consumer_options() -> dict[str, Any]:
+        return {"partition_assignment_strategy": (RangePartitionAssignor,)}
+
+    @property
+    def clock(self) -> CatchUpClock:
+        if self._clock is None:
+            assert self.worker.consumer is not None
+            self._clock = CatchUpClock(self.worker.consumer)
+        return self._clock
+
+    async def assigned(self, assigned: list[TopicPartition]) -> None:
+        """Restore the state of newly assigned partitions, then catch up with them."""
+        async with self.busy:
+            partitions = sorted({tp.partition for tp in assigned})
+            count = await read_to_end(self.worker.bootstrap, self.step.changelog, partitions,
+                                      self.step.restore)
+            log.info("agent %s restored %d changelog records for partitions %s: %s",
+                     self.worker.agent, count, partitions, self.step.store.stats())
+            await self.clock.catch_up(assigned)
+
+    async def revoked(self, revoked: list[TopicPartition]) -> None:
+        """Forget the state of partitions given away (after the open transaction)."""
+        async with self.busy:
+            assert self.worker.checkpoint is not None
+            self.worker.checkpoint.tracker.forget(revoked)
+            self.step.forget({tp.partition for tp in revoked})
+
+    async def run(self) -> None:
+        w = self.worker
+        assert w.consumer is not None and w.checkpoint is not None
+        loop = asyncio.get_running_loop()
+        while True:  # cancelled by mode after on_stop
+            batch = await w.batcher.next_batch(timeout=w.settings.poll_ms / 1000)
+            async with self.busy:
+                owned = w.consumer.assignment()  # a rebalance may have run since the fetch
+                items = [i for i in batch if i.tp in owned]
+                now = await self.clock.now(i.record for i in items)
+                if not items and not self.step.due(now):
+                    continue
+                arrivals = [Arrival(i.record.topic, i.record.partition, i.record.offset,
+                                    i.record.timestamp, i.record.value, i.trace) for i in items]
+                sends = await loop.run_in_executor(w.executor, self.step.handle, arrivals, now)
+                closings = [Closing(i.tp, i.record.offset, []) for i in items]
+                closings.append(Closing(None, -1, [self._output(s) for s in sends]))
+                await w.checkpoint.close(closings)
+                w.metrics.step_events(self.step.events)
+                self.step.events.clear()
+                w.metrics.in_flight.set(self.step.store.pending_count())
+
+    def _output(self, send: Send) -> Output:
+        """The record to produce; a result too large for its topic becomes a dead
+        letter saying so."""
+        w = self.worker
+        out = Output(send.topic, send.value, send.key, send.headers,
+                     w.partition_of(send.topic, send.partition))
+        reason = w.too_large(out)
+        if reason is None or send.topic == self.step.changelog:
+            return out
+        w.metrics.error(AgentError.__name__)
+        letter = dead_letter_value(b"", agent=w.agent, topic=send.topic,
+                                   partition=send.partition, offset=-1,
+                                   error=AgentError(f"the result cannot be stored: {reason}",
+                                                    agent=w.agent, topic=send.topic))
+        dlq = w.topology.dlq_topic
+        trace = Trace.from_record(send.key, send.headers)
+        return Output(dlq, letter, send.key, trace.headers(MSGPACK),
+                      w.partition_of(dlq, send.partition))

@@ -1,0 +1,128 @@
+"""The joiner: fuses the results several branch agents give for one request.
+
+Each branch writes to its own topic; the joiner reads them all (co-partitioned: one
+request's records share a partition number) and keeps each request's branch results
+until its :class:`~streamcompose.join.rules.JoinRule` says it is complete, it times out
+(``timeout_ms`` after its first branch result, by that record's timestamp) or it is
+evicted (``max_pending``), then emits exactly one result. Branch results that arrive
+after that are counted as late and dropped; repeated ones as duplicates.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from streamcompose.codec import Trace, decode_payload, encode_payload
+from streamcompose.codec.record import EXPECT
+from streamcompose.errors import StreamComposeError
+from streamcompose.join.aggregate import Aggregator
+from streamcompose.join.rules import JoinRule, Verdict
+from streamcompose.join.store import Entry, RequestStore
+from streamcompose.join.strategies import StrategyError
+from streamcompose.steps.base import merge_result
+from streamcompose.steps.stateful import Arrival, StatefulStep
+from streamcompose.topology.model import Topology
+
+
+@dataclass
+class JoinEntry(Entry):
+    """An open join: when the request entered, its path, the branches a router said to
+    expect, and the raw results of the branches that answered so far."""
+
+    entered_ms: int = 0
+    path: list[str] = field(default_factory=list)
+    expect: list[str] | None = None
+    branches: dict[str, bytes] = field(default_factory=dict)
+
+
+class JoinStep(StatefulStep):
+    """The rules of one joiner agent."""
+
+    def __init__(self, topology: Topology, agent: str) -> None:
+        super().__init__(topology, agent)
+        spec = topology.agent(agent)
+        assert spec.join is not None
+        self.join, self.drop = spec.join, spec.drop
+        self.rule = JoinRule(spec.join, spec.inputs)
+        self.branch_of = {topology.topic_of(b): b for b in spec.inputs}
+        self.aggregate = Aggregator(spec.join, topology.base_dir, agent)
+        self.store: RequestStore[JoinEntry] = RequestStore(
+            JoinEntry, spec.join.remember_ms, spec.join.remember_max)
+        self._complete: dict[str, None] = {}
+        self._evicted = 0
+
+    def warmup(self) -> None:
+        self.aggregate.warmup()
+
+    def on_record(self, arrival: Arrival) -> None:
+        rid, branch = arrival.trace.request_id, self.branch_of[arrival.topic]
+        if self.store.is_done(rid):
+            self.events["late"] += 1
+            return
+        if not self.store.is_pending(rid):
+            expect = dict(arrival.trace.extra).get(EXPECT)
+            self.store.open(rid, JoinEntry(arrival.partition, arrival.timestamp,
+                                           arrival.trace.entered_ms, list(arrival.trace.path),
+                                           expect.decode().split(",") if expect else None))
+        entry = self.store.pending_entry(rid)
+        if not self.rule.accepts(entry.branches, branch, entry.expect):
+            self.events["duplicate" if branch in entry.branches else "late"] += 1
+            return
+        entry.branches[branch] = arrival.value or b""
+        entry.entered_ms = min(entry.entered_ms, arrival.trace.entered_ms)
+        self.store.changed(rid)
+        if self.rule.verdict(entry.branches, entry.expect).complete:
+            self._complete[rid] = None
+
+    def due(self, now: int) -> list[str]:
+        """Completed requests, those whose timeout passed, and the oldest beyond
+        ``max_pending``."""
+        due = dict(self._complete)
+        open_ = self.store.pending()
+        due.update((rid, None) for rid, e in open_ if now - e.first_ms >= self.join.timeout_ms)
+        excess = len(open_) - len(due) - self.join.max_pending
+        evicted = [rid for rid, _ in open_ if rid not in due][:max(excess, 0)]
+        due.update((rid, None) for rid in evicted)
+        self._evicted = len(evicted)
+        return list(due)
+
+    def on_due(self, request_ids: list[str], now: int) -> None:
+        self.events["evicted"] += self._evicted
+        self._complete = {}
+        jobs = [self._prepare(rid) for rid in request_ids]
+        fused = iter(self.aggregate([b for _, _, _, b in jobs if not isinstance(b, Exception)]))
+        for rid, entry, verdict, branches in jobs:
+            self.store.answer(rid, now)
+            result = branches if isinstance(branches, Exception) else next(fused)
+            self._finish(rid, entry, verdict, branches, result)
+
+    def _prepare(self, rid: str) -> tuple[str, JoinEntry, Verdict, Any]:
+        entry = self.store.pending_entry(rid)
+        verdict = self.rule.verdict(entry.branches, entry.expect)
+        if verdict.dead_letter:
+            return rid, entry, verdict, StrategyError(
+                f"join timed out after {self.join.timeout_ms:g} ms; missing: "
+                f"{', '.join(verdict.missing)}")
+        try:
+            return rid, entry, verdict, [(b, decode_payload(entry.branches[b]))
+                                         for b in verdict.answered]
+        except StreamComposeError as exc:
+            return rid, entry, verdict, exc
+
+    def _finish(self, rid: str, entry: JoinEntry, verdict: Verdict, branches: Any,
+                result: Any) -> None:
+        trace = Trace(rid, entry.entered_ms, (*entry.path, self.agent))
+        if isinstance(result, Exception):
+            if verdict.dead_letter:
+                self.events["timeout"] += 1
+            self.dead_letter(trace, entry.partition, encode_payload(entry.branches),
+                             ",".join(self.branch_of), result)
+            return
+        if not verdict.complete:
+            self.events["partial"] += 1
+        missing = {"missing": list(verdict.missing)} if verdict.missing else {}
+        payload = merge_result(branches[0][1], {**result, **missing}, self.drop)
+        self.send(self.out_topic, encode_payload(payload, self.out_type), trace,
+                  entry.partition, self.out_type)
+        self.events["out"] += 1

@@ -1,0 +1,115 @@
+"""Stateful steps: joiners and fallback routers. Unlike a model's step, which answers
+each request from its own record, a stateful step keeps open requests in a
+:class:`~streamcompose.join.store.RequestStore` and answers when a rule says so (all
+branches arrived, a deadline passed). It sees consumed records as :class:`Arrival` and
+returns the records to send as :class:`Send`, changelog records included; the worker
+core does the rest (transactions, restoring the store, the clock). Nothing here touches
+Kafka, so the same step runs in the workers and in :class:`~streamcompose.testing.LocalRunner`.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from streamcompose.codec import MSGPACK, Trace
+from streamcompose.codec.deadletter import dead_letter_value
+from streamcompose.join.store import Entry, RequestStore
+from streamcompose.steps.base import result_content_type
+from streamcompose.topology.model import Topology
+
+Headers = list[tuple[str, bytes]]
+
+
+@dataclass(frozen=True)
+class Arrival:
+    """A consumed record as a stateful step sees it."""
+
+    topic: str
+    partition: int
+    offset: int
+    timestamp: int
+    value: bytes | None
+    trace: Trace
+
+
+@dataclass(frozen=True)
+class Send:
+    """A record to send; ``partition`` is the partition number of the request."""
+
+    topic: str
+    value: bytes | None
+    key: bytes
+    partition: int
+    headers: Headers = field(default_factory=list)
+
+
+class StatefulStep(ABC):
+    """A step with open requests; subclasses say what a record and a passing moment do.
+
+    ``events`` counts what happened (``late``, ``duplicate``, ``partial``, ``timeout``,
+    ``fallback``, ``out``, ``routed:<agent>``, ``error:<type>``) for the metrics."""
+
+    stateful = True
+    store: RequestStore
+
+    def __init__(self, topology: Topology, agent: str) -> None:
+        self.topology, self.agent = topology, agent
+        self.changelog = topology.changelog_topic(agent)
+        self.out_topic = topology.topic_of(agent)
+        self.out_type = result_content_type(topology, agent)
+        self.events: Counter[str] = Counter()
+        self.now = 0
+        self._sends: list[Send] = []
+
+    def warmup(self) -> None:  # noqa: B027 - most stateful steps need none
+        """Prepare before consuming (a meta-model's first call)."""
+
+    @abstractmethod
+    def on_record(self, arrival: Arrival) -> None:
+        """Take one consumed record into the state; :meth:`send` what it answers."""
+
+    @abstractmethod
+    def due(self, now: int) -> list[str]:
+        """Open requests whose time is up at ``now``."""
+
+    @abstractmethod
+    def on_due(self, request_ids: list[str], now: int) -> None:
+        """Answer (or move on) the requests whose time is up."""
+
+    def handle(self, arrivals: Iterable[Arrival], now: int) -> list[Send]:
+        """Take a batch of records, then what is due at ``now``; returns every record to
+        send, changelog records last."""
+        self.now = now
+        for arrival in arrivals:
+            self.on_record(arrival)
+        due = self.due(now)
+        if due:
+            self.on_due(due, now)
+        self.store.expire(now)
+        sends, self._sends = self._sends, []
+        return sends + [Send(self.changelog, value, key, partition)
+                        for partition, key, value in self.store.take_changes()]
+
+    def send(self, topic: str, value: bytes, trace: Trace, partition: int,
+             content_type: str = MSGPACK) -> None:
+        self._sends.append(Send(topic, value, trace.key, partition, trace.headers(content_type)))
+
+    def dead_letter(self, trace: Trace, partition: int, original: bytes, topic: str,
+                    error: Exception, offset: int = -1) -> None:
+        """Dead-letter a request (``offset`` -1: it stems from several records)."""
+        self.events[f"error:{type(error).__name__}"] += 1
+        self.send(self.topology.dlq_topic, dead_letter_value(
+            original, agent=self.agent, topic=topic, partition=partition, offset=offset,
+            error=error), trace, partition)
+
+    def restore(self, key: bytes, value: bytes | None) -> None:
+        self.store.restore(key, value)
+
+    def forget(self, partitions: Iterable[int]) -> None:
+        self.store.forget(partitions)
+
+
+__all__ = ["Arrival", "Entry", "Send", "StatefulStep"]

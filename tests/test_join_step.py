@@ -1,0 +1,159 @@
+"""The joiner and fallback steps without Kafka: join rules, the request store, the
+changelog round trip, timeouts, late and repeated records, memory bounds."""
+
+from __future__ import annotations
+
+import msgpack
+import pytest
+
+from streamcompose.codec import Trace, decode_payload, encode_payload
+from streamcompose.codec.record import EXPECT
+from streamcompose.join.rules import JoinRule
+from streamcompose.join.step import JoinEntry, JoinStep
+from streamcompose.join.store import RequestStore
+from streamcompose.kinds import build_step
+from streamcompose.steps.stateful import Arrival
+from streamcompose.testing import LocalRunner
+from streamcompose.topology import load_topology_text
+from streamcompose.topology.model import JoinSpec
+
+STEPS = '''
+def a(batch):
+    return [{"proba": [0.9, 0.1]} for _ in batch]
+
+def b(batch):
+    return [{"proba": [0.3, 0.7]} for _ in batch]
+
+def c(batch):
+    out = []
+    for p in batch:
+        if p["x"] == 13:
+            raise ValueError("c refuses 13")
+        out.append({"proba": [0.2, 0.8]})
+    return out
+'''
+
+TOPOLOGY = '''
+name: j
+agents:
+  a: {inputs: [$input], model: {runtime: python, entrypoint: "STEPS:a"}}
+  b: {inputs: [$input], model: {runtime: python, entrypoint: "STEPS:b"}}
+  c: {inputs: [$input], model: {runtime: python, entrypoint: "STEPS:c"}}
+  vote: {inputs: [a, b, c], join: {strategy: soft_vote, JOIN}}
+'''
+
+
+@pytest.fixture
+def topology(tmp_path):
+    module = f"join_step_{tmp_path.name}"
+    (tmp_path / f"{module}.py").write_text(STEPS)
+
+    def load(join: str = "timeout_ms: 1000"):
+        return load_topology_text(TOPOLOGY.replace("STEPS", module).replace("JOIN", join),
+                                  tmp_path)
+
+    return load
+
+
+def arrival(branch: str, rid: str, ts: int, partition: int = 0, headers=()) -> Arrival:
+    value = encode_payload({"x": 1, "proba": {"a": [0.9, 0.1], "b": [0.3, 0.7],
+                                              "c": [0.2, 0.8]}[branch]})
+    return Arrival(f"j.{branch}", partition, ts, ts, value,
+                   Trace(rid, 5, ("in", branch), None, tuple(headers)))
+
+
+def results(sends, topic="j.out"):
+    return [(s.key.decode(), decode_payload(s.value)) for s in sends if s.topic == topic]
+
+
+def test_join_rule_modes():
+    any_ = JoinRule(JoinSpec(strategy="merge", mode="any"), ("a", "b"))
+    assert any_.verdict({"b"}, None).complete and any_.verdict({"b"}, None).missing == ()
+    assert not any_.accepts({"b"}, "a", None)
+    dlq = JoinRule(JoinSpec(strategy="merge", on_timeout="dlq"), ("a", "b"))
+    assert dlq.verdict({"a"}, None).dead_letter
+    assert not dlq.verdict({"a", "b"}, None).dead_letter
+    moe = JoinRule(JoinSpec(strategy="gate_weighted"), ("x", "y", "z"))
+    assert moe.needed(["x", "z"]) == 2 and moe.verdict({"x"}, ["x", "z"]).missing == ("z",)
+
+
+def test_complete_join_emits_once_and_drops_late_and_repeated(topology):
+    step = build_step(topology(), "vote")
+    assert isinstance(step, JoinStep)
+    assert results(step.handle([arrival("a", "r1", 100), arrival("b", "r1", 101)], 150)) == []
+    sends = step.handle([arrival("c", "r1", 102), arrival("c", "r1", 103)], 200)
+    [(rid, payload)] = results(sends)
+    assert rid == "r1" and payload["label"] == 1 and "missing" not in payload
+    assert payload["proba"] == pytest.approx([0.4667, 0.5333], abs=1e-4)
+    assert step.events["duplicate"] == 1 and step.events["late"] == 0
+    assert results(step.handle([arrival("a", "r1", 104)], 300)) == []
+    assert step.events["late"] == 1
+
+
+def test_timeout_by_record_time_then_partial(topology):
+    step = build_step(topology(), "vote")
+    step.handle([arrival("a", "r2", 1000)], 1500)
+    assert results(step.handle([], 1999)) == []  # 999 ms after the first branch result
+    [(_, payload)] = results(step.handle([], 2000))
+    assert payload["missing"] == ["b", "c"] and step.events["partial"] == 1
+
+
+def test_on_timeout_dlq_and_quorum(topology):
+    step = build_step(topology("timeout_ms: 10, on_timeout: dlq"), "vote")
+    step.handle([arrival("a", "r3", 0)], 0)
+    sends = step.handle([], 10)
+    assert results(sends) == [] and "missing: b, c" in results(sends, "j.dlq")[0][1]["error"]
+    quorum = build_step(topology("mode: {quorum: 2}, on_timeout: dlq"), "vote")
+    [(_, payload)] = results(quorum.handle([arrival("c", "r4", 0), arrival("a", "r4", 1)], 2))
+    assert "missing" not in payload
+
+
+def test_changelog_restores_the_same_state(topology):
+    live = build_step(topology(), "vote")
+    log = live.handle([arrival("a", "open", 10, partition=1),
+                       arrival("a", "done", 11, partition=2), arrival("b", "done", 12, 2),
+                       arrival("c", "done", 13, 2)], 20)
+    restored = build_step(topology(), "vote")
+    for s in log:
+        if s.topic == restored.changelog:
+            assert s.partition in (1, 2)
+            restored.restore(s.key, s.value)
+    assert restored.store.stats() == {"pending": 1, "remembered": 1}
+    assert restored.store.pending_entry("open").branches.keys() == {"a"}
+    assert results(restored.handle([arrival("a", "done", 30, 2)], 40)) == []
+    [(rid, _)] = results(restored.handle([arrival("b", "open", 31, 1),
+                                          arrival("c", "open", 32, 1)], 50))
+    assert rid == "open"
+    restored.forget([1, 2])
+    assert restored.store.stats() == {"pending": 0, "remembered": 0}
+
+
+def test_answered_requests_are_remembered_compactly_and_bounded():
+    store = RequestStore(JoinEntry, remember_ms=1000, remember_max=2)
+    for i in range(4):
+        store.open(f"r{i}", JoinEntry(0, i, branches={"a": b"x" * 1000}))
+        store.answer(f"r{i}", now_ms=i)
+    assert store.expire(now_ms=10) == [(0, b"r0", None), (0, b"r1", None)]
+    done = [v for _, k, v in store.take_changes() if v is not None]
+    assert all(len(v) < 40 for v in done)  # a done marker, not the entry
+    assert msgpack.unpackb(done[-1]) == {"done": 3, "partition": 0}
+    assert store.expire(now_ms=1003) == [(0, b"r2", None)]
+
+
+def test_expected_experts_header(topology):
+    step = build_step(topology(), "vote")
+    expect = ((EXPECT, b"a,c"),)
+    step.handle([arrival("a", "m", 0, headers=expect)], 0)
+    [(_, payload)] = results(step.handle([arrival("c", "m", 1, headers=expect)], 1))
+    assert "missing" not in payload
+
+
+def test_local_runner_runs_the_same_join(topology):
+    run = LocalRunner(topology("mode: {quorum: 2}, on_timeout: dlq")).run(
+        [("ok", {"x": 1}), ("thirteen", {"x": 13})])
+    got = {r.id: r.payload for r in run.results}
+    assert set(got) == {"ok", "thirteen"}
+    assert "missing" not in got["thirteen"] and "missing" not in got["ok"]
+    partial = LocalRunner(topology("timeout_ms: 10")).run([("t", {"x": 13})])
+    assert partial.results[0].payload["missing"] == ["c"]
+    assert [d.payload["agent"] for d in partial.dead_letters] == ["c"]
