@@ -12,9 +12,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from streamcompose.errors import StreamComposeError
-from streamcompose.route import expr, expr_lexer
-from streamcompose.route.expr import (
+from streamcompose.conditions import expr, expr_lexer
+from streamcompose.conditions.expr import (
     MAX_DEPTH,
     And,
     Compare,
@@ -27,6 +26,7 @@ from streamcompose.route.expr import (
     Or,
     parse,
 )
+from streamcompose.errors import StreamComposeError
 
 
 def holds(source: str, payload: Any = None, /, **fields: Any) -> bool:

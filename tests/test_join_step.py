@@ -10,9 +10,9 @@ from streamcompose.codec import Trace, decode_payload, encode_payload
 from streamcompose.codec.record import EXPECT
 from streamcompose.join.rules import JoinRule
 from streamcompose.join.step import JoinEntry, JoinStep
-from streamcompose.join.store import RequestStore
 from streamcompose.kinds import build_step
 from streamcompose.steps.stateful import Arrival
+from streamcompose.steps.store import RequestStore
 from streamcompose.testing import LocalRunner
 from streamcompose.topology import load_topology_text
 from streamcompose.topology.model import JoinSpec

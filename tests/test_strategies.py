@@ -1,6 +1,5 @@
 """The joiner's arithmetic without a broker: every built-in strategy against numbers
-computed by hand, the aggregator (python entrypoints, stacking meta-models) and the
-changelog-backed join store."""
+computed by hand and the aggregator (python entrypoints, stacking meta-models)."""
 
 from __future__ import annotations
 

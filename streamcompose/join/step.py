@@ -18,10 +18,10 @@ from streamcompose.codec.record import EXPECT
 from streamcompose.errors import StreamComposeError
 from streamcompose.join.aggregate import Aggregator
 from streamcompose.join.rules import JoinRule, Verdict
-from streamcompose.join.store import Entry, RequestStore
 from streamcompose.join.strategies import StrategyError
 from streamcompose.steps.base import merge_result
 from streamcompose.steps.stateful import Arrival, StatefulStep
+from streamcompose.steps.store import Entry, RequestStore
 from streamcompose.topology.model import Topology
 
 

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 
 from streamcompose.codec import Trace, decode_payload, encode_payload
 from streamcompose.errors import RequestTimeoutError, StreamComposeError
-from streamcompose.join.store import Entry, RequestStore
 from streamcompose.steps.stateful import Arrival, StatefulStep
+from streamcompose.steps.store import Entry, RequestStore
 from streamcompose.topology.model import Topology
 
 BACKUP_GRACE_MS = 60_000

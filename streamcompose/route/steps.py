@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from streamcompose.codec.record import EXPECT
-from streamcompose.route.expr import parse
+from streamcompose.conditions.expr import parse
 from streamcompose.route.policies import check_weights, choose_experts, sticky_choice
 from streamcompose.runtimes import RecordError, load_runtime
 from streamcompose.steps.base import Emission, Outcome, Request, Step

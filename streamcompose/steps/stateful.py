@@ -1,6 +1,6 @@
 """Stateful steps: joiners and fallback routers. Unlike a model's step, which answers
 each request from its own record, a stateful step keeps open requests in a
-:class:`~streamcompose.join.store.RequestStore` and answers when a rule says so (all
+:class:`~streamcompose.steps.store.RequestStore` and answers when a rule says so (all
 branches arrived, a deadline passed). It sees consumed records as :class:`Arrival` and
 returns the records to send as :class:`Send`, changelog records included; the worker
 core does the rest (transactions, restoring the store, the clock). Nothing here touches
@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 
 from streamcompose.codec import MSGPACK, Trace
 from streamcompose.codec.deadletter import dead_letter_value
-from streamcompose.join.store import Entry, RequestStore
 from streamcompose.steps.base import result_content_type
+from streamcompose.steps.store import Entry, RequestStore
 from streamcompose.topology.model import Topology
 
 Headers = list[tuple[str, bytes]]

@@ -47,7 +47,7 @@ def _targets(t: Topology, doc: YamlDocument, agent: AgentSpec) -> None:
 
 
 def _kind_rules(t: Topology, doc: YamlDocument, agent: AgentSpec) -> None:
-    from streamcompose.route.expr import ExpressionError, parse
+    from streamcompose.conditions.expr import ExpressionError, parse
 
     r = agent.router
     assert r is not None

@@ -1,4 +1,4 @@
-"""Tokenizer for the routing-condition language of :mod:`streamcompose.route.expr`.
+"""Tokenizer for the routing-condition language of :mod:`streamcompose.conditions.expr`.
 
 A hand-written scanner (no regular expressions, no Python evaluation): it turns the text
 into :class:`Token` objects, each with the 0-based character offset it starts at, and

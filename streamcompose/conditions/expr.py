@@ -1,7 +1,7 @@
 """Routing conditions: a small, safe expression language over a request's payload fields.
 
 A switch router sends a request to the first case whose condition holds. A condition is
-tokenized (:mod:`streamcompose.route.expr_lexer`) and parsed by recursive descent into a
+tokenized (:mod:`streamcompose.conditions.expr_lexer`) and parsed by recursive descent into a
 tree of frozen dataclasses; no text ever reaches Python's evaluator. Grammar::
 
     expr       := or
@@ -39,9 +39,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from streamcompose.errors import StreamComposeError
-from streamcompose.route.expr_lexer import Token, TokenizeError, tokenize
-from streamcompose.route.expr_tree import (
+from streamcompose.conditions.expr_lexer import Token, TokenizeError, tokenize
+from streamcompose.conditions.expr_tree import (
     _ORDERINGS,
     And,
     Compare,
@@ -54,6 +53,7 @@ from streamcompose.route.expr_tree import (
     Or,
     Scalar,
 )
+from streamcompose.errors import StreamComposeError
 
 __all__ = ["And", "Compare", "Condition", "ExpressionError", "Field", "Has", "Literal", "Node",
            "Not", "Or", "Scalar", "parse"]

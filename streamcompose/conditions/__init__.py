@@ -1,0 +1,1 @@
+"""The condition language of switch routers: lexer, syntax tree, parser and evaluation."""
