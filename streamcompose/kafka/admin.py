@@ -18,6 +18,8 @@ from aiokafka.errors import KafkaConnectionError, KafkaError
 from streamcompose.errors import BrokerError
 
 CONNECT_TIMEOUT_S = 10.0
+COUNTED_GAP = 64  # gaps up to this many offsets are counted record by record
+COUNT_TIMEOUT_S = 3.0
 
 
 def _unreachable(bootstrap: str, exc: Exception) -> BrokerError:
@@ -77,10 +79,15 @@ async def delete_topics(bootstrap: str, topics: list[str]) -> None:
 
 async def consumer_lag(bootstrap: str, group: str, topics: list[str]) -> dict[str, int]:
     """Records not yet committed by ``group``, per topic: the sum over the topic's
-    partitions of end offset minus committed offset (minus 0 where none is committed).
-    A topic that does not exist counts 0."""
+    partitions of the committed records between the group's committed offset (0 where
+    none is committed) and the partition's end. A topic that does not exist counts 0.
+
+    Offsets also number the markers that close transactions, so a small gap is counted
+    record by record: a group that has consumed everything written in transactions lags
+    0, not the number of markers after its last record."""
     admin = await _admin(bootstrap)
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, request_timeout_ms=10000)
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, request_timeout_ms=10000,
+                                isolation_level="read_committed", enable_auto_commit=False)
     try:
         described = await admin.describe_topics(list(dict.fromkeys(topics)))
         partitions = [TopicPartition(d["topic"], p["partition"]) for d in described
@@ -88,17 +95,42 @@ async def consumer_lag(bootstrap: str, group: str, topics: list[str]) -> dict[st
         committed = await admin.list_consumer_group_offsets(group)
         await consumer.start()
         ends = await consumer.end_offsets(partitions) if partitions else {}
+        spans = {}
+        for tp, end in ends.items():
+            done = committed.get(tp)
+            start = done.offset if done is not None and done.offset >= 0 else 0
+            if end > start:
+                spans[tp] = (start, end)
+        small = {tp: s for tp, s in spans.items() if s[1] - s[0] <= COUNTED_GAP}
+        counted = await _records_between(consumer, small) if small else {}
     except KafkaError as exc:
         raise _unreachable(bootstrap, exc) from exc
     finally:
         await consumer.stop()
         await admin.close()
     lag: dict[str, int] = {t: 0 for t in topics}
-    for tp, end in ends.items():
-        done = committed.get(tp)
-        lag[tp.topic] += max(0, end - (done.offset if done is not None and done.offset >= 0
-                                       else 0))
+    for tp, (start, end) in spans.items():
+        lag[tp.topic] += counted.get(tp, end - start)
     return lag
+
+
+async def _records_between(consumer: AIOKafkaConsumer,
+                           spans: dict[TopicPartition, tuple[int, int]]
+                           ) -> dict[TopicPartition, int]:
+    """How many committed records each partition holds between two offsets (the gap
+    itself where they cannot be read in time)."""
+    consumer.assign(list(spans))
+    for tp, (start, _) in spans.items():
+        consumer.seek(tp, start)
+    counts = dict.fromkeys(spans, 0)
+    loop = asyncio.get_running_loop()
+    remaining, deadline = set(spans), loop.time() + COUNT_TIMEOUT_S
+    while remaining and loop.time() < deadline:
+        for tp, records in (await consumer.getmany(*remaining, timeout_ms=200)).items():
+            counts[tp] += sum(r.offset < spans[tp][1] for r in records)
+        remaining = {tp for tp in remaining if await consumer.position(tp) < spans[tp][1]}
+    return {tp: spans[tp][1] - spans[tp][0] if tp in remaining else n
+            for tp, n in counts.items()}
 
 
 async def topic_partitions(bootstrap: str, topics: list[str]) -> list[TopicPartition]:
