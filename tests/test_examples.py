@@ -92,8 +92,9 @@ def test_mixture_of_experts_through_kafka_equals_direct_routing(deploy, bootstra
     for result, weights in zip(results, expected.weights, strict=True):
         routed = {e: w for e, w in zip(direct.EXPERTS, weights, strict=True) if w > 0}
         assert result["gate_weights"].keys() == routed.keys()
+        # the gate runs in float32 on batches whose size differs run to run
         np.testing.assert_allclose(list(result["gate_weights"].values()),
-                                   [routed[e] for e in result["gate_weights"]])
+                                   [routed[e] for e in result["gate_weights"]], atol=2e-6)
     assert direct.accuracy(expected.labels, truth) > 0.95
 
 

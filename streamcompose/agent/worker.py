@@ -123,7 +123,7 @@ class AgentWorker(WorkerBase):
         assert self.producer is not None and self.consumer is not None
         self.checkpoint = Checkpoint(self.producer, self.consumer, self.group,
                                      exactly_once=self.exactly_once, on_fatal=self._crash)
-        if self.spec.kind == "split":
+        if self.topology.takes_control(self.agent):
             await self._follow_control()
         self.wstate.update(status="running")
         log.info("agent %s replica %d running (%s)", self.agent, self.replica,

@@ -60,7 +60,7 @@ def _create_topics(t: Topology, bootstrap: str) -> None:
         bootstrap, {topic: t.partitions for topic in (*t.topics(), *changelogs)}, compacted,
         {"max.message.bytes": str(t.max_message_bytes)}))
     for agent in t.agents:
-        if agent.kind not in ("join", "fallback"):
+        if not t.is_stateful(agent.name):
             continue
         topics = (*t.input_topics(agent.name), t.changelog_topic(agent.name))
         if len({counts[topic] for topic in topics}) > 1:

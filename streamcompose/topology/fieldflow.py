@@ -22,6 +22,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from streamcompose.topology.model import INPUT, AgentSpec, ModelSpec, Topology
+from streamcompose.topology.routers import ROUTERS
 
 
 @dataclass(frozen=True)
@@ -49,7 +50,6 @@ def model_specs(t: Topology) -> list[tuple[str, ModelSpec, str]]:
     return specs
 
 
-ROUTER_GIVES = {"route": ("gate_weights",), "switch": (), "split": ("variant",), "shadow": ()}
 JOIN_OUTPUTS = {"soft_vote": ("label",), "majority_vote": ("label", "votes"),
                 "weighted_average": (), "max_confidence": ("label", "chosen"),
                 "entropy_weighted": ("label", "branch_weights"),
@@ -108,7 +108,7 @@ def check_field_flow(t: Topology, described: Mapping[str, ModelInfo]) -> None:
             _check_joined_field(t, agent, out, described)
             needs, gives = None, _join_gives(agent, described)
         elif agent.router is not None:
-            needs, gives = info.inputs if info else None, ROUTER_GIVES.get(agent.router.kind)
+            needs, gives = info.inputs if info else None, ROUTERS[agent.router.kind].gives
         else:
             needs, gives = (info.inputs, info.outputs) if info else (None, None)
         if available is not None and needs is not None:

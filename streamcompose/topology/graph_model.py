@@ -19,9 +19,10 @@ import re
 from dataclasses import dataclass
 
 from streamcompose.topology.model import INPUT, AgentSpec, RouterSpec, Topology
+from streamcompose.topology.routers import ROUTERS
 
 __all__ = ["DLQ_ID", "EDGE_KINDS", "IN_ID", "NODE_KINDS", "OUT_ID", "Edge", "Graph", "Node",
-           "agent_lines", "graph_of", "route_label", "shorten"]
+           "agent_lines", "graph_of", "route_label"]
 
 IN_ID, OUT_ID, DLQ_ID = "topic_in", "topic_out", "topic_dlq"
 NODE_KINDS = ("input", "output", "topic", "dlq", "model", "join", "router")
@@ -72,20 +73,6 @@ class Graph:
         return next(n for n in self.nodes if n.id == node_id)
 
 
-def shorten(text: str, width: int = 30) -> str:
-    """``text`` on one line, cut to ``width`` characters with an ellipsis.
-
-    >>> shorten("'urgent' in tags or (has(priority) and priority >= 5)")
-    "'urgent' in tags or (has(prio…"
-    """
-    text = " ".join(text.split())
-    return text if len(text) <= width else text[:width - 1].rstrip() + "…"
-
-
-def _router_line(r: RouterSpec) -> str:
-    return f"moe gate (top-{r.top_k})" if r.kind == "route" else r.kind
-
-
 def agent_lines(agent: AgentSpec) -> tuple[str, ...]:
     """The text of an agent's box: name, what it is (a model's runtime, a joiner's
     strategy and mode, a router's kind), then batching and replicas if used.
@@ -107,7 +94,8 @@ def agent_lines(agent: AgentSpec) -> tuple[str, ...]:
                                   and agent.join.quorum else "")
         lines = [agent.name, f"join: {agent.join.strategy} ({mode})"]
     elif agent.router is not None:
-        lines = [agent.name, _router_line(agent.router)] + ([runtime] if model else [])
+        lines = [agent.name, ROUTERS[agent.router.kind].title(agent.router)] + (
+            [runtime] if model else [])
     else:
         lines = [agent.name, runtime]
     if agent.batch.max_size > 1:
@@ -127,18 +115,7 @@ def route_label(r: RouterSpec, target: str) -> str:
     >>> route_label(fb, "b")
     'backup (after 1000 ms / error)'
     """
-    if r.kind == "switch":
-        parts = [shorten(c.when) for c in r.cases if c.to == target]
-        return " | ".join(parts + (["default"] if r.default == target else []))
-    if r.kind == "split":
-        return f"{round(100 * r.weights[target] / sum(r.weights.values()), 1):g}%"
-    if r.kind == "route":
-        return "expert"
-    if target == r.primary:
-        return "primary"
-    if r.kind == "shadow":
-        return "copy"
-    return f"backup (after {r.deadline_ms:g} ms / error)"
+    return ROUTERS[r.kind].label(r, target)
 
 
 def _depths(t: Topology, order: tuple[str, ...]) -> dict[str, int]:

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from streamcompose.errors import TopologyError
+from streamcompose.topology.routers import ROUTERS
 from streamcompose.topology.specs import (
     DELIVERIES,
     INPUT,
@@ -94,11 +95,23 @@ class Topology:
         router = self.agent(name).router
         return router.targets if router is not None else ()
 
+    def is_stateful(self, name: str) -> bool:
+        """Whether an agent keeps open requests in a changelog: joiners and stateful
+        routers (fallback). Their inputs are co-partitioned; they are always exactly-once."""
+        spec = self.agent(name)
+        return spec.join is not None or (spec.router is not None
+                                         and ROUTERS[spec.router.kind].stateful)
+
+    def takes_control(self, name: str) -> bool:
+        """Whether an agent takes run-time settings on the control topic (split)."""
+        router = self.agent(name).router
+        return router is not None and ROUTERS[router.kind].control
+
     def returns_to(self, name: str) -> tuple[str, ...]:
-        """Fallback routers that consume ``name``'s results (it is their primary/backup)."""
+        """Stateful routers that consume ``name``'s results (it is one of their targets:
+        a fallback's primary or backup)."""
         return tuple(a.name for a in self.agents if a.router is not None
-                     and a.router.kind == "fallback" and name in (a.router.primary,
-                                                                  a.router.backup))
+                     and self.is_stateful(a.name) and name in a.router.targets)
 
     def downstream(self, name: str) -> tuple[str, ...]:
         """Agents that consume ``name``'s results (not the requests a router routes)."""
@@ -114,7 +127,7 @@ class Topology:
 
     def emits_results(self, name: str) -> bool:
         """Every agent but the pure routers (a fallback router emits the answer itself)."""
-        return self.agent(name).kind in ("model", "join", "fallback")
+        return self.agent(name).router is None or self.is_stateful(name)
 
     def topic_of(self, name: str) -> str:
         """The topic an agent (or ``$input``) writes its results to."""
@@ -139,14 +152,13 @@ class Topology:
 
     def input_topics(self, name: str) -> tuple[str, ...]:
         """The topics an agent consumes: its ``inputs`` (a router's edge to it where the
-        input is a router), then, for a fallback router, its primary's and backup's
-        results and the dead letters."""
+        input is a router), then, for a stateful router (fallback), its targets' results
+        and the dead letters."""
         topics = [self.edge_topic(src, name) if name in self.targets(src) else self.topic_of(src)
                   for src in self.agent(name).inputs]
         router = self.agent(name).router
-        if router is not None and router.kind == "fallback":
-            topics += [self.topic_of(router.primary or ""), self.topic_of(router.backup or ""),
-                       self.dlq_topic]
+        if router is not None and self.is_stateful(name):
+            topics += [*(self.topic_of(t) for t in router.targets), self.dlq_topic]
         return tuple(dict.fromkeys(topics))
 
     def topics(self) -> tuple[str, ...]:
@@ -159,14 +171,14 @@ class Topology:
             if self.is_shadow(a.name):
                 names.append(self.dlq_of(a.name))
         names += [self.output_topic, self.dlq_topic]
-        if any(a.kind == "split" for a in self.agents):
+        if any(self.takes_control(a.name) for a in self.agents):
             names.append(self.control_topic)
         return tuple(dict.fromkeys(names))
 
     def changelog_topics(self) -> tuple[str, ...]:
         """The changelog topics of the stateful agents (joiners, fallback routers)."""
         return tuple(self.changelog_topic(a.name) for a in self.agents
-                     if a.kind in ("join", "fallback"))
+                     if self.is_stateful(a.name))
 
     def changelog_topic(self, name: str) -> str:
         """The compacted topic that makes a stateful agent's state durable."""
@@ -181,10 +193,9 @@ class Topology:
         >>> t.delivery_of("a"), t.delivery_of("b")
         ('at_least_once', 'exactly_once')
         """
-        spec = self.agent(name)
-        if spec.kind in ("join", "fallback"):
+        if self.is_stateful(name):
             return "exactly_once"
-        return spec.delivery or self.delivery
+        return self.agent(name).delivery or self.delivery
 
     def group_id(self, name: str) -> str:
         """The consumer group of an agent's workers."""
