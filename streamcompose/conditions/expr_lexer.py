@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from string import ascii_letters, hexdigits
 from typing import Any
 
+from streamcompose.errors import StreamComposeError
+
 __all__ = ["KEYWORDS", "Token", "TokenizeError", "tokenize"]
 
 KEYWORDS = frozenset({"and", "or", "not", "in", "true", "false", "null", "has"})
@@ -31,12 +33,12 @@ _MISTAKES = {  # symbols people write from other languages, and what to write in
 _NEAR_KEYWORDS = {**{k: k for k in KEYWORDS}, "none": "null"}
 
 
-class TokenizeError(ValueError):
+class TokenizeError(StreamComposeError):
     """The text cannot be split into tokens; ``position`` is where scanning failed."""
 
     def __init__(self, message: str, position: int) -> None:
-        super().__init__(message)
-        self.message, self.position = message, position
+        super().__init__(message, position=position)
+        self.position = position
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,13 +17,14 @@ from typing import Any
 
 import numpy as np
 
+from streamcompose.errors import StreamComposeError
 from streamcompose.topology.model import JoinSpec
 
 Branches = list[tuple[str, dict[str, Any]]]
 ENTROPY_EPS = 1e-6
 
 
-class StrategyError(ValueError):
+class StrategyError(StreamComposeError, ValueError):
     """The branches' values cannot be combined (missing field, shapes disagree)."""
 
 
