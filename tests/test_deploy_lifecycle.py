@@ -122,6 +122,7 @@ def test_status_shows_the_lag_of_a_backlog(cli, deploy, write_topology, tmp_path
              "the lag falls to 0 once the backlog is consumed")
 
 
+@pytest.mark.reliability
 def test_workers_exit_with_their_supervisor_and_redeploy_works(cli, deploy, write_topology):
     file = add_topology(write_topology, replicas=2)
     m = deploy(file)

@@ -38,7 +38,9 @@ b = votes("odd")
 c = votes("even")
 
 def big(batch):
-    return [{"blob": b"z" * (1100 * 1024) if p["x"] == 7 else b""} for p in batch]
+    return [{"blob": b"z" * (1100 * 1024) if p["x"] == 7 else b"z" * (20000 if p["x"] == 8
+                                                                        else 0)}
+            for p in batch]
 
 def failing(batch):
     out = []
@@ -182,13 +184,21 @@ fields: [x]
 agents:
   grow: {inputs: [$input], model: {runtime: python, entrypoint: "STEPS:big"}}
 ''', STEPS))
-    probe = Probe(bootstrap, m, 20, 50.0, lambda i: {"x": i, "pad": b"p" * 1000}).start()
+    # r8's request fits its topic (1 MiB) but its result does not, and neither would a
+    # dead letter holding all of it
+    pad = {8: 1_048_000}
+    probe = Probe(bootstrap, m, 20, 50.0,
+                  lambda i: {"x": i, "pad": b"p" * pad.get(i, 1000)}).start()
     seen = probe.wait(120)
     assert seen.lost(probe.ids) == []
     assert seen.duplicated() == []
-    assert [rid for rid, _, _ in seen.dead] == ["r7"]
-    letter = seen.dead[0][1]
-    assert "max.message.bytes" in letter["error"] and letter["agent"] == "grow"
+    letters = {rid: letter for rid, letter, _ in seen.dead}
+    assert sorted(letters) == ["r7", "r8"]
+    for letter in letters.values():
+        assert "max.message.bytes" in letter["error"] and letter["agent"] == "grow"
+    assert not letters["r7"].get("truncated")
+    assert letters["r8"]["truncated"] and letters["r8"]["original_bytes"] > 1_048_000
+    assert len(letters["r8"]["original"]) < letters["r8"]["original_bytes"]
     status = cli("status", m["name"], "--json", "--no-lag").stdout
     assert '"restarts": 0' in status
 
