@@ -44,9 +44,11 @@ test: models lint  ## the whole suite against a fresh local broker
 demo: models broker  ## deploy the OCR cascade and recognise text in sample images
 	$(PY) scripts/ocr_demo.py --bootstrap $(BOOTSTRAP)
 
-bench: models broker  ## overhead and ensemble benchmarks (ratios, see benchmarks/README.md)
+bench: models broker  ## overhead, ensemble, delivery and soak benchmarks (see benchmarks/README.md)
 	$(PY) benchmarks/overhead.py --bootstrap $(BOOTSTRAP)
 	$(PY) benchmarks/ensemble.py --bootstrap $(BOOTSTRAP)
+	$(PY) benchmarks/delivery.py --bootstrap $(BOOTSTRAP)
+	$(PY) benchmarks/soak.py --bootstrap $(BOOTSTRAP)
 
 clean: broker-stop
 	rm -rf $(VENV) .streamcompose topologies/models topologies/ocr/samples
