@@ -425,3 +425,11 @@ def test_stacking_one_bad_request_fails_alone(tmp_path):
     # row was retried alone
     assert [f.tolist() for f in seen] == [[1, 0, 0, 1], [-1, 0, 0, 0],
                                           [1, 0, 0, 1], [-1, 0, 0, 0], [0, 0, 0, 2]]
+
+
+def test_every_strategy_declared_in_the_topology_is_implemented():
+    from streamcompose.join.strategies import STRATEGIES
+    from streamcompose.topology.model import JOIN_STRATEGIES
+
+    # stacking (a meta-model) and python (the user's aggregator) are the Aggregator's own
+    assert set(STRATEGIES) | {"stacking", "python"} == set(JOIN_STRATEGIES)

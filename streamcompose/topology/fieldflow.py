@@ -21,7 +21,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from streamcompose.topology.model import INPUT, AgentSpec, ModelSpec, Topology
+from streamcompose.topology.model import INPUT, JOIN_STRATEGIES, AgentSpec, ModelSpec, Topology
 from streamcompose.topology.routers import ROUTERS
 
 
@@ -50,12 +50,6 @@ def model_specs(t: Topology) -> list[tuple[str, ModelSpec, str]]:
     return specs
 
 
-JOIN_OUTPUTS = {"soft_vote": ("label",), "majority_vote": ("label", "votes"),
-                "weighted_average": (), "max_confidence": ("label", "chosen"),
-                "entropy_weighted": ("label", "branch_weights"),
-                "gate_weighted": ("label",)}
-
-
 def _join_gives(agent: AgentSpec, described: Mapping[str, ModelInfo]) -> tuple[str, ...] | None:
     join = agent.join
     assert join is not None
@@ -67,7 +61,7 @@ def _join_gives(agent: AgentSpec, described: Mapping[str, ModelInfo]) -> tuple[s
         return None
     extra = ("branches",) if join.keep_branches else ()
     joined = () if join.strategy == "majority_vote" else (join.field,)
-    return (*joined, *JOIN_OUTPUTS[join.strategy], "missing", *extra)
+    return (*joined, *(JOIN_STRATEGIES[join.strategy] or ()), "missing", *extra)
 
 
 def _check_joined_field(t: Topology, agent: AgentSpec, out: dict[str, frozenset[str] | None],

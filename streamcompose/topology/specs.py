@@ -58,8 +58,13 @@ class ModelSpec:
 
 
 JOIN_MODES = ("all", "any", "quorum")
-JOIN_STRATEGIES = ("majority_vote", "soft_vote", "weighted_average", "max_confidence",
-                   "entropy_weighted", "stacking", "merge", "python", "gate_weighted")
+#: every join strategy and the payload fields it writes besides the combined ``field``
+#: (None: decided by what it combines: the branches for merge, the meta-model for
+#: stacking, the user's code for python); implemented in streamcompose.join.strategies
+JOIN_STRATEGIES: Mapping[str, tuple[str, ...] | None] = MappingProxyType({
+    "majority_vote": ("label", "votes"), "soft_vote": ("label",), "weighted_average": (),
+    "max_confidence": ("label", "chosen"), "entropy_weighted": ("label", "branch_weights"),
+    "gate_weighted": ("label",), "stacking": None, "merge": None, "python": None})
 
 
 @dataclass(frozen=True)
