@@ -135,9 +135,13 @@ def worker(cli: Callable[..., subprocess.CompletedProcess], name: str, agent: st
 
 
 def kill_worker(cli: Callable[..., subprocess.CompletedProcess], name: str, agent: str,
-                replica: int = 0, timeout: float = 30.0) -> None:
-    """SIGKILL a worker, then wait until the supervisor's successor runs."""
+                replica: int = 0, timeout: float = 30.0, frozen_s: float = 0.0) -> None:
+    """SIGKILL a worker (after freezing it ``frozen_s`` seconds with SIGSTOP: a hang),
+    then wait until the supervisor's successor runs."""
     victim = worker(cli, name, agent, replica)["pid"]
+    if frozen_s:
+        os.kill(victim, signal.SIGSTOP)
+        time.sleep(frozen_s)
     os.kill(victim, signal.SIGKILL)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

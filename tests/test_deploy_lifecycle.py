@@ -103,6 +103,11 @@ def sleeper() -> Callable[..., subprocess.Popen]:
     def start(*args: str) -> subprocess.Popen:
         proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(100)", *args])
         started.append(proc)
+        cmdline = Path(f"/proc/{proc.pid}/cmdline")
+        deadline = time.monotonic() + 30
+        while b"time.sleep(100)" not in cmdline.read_bytes():  # until it has exec'd
+            assert time.monotonic() < deadline, "the sleeper did not start"
+            time.sleep(0.01)
         return proc
 
     yield start

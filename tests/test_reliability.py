@@ -97,7 +97,7 @@ agents:
       batch: {max_size: 16, max_wait_ms: 5}}
   vote:
     inputs: [a, b, c]
-    join: {strategy: soft_vote, timeout_ms: 1500}
+    join: {strategy: soft_vote, timeout_ms: 8000}
 '''
 
 FALLBACK = '''
@@ -112,16 +112,19 @@ agents:
 '''
 
 
-def _kill_during(probe: Probe, cli, name: str, agents: list[str]) -> None:
+def _kill_during(probe: Probe, cli, name: str, agents: list[str | tuple[str, float]]
+                 ) -> None:
     """Kill the agents one after another while the probe publishes, each once the
-    previous victim's successor runs."""
-    for n, agent in enumerate(agents, 1):
+    previous victim's successor runs; ``(agent, seconds)`` freezes it that long first."""
+    for n, victim in enumerate(agents, 1):
+        agent, frozen_s = victim if isinstance(victim, tuple) else (victim, 0.0)
         while probe.sent < REQUESTS * n / (len(agents) + 1):
             time.sleep(0.05)
-        kill_worker(cli, name, agent)
+        kill_worker(cli, name, agent, frozen_s=frozen_s)
 
 
-def _run(cli, deploy, write_topology, bootstrap, topology: str, victims: list[str]):
+def _run(cli, deploy, write_topology, bootstrap, topology: str,
+         victims: list[str | tuple[str, float]]):
     m = deploy(write_topology(topology, STEPS))
     probe = Probe(bootstrap, m, REQUESTS, RATE, lambda i: {"x": i}).start()
     killer = threading.Thread(target=_kill_during, args=(probe, cli, m["name"], victims))
@@ -159,7 +162,10 @@ def test_switch_router_killed_exactly_once(cli, deploy, write_topology, bootstra
 
 
 def test_joiner_killed_gives_no_partial_answer(cli, deploy, write_topology, bootstrap):
-    probe, seen = _run(cli, deploy, write_topology, bootstrap, ENSEMBLE, ["vote", "vote"])
+    # the second time the joiner hangs longer than its timeout before it dies: its
+    # successor must not take the requests it restores for timed out
+    probe, seen = _run(cli, deploy, write_topology, bootstrap, ENSEMBLE,
+                       ["vote", ("vote", 10.0)])
     assert seen.lost(probe.ids) == []
     assert seen.duplicated() == []
     partial = [rid for rid, p, _ in seen.results if p.get("missing")]

@@ -51,8 +51,10 @@ class StatefulRunner:
     @property
     def clock(self) -> CatchUpClock:
         if self._clock is None:
-            assert self.worker.consumer is not None
-            self._clock = CatchUpClock(self.worker.consumer)
+            w = self.worker
+            assert w.consumer is not None and w.checkpoint is not None
+            tracker = w.checkpoint.tracker
+            self._clock = CatchUpClock(w.consumer, lambda tp: tracker.in_flight([tp]))
         return self._clock
 
     async def assigned(self, assigned: list[TopicPartition]) -> None:
