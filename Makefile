@@ -1,6 +1,9 @@
 # streamcompose: `make demo` and `make test` work on a fresh machine with Python 3.11,
-# Java 17 and Maven; everything else is installed here.
+# Java 17 and Maven; everything else is installed here. `make install GPU=1` installs
+# onnxruntime-gpu instead of onnxruntime (the two cannot be installed side by side).
 PYTHON ?= python3.11
+GPU ?= 0
+ORT := $(if $(filter-out 0,$(GPU)),gpu,cpu)
 VENV := .venv
 PY := $(VENV)/bin/python
 SC := $(VENV)/bin/streamcompose
@@ -9,15 +12,33 @@ BOOTSTRAP := 127.0.0.1:$(PORT)
 BROKER_DIR ?= .streamcompose/broker-$(PORT)
 export STREAMCOMPOSE_BOOTSTRAP := $(BOOTSTRAP)
 
-.PHONY: install models broker broker-stop test unit lint demo bench clean
+# A newer interpreter for the tests that need no broker (CI: the whole suite on 3.11, these on 3.12).
+PYTHON312 ?= python3.12
+VENV312 := .venv312
 
-$(VENV)/.installed: pyproject.toml
+.PHONY: install models broker broker-stop test unit unit-py312 lint demo bench clean
+
+# Installs the project into the venv of interpreter $(1), with onnxruntime (GPU=0) or
+# onnxruntime-gpu (GPU=1): the two write the same `onnxruntime` package, so the other one
+# is removed first. rapidocr-onnxruntime (examples) requires the CPU package, which then
+# overwrites onnxruntime-gpu's files: with GPU=1 it is removed again and onnxruntime-gpu
+# laid anew (rapidocr imports `onnxruntime`, which onnxruntime-gpu provides).
+define pip_install
+	$(1) -m pip install --quiet --upgrade pip
+	$(1) -m pip uninstall --quiet -y $(if $(filter gpu,$(ORT)),onnxruntime,onnxruntime-gpu)
+	$(1) -m pip install --quiet -e ".[$(ORT),examples,test]"
+	$(if $(filter gpu,$(ORT)),$(1) -m pip uninstall --quiet -y onnxruntime)
+	$(if $(filter gpu,$(ORT)),$(1) -m pip install --quiet --force-reinstall --no-deps \
+		"onnxruntime-gpu==$$($(1) -m pip show onnxruntime-gpu | sed -n 's/^Version: //p')")
+endef
+
+$(VENV)/.installed-$(ORT): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e ".[examples,test]"
+	$(call pip_install,$(PY))
+	rm -f $(VENV)/.installed-*
 	touch $@
 
-install: $(VENV)/.installed  ## create .venv and install the project with test deps
+install: $(VENV)/.installed-$(ORT)  ## create .venv and install the project with test deps
 
 models: install  ## train the example models (small, not committed; seconds to a minute)
 	$(PY) scripts/train_digits.py --out topologies/models
@@ -36,6 +57,18 @@ lint: install
 unit: models  ## tests that need no broker
 	$(PY) -m pytest -m "not integration" -q
 
+$(VENV312)/.installed-$(ORT): pyproject.toml
+	$(PYTHON312) -m venv $(VENV312)
+	$(call pip_install,$(VENV312)/bin/python)
+	rm -f $(VENV312)/.installed-*
+	touch $@
+
+topologies/models:  # trained once for targets that only read the models
+	$(MAKE) models
+
+unit-py312: $(VENV312)/.installed-$(ORT) | topologies/models  ## the tests that need no broker, on Python 3.12
+	$(VENV312)/bin/python -m pytest -m "not integration" -q -p no:cacheprovider
+
 test: models lint  ## the whole suite against a fresh local broker
 	$(SC) broker start --port $(PORT) --data-dir $(BROKER_DIR) --fresh
 	status=0; $(PY) -m pytest -q -p no:cacheprovider || status=$$?; \
@@ -51,4 +84,4 @@ bench: models broker  ## overhead, ensemble, delivery and soak benchmarks (see b
 	$(PY) benchmarks/soak.py --bootstrap $(BOOTSTRAP)
 
 clean: broker-stop
-	rm -rf $(VENV) .streamcompose topologies/models topologies/ocr/samples
+	rm -rf $(VENV) $(VENV312) .streamcompose topologies/models topologies/ocr/samples

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 
@@ -17,6 +18,21 @@ from streamcompose.topology.fieldflow import ModelInfo
 from streamcompose.topology.model import ModelSpec
 
 GPU_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider")
+
+#: Why an onnx agent cannot start without ONNX Runtime, and the two ways to install it.
+MISSING_ORT = ("ONNX Runtime is not installed; install one of (not both): "
+               "pip install 'streamcompose[cpu]' (onnxruntime) or "
+               "pip install 'streamcompose[gpu]' (onnxruntime-gpu)")
+
+
+def import_onnxruntime(agent: str | None = None) -> ModuleType:
+    """The ``onnxruntime`` module (installed by ``onnxruntime`` or ``onnxruntime-gpu``),
+    or a :class:`ModelError` naming both install commands."""
+    try:
+        import onnxruntime
+    except ImportError as exc:
+        raise ModelError(MISSING_ORT, agent=agent) from exc
+    return onnxruntime
 
 
 def select_providers(device: str, available: list[str]) -> list[str]:
@@ -36,7 +52,7 @@ class OnnxRuntime(TensorRuntime):
 
     def __init__(self, spec: ModelSpec, agent: str | None = None) -> None:
         super().__init__(spec, agent)
-        import onnxruntime as ort
+        ort = import_onnxruntime(agent)
 
         providers = select_providers(spec.device, ort.get_available_providers())
         options = ort.SessionOptions()
