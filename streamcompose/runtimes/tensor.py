@@ -107,6 +107,15 @@ class TensorRuntime(Runtime):
     def _run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Run the model on batched inputs; return batched outputs by output name."""
 
+    def _submit(self, feeds: dict[str, np.ndarray]) -> Any:
+        """Start a model call; :meth:`_collect` gives its outputs. A runtime that queues
+        work on a device starts every call of a batch before waiting for the first."""
+        return self._run(feeds)
+
+    def _collect(self, submitted: Any) -> dict[str, np.ndarray]:
+        """The outputs of a call :meth:`_submit` started, once it has finished."""
+        return submitted
+
     def _bind(self, payload: Payload) -> dict[str, np.ndarray] | RecordError:
         feeds = {}
         for spec in self.tensor_inputs:
@@ -160,10 +169,13 @@ class TensorRuntime(Runtime):
                 results[i] = bound
             else:
                 groups[tuple(a.shape for a in bound.values())].append((i, bound))
+        calls = []  # every group's call is started before the first one is waited for
         for members in groups.values():
             stacked = {name: np.stack([feeds[name] for _, feeds in members])
                        for name in members[0][1]}
-            outputs = self._run(stacked)
+            calls.append((members, self._submit(stacked)))
+        for members, call in calls:
+            outputs = self._collect(call)
             for name, value in outputs.items():
                 if np.ndim(value) == 0 or len(value) != len(members):
                     raise RuntimeError(f"output {name!r} has shape {np.shape(value)}; expected "

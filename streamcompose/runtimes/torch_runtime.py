@@ -13,6 +13,14 @@ takes one float32 input ``input`` and returns one output ``output``. As for ONNX
 ``options: {intra_op_threads: N}`` caps the threads one model call uses (several agents
 sharing few cores want 1).
 
+On ``device: cuda[:N]`` the module is moved to GPU N and each call runs on the runtime's
+own CUDA stream: the batch is copied into pinned host memory and on to the GPU without
+blocking, the outputs come back into pinned memory the same way, and the runtime waits
+only when it needs them. The calls of one batch (one per input shape) are all queued
+before the first is waited for, so the copies of one overlap the model running the
+previous. On the CPU the very same code runs with no stream and no copies. Without a
+usable CUDA device the model does not load unless its spec says ``fallback: cpu``.
+
 Validation (:func:`describe`) does not import torch: it reads a TorchScript file as the
 zip archive it is. ``<folder>/data.pkl`` pickles the root module, whose class is the
 first global the pickle names, and ``<folder>/code/`` holds the TorchScript source of
@@ -24,15 +32,18 @@ listed and the source is parsed.
 from __future__ import annotations
 
 import ast
+import contextlib
 import pickletools
 import warnings
 import zipfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from streamcompose.errors import ModelError
 from streamcompose.runtimes.base import import_callable, import_entrypoint
+from streamcompose.runtimes.device import device_index, is_cuda, resolve_device
 from streamcompose.runtimes.tensor import TensorInput, TensorRuntime, numpy_dtype
 from streamcompose.topology.fieldflow import ModelInfo
 from streamcompose.topology.model import ModelSpec
@@ -136,6 +147,17 @@ def forward_arguments(path: Path) -> tuple[tuple[str, ...], int] | None:
         return None
 
 
+def cuda_missing(torch: Any, device: str) -> str | None:
+    """What this machine lacks for ``device`` (None when it has it, or for the CPU)."""
+    if not is_cuda(device):
+        return None
+    if not torch.cuda.is_available():
+        return (f"torch sees no CUDA device (torch {torch.__version__}, built for CUDA "
+                f"{torch.version.cuda or 'none: a CPU-only build'})")
+    count = torch.cuda.device_count()
+    return None if device_index(device) < count else f"torch sees {count} CUDA device(s)"
+
+
 class TorchRuntime(TensorRuntime):
     """A torch module run under ``torch.inference_mode`` on the CPU or a CUDA device."""
 
@@ -147,10 +169,9 @@ class TorchRuntime(TensorRuntime):
         threads = spec.options.get("intra_op_threads")
         if threads:  # one model per worker process, so the process-wide setting is ours
             torch.set_num_threads(int(threads))
-        if spec.device.startswith("cuda") and not torch.cuda.is_available():
-            raise ModelError(f"device {spec.device!r} asked for, but torch sees no CUDA "
-                             "device", agent=agent, model=str(spec.path or spec.entrypoint))
-        self.device = torch.device(spec.device)
+        self.device = torch.device(resolve_device(spec, cuda_missing(torch, spec.device),
+                                                  agent))
+        self.cuda = self.device.type == "cuda"
         try:
             if spec.path is not None:
                 module = load_torchscript(spec.path, self.device)
@@ -166,26 +187,52 @@ class TorchRuntime(TensorRuntime):
             raise ModelError(f"entrypoint {spec.entrypoint!r} returned "
                              f"{type(module).__name__}, not a torch.nn.Module", agent=agent)
         self.module = module.to(self.device).eval()
+        self.stream = torch.cuda.Stream(self.device) if self.cuda else None
+        if self.stream is not None:  # the weights' copies were queued on the default stream
+            self.stream.wait_stream(torch.cuda.current_stream(self.device))
         self.tensor_inputs = _declared_inputs(spec)
         self.output_names = _output_names(spec)
         self.output_fields = _output_fields(spec)
 
-    def _run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        torch = self.torch
-        args = [torch.from_numpy(np.ascontiguousarray(feeds[s.name])).to(self.device)
-                for s in self.tensor_inputs]
-        with torch.inference_mode():
-            out = self.module(*args)
+    def _to_device(self, array: np.ndarray) -> Any:
+        tensor = self.torch.from_numpy(np.ascontiguousarray(array))
+        if not self.cuda:
+            return tensor
+        return tensor.pin_memory().to(self.device, non_blocking=True)
+
+    def _named(self, out: Any) -> dict[str, Any]:
         if isinstance(out, dict):
-            named = out
-        else:
-            values = out if isinstance(out, tuple | list) else (out,)
-            if len(values) != len(self.output_names):
-                raise ModelError(f"the module returned {len(values)} outputs but options name "
-                                 f"{len(self.output_names)}: {', '.join(self.output_names)}",
-                                 agent=self.agent)
-            named = dict(zip(self.output_names, values, strict=True))
-        return {k: v.detach().cpu().numpy() for k, v in named.items()}
+            return out
+        values = out if isinstance(out, tuple | list) else (out,)
+        if len(values) != len(self.output_names):
+            raise ModelError(f"the module returned {len(values)} outputs but options name "
+                             f"{len(self.output_names)}: {', '.join(self.output_names)}",
+                             agent=self.agent)
+        return dict(zip(self.output_names, values, strict=True))
+
+    def _submit(self, feeds: dict[str, np.ndarray]) -> tuple[dict[str, Any], Any]:
+        """Queue the copies in, the model call and the copies out on the runtime's
+        stream; on the CPU the call runs at once."""
+        torch = self.torch
+        on_stream = (torch.cuda.stream(self.stream) if self.stream is not None
+                     else contextlib.nullcontext())
+        with torch.inference_mode(), on_stream:
+            args = [self._to_device(feeds[s.name]) for s in self.tensor_inputs]
+            outputs = {k: v.detach().to("cpu", non_blocking=self.cuda)
+                       for k, v in self._named(self.module(*args)).items()}
+            done = torch.cuda.Event() if self.cuda else None
+            if done is not None:
+                done.record(self.stream)
+        return outputs, done
+
+    def _collect(self, submitted: tuple[dict[str, Any], Any]) -> dict[str, np.ndarray]:
+        outputs, done = submitted
+        if done is not None:
+            done.synchronize()
+        return {k: v.numpy() for k, v in outputs.items()}
+
+    def _run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return self._collect(self._submit(feeds))
 
 
 def describe(spec: ModelSpec, base_dir: Path) -> ModelInfo:

@@ -53,14 +53,16 @@ def _agent(r: Reader, name: str, raw: Any, base_dir: Path) -> AgentSpec:
         raise r.doc.error("an agent needs one of: model, join, " + ", ".join(ROUTER_KEYS)
                           if not kinds else "an agent has exactly one of model, join or a "
                           f"router; this one has {' and '.join(kinds)}", key)
+    model = parse_model(r, a["model"], f"{key}.model", base_dir) if "model" in a else None
     return AgentSpec(
         name=name,
         inputs=r.strings(a["inputs"], f"{key}.inputs"),
-        model=parse_model(r, a["model"], f"{key}.model", base_dir) if "model" in a else None,
+        model=model,
         join=parse_join(r, a["join"], f"{key}.join", base_dir) if "join" in a else None,
         router=parse_router(r, kinds[0], a[kinds[0]], f"{key}.{kinds[0]}", base_dir)
         if kinds[0] in ROUTER_KEYS else None,
-        batch=parse_batch(r, a.get("batch", {}), f"{key}.batch"),
+        batch=parse_batch(r, a.get("batch", {}), f"{key}.batch",
+                          model.device if model is not None else "cpu"),
         replicas=r.number(a.get("replicas", 1), f"{key}.replicas", integer=True, minimum=1),
         drop=r.strings(a["drop"], f"{key}.drop") if "drop" in a else (),
         delivery=_delivery(r, a["delivery"], f"{key}.delivery") if "delivery" in a else None,

@@ -5,6 +5,9 @@ range, errors located by key and line.
 >>> doc = read_yaml_text("batch: {max_size: 8, max_wait_ms: 5}")
 >>> parse_batch(Reader(doc), doc.data["batch"], "batch")
 BatchSpec(max_size=8, max_wait_ms=5.0)
+>>> doc = read_yaml_text("batch: {max_size: {cpu: 16, cuda: 128}}")
+>>> parse_batch(Reader(doc), doc.data["batch"], "batch", device="cuda:1")
+BatchSpec(max_size=128, max_wait_ms=0.0)
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from streamcompose.topology.specs import (
+    DEVICE_KINDS,
     JOIN_MODES,
     JOIN_STRATEGIES,
     RUNTIMES,
@@ -27,7 +31,7 @@ JOIN_KEYS = {"mode", "strategy", "field", "proba_field", "weights", "timeout_ms"
              "keep_branches", "max_pending", "remember_ms", "remember_max", "model", "entrypoint",
              "options"}
 MODEL_KEYS = {"runtime", "path", "entrypoint", "device", "input_map", "output_map", "outputs",
-              "options", "allow_nonfinite"}
+              "options", "allow_nonfinite", "fallback"}
 BATCH_KEYS = {"max_size", "max_wait_ms"}
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_\-]*$")
 
@@ -95,6 +99,12 @@ def parse_model(r: Reader, raw: Any, key: str, base_dir: Path) -> ModelSpec:
     device = r.string(m.get("device", "cpu"), f"{key}.device")
     if not re.fullmatch(r"cpu|cuda(:\d+)?", device):
         raise r.doc.error(f"device must be cpu, cuda or cuda:N, got {device!r}", f"{key}.device")
+    fallback = m.get("fallback")
+    if fallback is not None and fallback != "cpu":
+        raise r.doc.error(f"must be cpu, got {fallback!r}", f"{key}.fallback")
+    if fallback is not None and not device.startswith("cuda"):
+        raise r.doc.error(f"fallback: cpu applies to a cuda device; this model's device is "
+                          f"{device}", f"{key}.fallback")
     outputs = m.get("outputs")
     allow_nonfinite = m.get("allow_nonfinite", False)
     if not isinstance(allow_nonfinite, bool):
@@ -116,13 +126,29 @@ def parse_model(r: Reader, raw: Any, key: str, base_dir: Path) -> ModelSpec:
         outputs=r.strings(outputs, f"{key}.outputs") if outputs is not None else None,
         options=options,
         allow_nonfinite=allow_nonfinite,
+        fallback=fallback,
     )
 
 
-def parse_batch(r: Reader, raw: Any, key: str) -> BatchSpec:
+def _max_size(r: Reader, raw: Any, key: str, device: str) -> int:
+    """An integer, or one per device kind (``{cpu: 16, cuda: 128}``) of which the one of
+    ``device`` is kept."""
+    if not isinstance(raw, dict):
+        return r.number(raw, key, integer=True, minimum=1)
+    sizes = {kind: r.number(size, f"{key}.{kind}", integer=True, minimum=1)
+             for kind, size in r.mapping(raw, key, set(DEVICE_KINDS)).items()}
+    kind = device.partition(":")[0]
+    if kind not in sizes:
+        raise r.doc.error(f"no size for {kind}, the device of the agent's model (sizes are "
+                          f"given for: {', '.join(sizes) or 'nothing'})", key)
+    return sizes[kind]
+
+
+def parse_batch(r: Reader, raw: Any, key: str, device: str = "cpu") -> BatchSpec:
+    """The batching of an agent whose model runs on ``device``."""
     b = r.mapping(raw, key, BATCH_KEYS)
     return BatchSpec(
-        max_size=r.number(b.get("max_size", 1), f"{key}.max_size", integer=True, minimum=1),
+        max_size=_max_size(r, b.get("max_size", 1), f"{key}.max_size", device),
         max_wait_ms=float(r.number(b.get("max_wait_ms", 0), f"{key}.max_wait_ms",
                                    integer=False, minimum=0)),
     )

@@ -15,6 +15,8 @@ from typing import Any
 
 INPUT = "$input"
 RUNTIMES = ("onnx", "torch", "python")
+#: the kinds of device a model runs on (``cuda`` also stands for ``cuda:N``)
+DEVICE_KINDS = ("cpu", "cuda")
 DELIVERIES = ("exactly_once", "at_least_once")
 
 
@@ -25,7 +27,8 @@ def _frozen(mapping: Mapping[str, Any] | None) -> Mapping[str, Any]:
 @dataclass(frozen=True)
 class BatchSpec:
     """Micro-batching limits: a batch closes at ``max_size`` items or ``max_wait_ms``
-    after its first item, whichever comes first."""
+    after its first item, whichever comes first. A topology may give ``max_size`` per
+    device kind; the loader keeps the one of the agent's model device."""
 
     max_size: int = 1
     max_wait_ms: float = 0.0
@@ -40,6 +43,8 @@ class ModelSpec:
     ``outputs`` (optional) restricts which model outputs are kept.
     ``allow_nonfinite`` lets NaN and infinity into the model's tensor inputs (by
     default such a request is dead-lettered).
+    ``fallback``: ``cpu`` lets a ``device: cuda`` model run on the CPU, with a warning,
+    where the machine has no usable GPU (by default the model does not load).
     """
 
     runtime: str
@@ -51,6 +56,7 @@ class ModelSpec:
     outputs: tuple[str, ...] | None = None
     options: Mapping[str, Any] = _field(default_factory=dict)
     allow_nonfinite: bool = False
+    fallback: str | None = None
 
     def __post_init__(self) -> None:
         for name in ("input_map", "output_map", "options"):
