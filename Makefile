@@ -44,6 +44,7 @@ models: install  ## train the example models (small, not committed; seconds to a
 	$(PY) scripts/train_digits.py --out topologies/models
 	$(PY) scripts/train_textgraph.py --out topologies/models
 	$(PY) scripts/train_moe.py --out topologies/models
+	$(PY) scripts/train_text.py --out topologies/models
 
 broker: install  ## start the local Kafka broker (real Apache Kafka, KRaft)
 	$(SC) broker start --port $(PORT) --data-dir $(BROKER_DIR)
