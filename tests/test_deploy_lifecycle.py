@@ -212,6 +212,9 @@ def test_restarted_worker_runs_the_snapshot(cli, deploy, write_topology, sc_env)
 
     file.write_text(file.read_text().replace("step: 1", "step: 100"))
     [victim] = worker_pids(status(cli, m["name"]))
+    environ = Path(f"/proc/{victim}/environ").read_bytes().split(b"\0")
+    engines = snapshot.parent / "engines"
+    assert f"STREAMCOMPOSE_ENGINE_CACHE={engines}".encode() in environ
     os.kill(victim, signal.SIGKILL)
 
     def restarted() -> bool:

@@ -20,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from streamcompose.deploy.registry import Deployment
+from streamcompose.runtimes.device import ENGINE_CACHE_ENV
 
 POLL_S = 0.1
 BACKOFF_START_S = 0.5
@@ -97,9 +98,12 @@ class Supervisor:
     def _start(self, w: WorkerProcess) -> None:
         log = self.deployment.log_file(w.name)
         log.parent.mkdir(parents=True, exist_ok=True)
+        # TensorRT engines built by the workers stay with the deployment, across restarts
+        env = {ENGINE_CACHE_ENV: str(self.deployment.dir / "engines"), **os.environ}
         with open(log, "ab") as out:
             w.process = subprocess.Popen(self._command(w), stdout=out, stderr=subprocess.STDOUT,
-                                         stdin=subprocess.DEVNULL, preexec_fn=self.preexec)
+                                         stdin=subprocess.DEVNULL, preexec_fn=self.preexec,
+                                         env=env)
         w.started_at = time.monotonic()
 
     def _record(self) -> None:
