@@ -78,11 +78,13 @@ test: models lint  ## the whole suite against a fresh local broker
 demo: models broker  ## deploy the OCR cascade and recognise text in sample images
 	$(PY) scripts/ocr_demo.py --bootstrap $(BOOTSTRAP)
 
-bench: models broker  ## overhead, ensemble, delivery and soak benchmarks (see benchmarks/README.md)
+bench: models broker  ## every benchmark (ratios in one run; see benchmarks/README.md)
 	$(PY) benchmarks/overhead.py --bootstrap $(BOOTSTRAP)
 	$(PY) benchmarks/ensemble.py --bootstrap $(BOOTSTRAP)
 	$(PY) benchmarks/delivery.py --bootstrap $(BOOTSTRAP)
 	$(PY) benchmarks/soak.py --bootstrap $(BOOTSTRAP)
+	$(PY) benchmarks/text.py --bootstrap $(BOOTSTRAP)
+	$(PY) benchmarks/gpu.py --device cpu
 
 clean: broker-stop
 	rm -rf $(VENV) $(VENV312) .streamcompose topologies/models topologies/ocr/samples
