@@ -38,11 +38,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import signal
 import sys
-import tempfile
 import time
 import uuid
 from dataclasses import asdict, dataclass
@@ -50,7 +48,16 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from overhead import PARTITIONS, _fmt, _ratio, create_topics, machine, process_cpu_seconds
+from overhead import (
+    PARTITIONS,
+    _fmt,
+    _ratio,
+    create_topics,
+    machine,
+    process_cpu_seconds,
+    temporary_home,
+    write_json,
+)
 from tally import Tally, send_steady, worker_pids
 
 from streamcompose import Client
@@ -264,23 +271,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> None:
     """Run the benchmark, print the table and optionally write the JSON."""
     args = parse_args(argv)
-    with tempfile.TemporaryDirectory(prefix="sc-bench-") as tmp:
-        # the deployments' files stay in tmp
-        os.environ["STREAMCOMPOSE_HOME"] = str(Path(tmp) / "home")
+    with temporary_home() as tmp:
         info = machine()
-        outcomes = asyncio.run(run(args, Path(tmp)))
+        outcomes = asyncio.run(run(args, tmp))
     info["loadavg_1m_at_end"] = round(os.getloadavg()[0], 2)
     base = outcomes[0]
     rows = [{**asdict(o), "throughput_ratio": _ratio(o.throughput, base.throughput),
              "cpu_ratio": _ratio(o.cpu_us, base.cpu_us)} for o in outcomes]
     print_report(info, args, rows)
-    if args.json is not None:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({
-            "command": sys.argv, "machine": info,
-            "workload": {"records": args.records, "warmup": WARMUP, "partitions": PARTITIONS,
-                         "rate": args.rate, "seconds": args.seconds},
-            "results": rows}, indent=1))
+    write_json(args.json, machine=info, workload={
+        "records": args.records, "warmup": WARMUP, "partitions": PARTITIONS,
+        "rate": args.rate, "seconds": args.seconds}, results=rows)
 
 
 if __name__ == "__main__":

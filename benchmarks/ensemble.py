@@ -62,11 +62,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import importlib.metadata
-import json
 import os
 import signal
 import sys
-import tempfile
 import time
 import urllib.request
 import uuid
@@ -98,6 +96,8 @@ from overhead import (
     produce,
     stored_count,
     summarize,
+    temporary_home,
+    write_json,
 )
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -598,26 +598,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> None:
     """Run the benchmark, print the table and optionally write the JSON."""
     args = parse_args(argv)
-    with tempfile.TemporaryDirectory(prefix="sc-bench-") as tmp:
-        # before streamcompose.deploy is imported: the deployments' files stay in tmp
-        os.environ["STREAMCOMPOSE_HOME"] = str(Path(tmp) / "home")
+    with temporary_home() as tmp:
         if args.omp_threads is not None:  # before torch is imported; the workers inherit it
             os.environ["OMP_NUM_THREADS"] = str(args.omp_threads)
         info = {**machine(), **{pkg: importlib.metadata.version(pkg)
                                 for pkg in ("onnxruntime", "torch")},
                 "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS")}
-        workload, timings, results = asyncio.run(run(args, Path(tmp)))
+        workload, timings, results = asyncio.run(run(args, tmp))
     info["loadavg_1m_at_end"] = round(os.getloadavg()[0], 2)
     rows = rows_of(results)
     print_report(info, workload, timings, rows)
-    if args.json is not None:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({
-            "command": sys.argv, "machine": info,
-            "workload": {"records": len(workload.timed), "warmup": len(workload.warmup),
-                         "partitions": PARTITIONS, "latency_records": len(workload.probe),
-                         "latency_rate": workload.latency_rate},
-            "member_step_us_per_record": timings, "results": rows}, indent=1))
+    write_json(args.json, machine=info, workload={
+        "records": len(workload.timed), "warmup": len(workload.warmup),
+        "partitions": PARTITIONS, "latency_records": len(workload.probe),
+        "latency_rate": workload.latency_rate},
+        member_step_us_per_record=timings, results=rows)
 
 
 if __name__ == "__main__":

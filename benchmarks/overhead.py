@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import importlib.metadata
 import json
 import os
@@ -46,6 +47,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -459,6 +461,22 @@ def compare(results: list[Measurement]) -> list[dict[str, Any]]:
              "cpu_ratio": _ratio(m.cpu_us, base.cpu_us)} for m in results]
 
 
+@contextlib.contextmanager
+def temporary_home() -> Iterator[Path]:
+    """A temporary folder whose ``home`` is ``STREAMCOMPOSE_HOME``: the deployments'
+    files of a run stay there (set before ``streamcompose.deploy`` reads it)."""
+    with tempfile.TemporaryDirectory(prefix="sc-bench-") as tmp:
+        os.environ["STREAMCOMPOSE_HOME"] = str(Path(tmp) / "home")
+        yield Path(tmp)
+
+
+def write_json(path: Path | None, **figures: Any) -> None:
+    """Write a run's figures, with its command line, where ``--json`` said (if it did)."""
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps({"command": sys.argv, **figures}, indent=1))
+
+
 def _ratio(a: float | None, b: float | None) -> float | None:
     return None if a is None or not b else a / b
 
@@ -523,22 +541,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> None:
     """Run the benchmark, print the table and optionally write the JSON."""
     args = parse_args(argv)
-    with tempfile.TemporaryDirectory(prefix="sc-bench-") as tmp:
-        # before streamcompose.deploy is imported: the deployment's files stay in tmp
-        os.environ["STREAMCOMPOSE_HOME"] = str(Path(tmp) / "home")
+    with temporary_home() as tmp:
         info = machine()
-        workload, results = asyncio.run(run(args, Path(tmp)))
+        workload, results = asyncio.run(run(args, tmp))
     rows = compare(results)
     print_report(info, workload, rows)
-    if args.json is not None:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({
-            "command": sys.argv, "machine": info,
-            "workload": {"records": len(workload.timed), "warmup": len(workload.warmup),
-                         "payload_bytes": workload.payload_bytes, "partitions": PARTITIONS,
-                         "latency_records": len(workload.probe),
-                         "latency_rate": workload.latency_rate},
-            "results": rows}, indent=1))
+    write_json(args.json, machine=info, workload={
+        "records": len(workload.timed), "warmup": len(workload.warmup),
+        "payload_bytes": workload.payload_bytes, "partitions": PARTITIONS,
+        "latency_records": len(workload.probe), "latency_rate": workload.latency_rate},
+        results=rows)
 
 
 if __name__ == "__main__":

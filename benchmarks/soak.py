@@ -31,17 +31,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
-import sys
-import tempfile
 import time
 import uuid
 from pathlib import Path
 from typing import Any
 
 from ensemble import ENSEMBLE, held_out_digits
-from overhead import _fmt, machine
+from overhead import _fmt, machine, temporary_home, write_json
 from tally import Tally, send_steady, worker_pids
 
 from streamcompose import Client
@@ -154,20 +151,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> None:
     """Run the soak, print the table and optionally write the JSON."""
     args = parse_args(argv)
-    with tempfile.TemporaryDirectory(prefix="sc-bench-") as tmp:
-        # the deployment's files stay in tmp
-        os.environ["STREAMCOMPOSE_HOME"] = str(Path(tmp) / "home")
+    with temporary_home():
         info = machine()
         figures = asyncio.run(soak(args, f"bench-{uuid.uuid4().hex[:8]}-soak"))
     info["loadavg_1m_at_end"] = round(os.getloadavg()[0], 2)
     print_report(info, args, figures)
-    if args.json is not None:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({
-            "command": sys.argv, "machine": info,
-            "workload": {"requests": args.requests, "rate": args.rate,
-                         "topology": str(ENSEMBLE), "sample_s": args.sample_s},
-            **figures}, indent=1))
+    write_json(args.json, machine=info, workload={
+        "requests": args.requests, "rate": args.rate, "topology": str(ENSEMBLE),
+        "sample_s": args.sample_s}, **figures)
 
 
 if __name__ == "__main__":

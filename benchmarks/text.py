@@ -28,10 +28,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
-import os
 import sys
-import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -49,6 +46,8 @@ from overhead import (
     machine,
     produce,
     stored_count,
+    temporary_home,
+    write_json,
 )
 
 from streamcompose.codec import Trace, encode_payload
@@ -235,19 +234,14 @@ def main(argv: list[str] | None = None) -> None:
                    help="torch threads, in-process and in the worker (intra_op_threads)")
     p.add_argument("--json", type=Path, default=None, help="also write the results here")
     args = p.parse_args(argv)
-    with tempfile.TemporaryDirectory(prefix="sc-bench-") as tmp:
-        os.environ["STREAMCOMPOSE_HOME"] = str(Path(tmp) / "home")
+    with temporary_home() as tmp:
         info = {**machine(), "torch": torch.__version__, "threads": args.threads}
-        rates, best, stream = asyncio.run(run(args, Path(tmp)))
+        rates, best, stream = asyncio.run(run(args, tmp))
     report(info, args, rates, best, stream)
-    if args.json is not None:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({
-            "command": sys.argv, "machine": info, "bucket": args.bucket,
-            "offline_records_per_s": rates, "best_batch": best,
-            "streamed_records_per_s": stream,
-            "gain_offline": rates[best] / rates[1], "gain_streamed": stream[best] / stream[1],
-            "streamed_over_offline": {s: r / rates[s] for s, r in stream.items()}}, indent=1))
+    write_json(args.json, machine=info, bucket=args.bucket, offline_records_per_s=rates,
+               best_batch=best, streamed_records_per_s=stream,
+               gain_offline=rates[best] / rates[1], gain_streamed=stream[best] / stream[1],
+               streamed_over_offline={s: r / rates[s] for s, r in stream.items()})
 
 
 if __name__ == "__main__":
