@@ -130,3 +130,19 @@ def trained(example: str) -> ModuleType:
     train = import_topology_module(f"{example}.train")
     train.train_all(train.MODELS_DIR)
     return train
+
+
+def write_double_onnx(path: Path) -> Path:
+    """A tiny ONNX model at ``path``: ``x`` float32 [N, 3] -> ``y = x * 2``."""
+    from onnx import TensorProto, helper, save
+
+    graph = helper.make_graph(
+        [helper.make_node("Mul", ["x", "two"], ["y"])], "double",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 3])],
+        initializer=[helper.make_tensor("two", TensorProto.FLOAT, [], [2.0])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save(model, str(path))
+    return path

@@ -13,11 +13,9 @@ from typing import Any
 
 import msgpack
 import numpy as np
-import onnx
 import pytest
 from aiokafka import AIOKafkaProducer
-from fixtures import TOPOLOGIES, subscribe, trained
-from onnx import TensorProto, helper
+from fixtures import TOPOLOGIES, subscribe, trained, write_double_onnx
 
 from streamcompose.codec import JSON, MSGPACK, decode_payload, encode_payload
 from streamcompose.codec.deadletter import dead_letter_value
@@ -129,15 +127,7 @@ def test_exception_text_is_never_empty() -> None:
 @pytest.fixture
 def float_model(tmp_path: Path) -> Path:
     """x float32 [N, 3] -> y = x * 2."""
-    graph = helper.make_graph(
-        [helper.make_node("Mul", ["x", "two"], ["y"])], "double",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 3])],
-        initializer=[helper.make_tensor("two", TensorProto.FLOAT, [], [2.0])])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    onnx.save(model, str(tmp_path / "double.onnx"))
-    return tmp_path / "double.onnx"
+    return write_double_onnx(tmp_path / "double.onnx")
 
 
 @dataclass(frozen=True)

@@ -13,11 +13,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import onnx
 import onnxruntime as ort
 import pytest
 import torch
-from onnx import TensorProto, helper
+from fixtures import write_double_onnx
 
 from streamcompose.errors import ModelError, TopologyError
 from streamcompose.runtimes import load_runtime
@@ -40,17 +39,7 @@ class Affine(torch.nn.Module):
 @pytest.fixture
 def onnx_model(tmp_path: Path) -> Path:
     """x float32 [N, 3] -> y = x * 2."""
-    graph = helper.make_graph(
-        [helper.make_node("Mul", ["x", "two"], ["y"])], "double",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 3])],
-        initializer=[helper.make_tensor("two", TensorProto.FLOAT, [], [2.0])])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    path = tmp_path / "models" / "double.onnx"
-    path.parent.mkdir()
-    onnx.save(model, str(path))
-    return path
+    return write_double_onnx(tmp_path / "models" / "double.onnx")
 
 
 @pytest.fixture

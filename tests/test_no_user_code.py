@@ -17,10 +17,9 @@ import time
 import warnings
 from pathlib import Path
 
-import onnx
 import pytest
 import torch
-from onnx import TensorProto, helper
+from fixtures import write_double_onnx
 
 ROOT = Path(__file__).resolve().parents[1]
 ENSEMBLE = ROOT / "topologies" / "digits_ensemble.yaml"
@@ -131,14 +130,7 @@ print("no torch")
 
 
 def test_loading_never_imports_torch(tmp_path: Path):
-    graph = helper.make_graph(
-        [helper.make_node("Mul", ["x", "two"], ["y"])], "double",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 3])],
-        initializer=[helper.make_tensor("two", TensorProto.FLOAT, [], [2.0])])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    onnx.save(model, str(tmp_path / "double.onnx"))
+    write_double_onnx(tmp_path / "double.onnx")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)  # torch deprecates TorchScript
         torch.jit.script(torch.nn.Identity()).save(str(tmp_path / "identity.pt"))
