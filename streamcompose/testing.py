@@ -3,9 +3,11 @@
 The same steps as the deployed workers run (:func:`streamcompose.kinds.build_step`):
 model agents, routers, joiners and fallback routers, with the same join and fallback
 rules. Records pass through in-memory topics of one partition, encoded and decoded as
-the wire does, until no agent has anything left to read; then time jumps forward so
-that whatever waits on a timeout (a join missing branches, a silent primary) is decided
-by the step's own rule, and the run goes on until nothing moves.
+the wire does, until no agent has anything left to read; then, while a joiner or
+fallback router still has open requests, time jumps a minute forward so that whatever
+waits on a timeout (a join missing branches, a silent primary) is decided by the step's
+own rule, and the run goes on. Time never runs backwards, so a result arriving after a
+request was answered is dropped as late, as in the workers.
 
 >>> from streamcompose.topology import load_topology_text
 >>> t = load_topology_text('''
@@ -26,6 +28,7 @@ from typing import Any
 
 from streamcompose.codec import MSGPACK, Trace, decode_payload, encode_payload
 from streamcompose.codec.deadletter import dead_letter_value
+from streamcompose.codec.reasons import exception_text
 from streamcompose.codec.record import new_request_id
 from streamcompose.kinds import build_step
 from streamcompose.runtimes import RecordError
@@ -34,7 +37,7 @@ from streamcompose.steps.stateful import Arrival, Send, StatefulStep
 from streamcompose.topology.model import Topology
 
 __all__ = ["LocalRecord", "LocalRun", "LocalRunner"]
-LATER_MS = 1 << 50  # a moment after every timeout
+TIME_STEP_MS = 60_000  # how far time jumps when nothing else moves
 
 
 @dataclass(frozen=True)
@@ -100,8 +103,13 @@ class LocalRunner:
                         moved = True
                         now += 1
                         self._feed(name, records, read[name, topic] - len(records), now, out)
-            if not moved and not self._time_passes(out):
-                return out
+            if not moved:
+                stateful = [s for s in self.steps.values() if isinstance(s, StatefulStep)]
+                if not any(s.store.pending_count() for s in stateful):
+                    return out
+                now += TIME_STEP_MS  # until the steps' own rules decide what waits
+                for step in stateful:
+                    self._sent(step, step.handle([], now), out)
 
     def _feed(self, name: str, records: list[LocalRecord], first_offset: int, now: int,
               out: LocalRun) -> None:
@@ -113,27 +121,21 @@ class LocalRunner:
         size = self.topology.agent(name).batch.max_size
         for i in range(0, len(records), size):
             batch = records[i:i + size]
-            for record, outcome in zip(batch, step([(r.id, r.payload) for r in batch]),
-                                       strict=True):
+            try:
+                outcomes = step([(r.id, r.payload) for r in batch])
+            except Exception as exc:  # as the worker does: the batch is dead-lettered
+                outcomes = [RecordError(exception_text(exc, typed=True), agent=name)] * len(batch)
+            for record, outcome in zip(batch, outcomes, strict=True):
                 self._deliver(name, record, outcome, out)
 
-    def _time_passes(self, out: LocalRun) -> bool:
-        """Let every timeout expire; True if a stateful step sent something then."""
-        sent = False
-        for step in self.steps.values():
-            if isinstance(step, StatefulStep):
-                sent |= self._sent(step, step.handle([], LATER_MS), out)
-        return sent
-
     @staticmethod
-    def _sent(step: StatefulStep, sends: list[Send], out: LocalRun) -> bool:
-        kept = [s for s in sends if s.value is not None and s.topic != step.changelog]
-        for s in kept:
-            trace = Trace.from_record(s.key, s.headers)
-            out.topics[s.topic].append(LocalRecord(
-                trace.request_id, decode_payload(s.value, trace.content_type), s.topic,
-                trace.path, trace.extra))
-        return bool(kept)
+    def _sent(step: StatefulStep, sends: list[Send], out: LocalRun) -> None:
+        for s in sends:
+            if s.value is not None and s.topic != step.changelog:
+                trace = Trace.from_record(s.key, s.headers)
+                out.topics[s.topic].append(LocalRecord(
+                    trace.request_id, decode_payload(s.value, trace.content_type), s.topic,
+                    trace.path, trace.extra))
 
     def _deliver(self, name: str, record: LocalRecord, outcome: Outcome,
                  out: LocalRun) -> None:

@@ -157,3 +157,32 @@ def test_local_runner_runs_the_same_join(topology):
     partial = LocalRunner(topology("timeout_ms: 10")).run([("t", {"x": 13})])
     assert partial.results[0].payload["missing"] == ["c"]
     assert [d.payload["agent"] for d in partial.dead_letters] == ["c"]
+
+
+def test_answers_are_remembered_at_the_request_time_and_restored_oldest_first():
+    store = RequestStore(JoinEntry, remember_ms=1000, remember_max=10)
+    store.open("late-clock", JoinEntry(0, 5000))
+    store.answer("late-clock", now_ms=0)  # a clock still catching up
+    assert store.expire(now_ms=5500) == []  # remembered from 5000, not from 0
+    log = [("b", msgpack.packb({"done": 3000, "partition": 1})),  # restored first
+           ("a", msgpack.packb({"done": 2000, "partition": 0}))]
+    restored = RequestStore(JoinEntry, remember_ms=1000, remember_max=1)
+    for key, value in log:
+        restored.restore(key.encode(), value)
+    restored.restored()
+    assert restored.expire(now_ms=2500) == [(0, b"a", None)]  # the older one goes first
+
+
+def test_local_runner_drops_a_result_that_comes_after_the_answer(topology, tmp_path):
+    module = f"slow_branch_{tmp_path.name}"
+    (tmp_path / f"{module}.py").write_text(
+        "def fast(batch):\n    return [{'proba': [1.0, 0.0]} for _ in batch]\n")
+    t = load_topology_text(f'''
+name: j
+agents:
+  a: {{inputs: [$input], model: {{runtime: python, entrypoint: "{module}:fast"}}}}
+  b: {{inputs: [$input], model: {{runtime: python, entrypoint: "{module}:fast"}}}}
+  first: {{inputs: [a, b], join: {{strategy: soft_vote, mode: any}}}}
+''', tmp_path)
+    run = LocalRunner(t).run([("r", {"x": 1})])
+    assert [r.id for r in run.results] == ["r"]

@@ -206,3 +206,16 @@ def test_doc_example() -> None:
     assert t.committable() == {}
     t.done("p0", 5)
     assert t.committable() == {"p0": 7}
+
+
+def test_a_failed_commit_never_takes_a_newer_one_back():
+    t = OffsetTracker()
+    for off in range(3):
+        t.track("p", off)
+    t.done("p", 0)
+    first = t.committable()  # {p: 1}, in flight
+    t.done("p", 1)
+    t.done("p", 2)
+    assert t.committable() == {"p": 3}  # committed meanwhile
+    t.uncommit(first)  # the first commit failed afterwards
+    assert t.committable() == {}

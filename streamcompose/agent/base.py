@@ -66,6 +66,8 @@ class WorkerBase(mode.Service):
                          if self.exactly_once else {})
         self.producer = make_producer(self.bootstrap, self.client_id,
                                       max_message_bytes=max(self.limits.values()),
+                                      # the broker checks a whole batch against the limit
+                                      max_batch_size=min(1 << 20, *self.limits.values()),
                                       request_timeout_ms=s.request_timeout_ms, **transactional)
         await start_patiently(self.producer.start, self.client_id, self.bootstrap, retry)
         for topic in self.output_topics():

@@ -38,6 +38,7 @@ class CatchUpClock:
         self.consumer, self.unprocessed = consumer, unprocessed
         self.behind: dict[TopicPartition, int] = {}
         self.seen_ms: dict[TopicPartition, int] = {}
+        self.last = 0  # the clock never runs backwards
 
     async def catch_up(self, assigned: Iterable[TopicPartition]) -> None:
         """Note where each newly assigned partition ends now."""
@@ -62,4 +63,5 @@ class CatchUpClock:
             log.info("caught up with the inputs; timeouts follow the wall clock")
             self.seen_ms = {}
             return now_ms()
-        return min(self.seen_ms.get(tp, 0) for tp in self.behind)
+        self.last = max(self.last, min(self.seen_ms.get(tp, 0) for tp in self.behind))
+        return self.last

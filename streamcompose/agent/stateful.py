@@ -63,6 +63,7 @@ class StatefulRunner:
             partitions = sorted({tp.partition for tp in assigned})
             count = await read_to_end(self.worker.bootstrap, self.step.changelog, partitions,
                                       self.step.restore)
+            self.step.store.restored()
             log.info("agent %s restored %d changelog records for partitions %s: %s",
                      self.worker.agent, count, partitions, self.step.store.stats())
             await self.clock.catch_up(assigned)
@@ -82,7 +83,7 @@ class StatefulRunner:
             batch = await w.batcher.next_batch(timeout=w.settings.poll_ms / 1000)
             async with self.busy:
                 owned = w.consumer.assignment()  # a rebalance may have run since the fetch
-                items = [i for i in batch if i.tp in owned]
+                items = [i for i in batch if i.tp in owned and w.current(i.tp, i.epoch)]
                 now = await self.clock.now(i.record for i in items)
                 if not items and not self.step.due(now):
                     continue

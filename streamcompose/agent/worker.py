@@ -28,6 +28,7 @@ already fetched, commits and exits.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 from concurrent.futures import ThreadPoolExecutor
@@ -67,6 +68,7 @@ class Item:
     payload: dict[str, Any] | None
     error: StreamComposeError | None = None
     emissions: list[Emission] | None = None
+    epoch: int = 0  # of its partition's assignment when fetched (see AgentWorker.current)
 
     @property
     def tp(self) -> TopicPartition:
@@ -83,6 +85,8 @@ class _Rebalance(ConsumerRebalanceListener):
             await worker.stateful.revoked(revoked)
         elif worker.checkpoint is not None:
             await worker.checkpoint.settle(revoked, worker.settings.drain_timeout_s)
+        for tp in revoked:  # what is still queued of them is dropped, never delivered
+            worker.epochs[tp] = worker.epochs.get(tp, 0) + 1
 
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
         if self.worker.stateful is not None:
@@ -97,7 +101,10 @@ class AgentWorker(WorkerBase):
         super().__init__(*args, **kwargs)
         self.batcher: MicroBatcher[Item] = MicroBatcher(
             self.spec.batch.max_size, self.spec.batch.max_wait_ms, on_batch=self._on_batch)
-        self.deliveries: asyncio.Queue[list[Closing]] = asyncio.Queue(DELIVERY_QUEUE)
+        self.deliveries: asyncio.Queue[list[tuple[Closing, int]]] = asyncio.Queue(
+            DELIVERY_QUEUE)
+        self.epochs: dict[TopicPartition, int] = {}
+        self._consumed = asyncio.Event()
         self.executor = ThreadPoolExecutor(1, thread_name_prefix=f"model-{self.agent}")
         self.step: Step | None = None
         self.stateful: StatefulRunner | None = None
@@ -149,15 +156,24 @@ class AgentWorker(WorkerBase):
                     self.checkpoint.track(TopicPartition(record.topic, record.partition),
                                           record.offset)
                     await self.batcher.put(self._decode(record))
+        self._consumed.set()
 
     def _decode(self, record: ConsumerRecord) -> Item:
         trace = Trace.from_record(record.key, record.headers)
+        epoch = self.epochs.get(TopicPartition(record.topic, record.partition), 0)
         if self.stateful is not None:  # a stateful step reads the raw values it needs
-            return Item(record, trace, None)
+            return Item(record, trace, None, epoch=epoch)
         try:
-            return Item(record, trace, decode_payload(record.value, trace.content_type))
+            return Item(record, trace, decode_payload(record.value, trace.content_type),
+                        epoch=epoch)
         except StreamComposeError as exc:
-            return Item(record, trace, None, exc)
+            return Item(record, trace, None, exc, epoch=epoch)
+
+    def current(self, tp: TopicPartition | None, epoch: int) -> bool:
+        """Whether a record fetched in ``epoch`` of its partition's assignment may still
+        be processed: not if the partition was revoked since (its records are consumed
+        again by whoever owns it now, this worker included)."""
+        return tp is None or self.epochs.get(tp, 0) == epoch
 
     @mode.Service.task
     async def _infer(self) -> None:
@@ -166,7 +182,7 @@ class AgentWorker(WorkerBase):
         loop = asyncio.get_running_loop()
         assert self.step is not None
         while True:  # cancelled by mode after on_stop has drained the batcher
-            batch = await self.batcher.next_batch()
+            batch = [i for i in await self.batcher.next_batch() if self.current(i.tp, i.epoch)]
             good = [i for i in batch if i.payload is not None]
             started = loop.time()
             try:
@@ -182,7 +198,7 @@ class AgentWorker(WorkerBase):
                     item.error = outcome
                 else:
                     item.emissions = outcome
-            await self.deliveries.put([self._closing(item) for item in batch])
+            await self.deliveries.put([(self._closing(item), item.epoch) for item in batch])
 
     def _closing(self, item: Item) -> Closing:
         """The records a processed item gives: its results, or a dead letter."""
@@ -232,10 +248,11 @@ class AgentWorker(WorkerBase):
     async def _deliver(self) -> None:
         assert self.checkpoint is not None
         while True:  # cancelled by mode once on_stop has seen every record closed
-            batch = await self.deliveries.get()
+            queued = await self.deliveries.get()
             while not self.deliveries.empty():  # one transaction for what piled up meanwhile
-                batch += self.deliveries.get_nowait()
-            await self.checkpoint.close(batch)
+                queued += self.deliveries.get_nowait()
+            await self.checkpoint.close([c for c, epoch in queued
+                                         if self.current(c.tp, epoch)])
             self.metrics.in_flight.set(self.checkpoint.in_flight())
 
     def _crash(self, exc: BaseException) -> None:
@@ -258,6 +275,8 @@ class AgentWorker(WorkerBase):
         self.wstate.update(status="stopping")
         self._fetching = False
         if self.checkpoint is not None:
+            with contextlib.suppress(TimeoutError):  # the fetch under way ends first
+                await asyncio.wait_for(self._consumed.wait(), self.settings.drain_timeout_s)
             await self.checkpoint.settle(None, self.settings.drain_timeout_s)
         await self.close_clients()
         self.executor.shutdown(wait=False)

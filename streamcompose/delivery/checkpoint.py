@@ -98,13 +98,15 @@ class Checkpoint:
         owned = self.consumer.assignment()
         try:
             async with self.producer.transaction():
-                for closing in batch:
-                    for o in closing.outputs:
-                        await self.producer.send(o.topic, o.value, key=o.key,
-                                                 headers=o.headers, partition=o.partition)
+                sent = [await self.producer.send(o.topic, o.value, key=o.key, headers=o.headers,
+                                                 partition=o.partition)
+                        for closing in batch for o in closing.outputs]
                 kept = {tp: o for tp, o in offsets.items() if tp in owned}
                 if kept:
                     await self.producer.send_offsets_to_transaction(kept, self.group)
+                # aiokafka commits a transaction even when one of its batches failed: a
+                # failed output must abort it instead
+                await asyncio.gather(*sent)
         except KafkaError as exc:
             self.on_fatal(exc)
             raise
@@ -149,8 +151,10 @@ class Checkpoint:
         try:
             await self.consumer.commit({tp: o for tp, o in positions.items() if tp in owned})
         except (CommitFailedError, IllegalStateError) as exc:
-            log.warning("commit refused after a rebalance (%s); the new owner consumes those "
-                        "records again", exc)
+            log.warning("commit refused after a rebalance (%s); retried while this worker "
+                        "owns the partitions, else their new owner consumes those records "
+                        "again", exc)
+            self.tracker.uncommit(positions)
         except KafkaError as exc:  # the broker is away: the next commit carries these too
             log.warning("commit failed (%s); retrying with the next one", exc)
             self.tracker.uncommit(positions)

@@ -67,7 +67,9 @@ class OffsetTracker:
         >>> t.uncommit(t.committable()); t.committable()
         {'p0': 4}
         """
-        self._retry.update(positions)
+        for partition, offset in positions.items():
+            if offset >= self._committed.get(partition, -1):  # no newer commit since
+                self._retry[partition] = offset
 
     def forget(self, partitions: Iterable[Hashable]) -> None:
         """Drop the partitions a rebalance took away."""

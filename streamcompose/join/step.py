@@ -113,6 +113,13 @@ class JoinStep(StatefulStep):
     def _finish(self, rid: str, entry: JoinEntry, verdict: Verdict, branches: Any,
                 result: Any) -> None:
         trace = Trace(rid, entry.entered_ms, (*entry.path, self.agent))
+        if not isinstance(result, Exception):
+            missing = {"missing": list(verdict.missing)} if verdict.missing else {}
+            payload = merge_result(branches[0][1], {**result, **missing}, self.drop)
+            try:
+                value = encode_payload(payload, self.out_type)
+            except StreamComposeError as exc:  # an aggregator's result, say
+                result = StrategyError(f"the joined result cannot be encoded: {exc}")
         if isinstance(result, Exception):
             if verdict.dead_letter:
                 self.events["timeout"] += 1
@@ -121,8 +128,5 @@ class JoinStep(StatefulStep):
             return
         if not verdict.complete:
             self.events["partial"] += 1
-        missing = {"missing": list(verdict.missing)} if verdict.missing else {}
-        payload = merge_result(branches[0][1], {**result, **missing}, self.drop)
-        self.send(self.out_topic, encode_payload(payload, self.out_type), trace,
-                  entry.partition, self.out_type)
+        self.send(self.out_topic, value, trace, entry.partition, self.out_type)
         self.events["out"] += 1

@@ -91,7 +91,9 @@ class RequestStore(Generic[E]):
     def answer(self, request_id: str, now_ms: int) -> E:
         """Close an open request: from now on it is only remembered as answered."""
         entry = self._pending.pop(request_id)
-        self._done[request_id] = (entry.partition, now_ms)
+        # a clock still catching up may lag the request's own time: never remember an
+        # answer as older than the request
+        self._done[request_id] = (entry.partition, max(now_ms, entry.first_ms))
         self.changed(request_id)
         return entry
 
@@ -135,6 +137,11 @@ class RequestStore(Generic[E]):
             self._done[rid] = (fields["partition"], fields[DONE])
         else:
             self._pending[rid] = self.entry_type(**fields)
+
+    def restored(self) -> None:
+        """After a restore: answered requests oldest first again (partitions are restored
+        one after another), as :meth:`expire` expects."""
+        self._done = OrderedDict(sorted(self._done.items(), key=lambda item: item[1][1]))
 
     def forget(self, partitions: Iterable[int]) -> None:
         """Drop the state of partitions this replica no longer owns."""
