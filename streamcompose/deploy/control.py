@@ -54,14 +54,18 @@ def _manifest(t: Topology, bootstrap: str, supervisor_pid: int | None) -> dict[s
 
 def _create_topics(t: Topology, bootstrap: str) -> None:
     """Create the topology's topics; joiners need their branch topics co-partitioned."""
-    changelogs = t.changelog_topics()
-    compacted = (*changelogs, t.control_topic)
-    counts = asyncio.run(ensure_topics(
-        bootstrap, {topic: t.partitions for topic in (*t.topics(), *changelogs)}, compacted,
-        {"max.message.bytes": str(t.max_message_bytes)}))
+    counts = asyncio.run(ensure_topics(bootstrap, dict.fromkeys(t.topics(), t.partitions),
+                                       (t.control_topic,),
+                                       {"max.message.bytes": str(t.max_message_bytes)}))
     for agent in t.agents:
         if not t.is_stateful(agent.name):
             continue
+        # a stateful step's entry holds up to one record of each of its inputs
+        entry_bytes = t.max_message_bytes * (len(t.input_topics(agent.name)) + 1)
+        changelog = t.changelog_topic(agent.name)
+        counts.update(asyncio.run(ensure_topics(bootstrap, {changelog: t.partitions},
+                                                (changelog,),
+                                                {"max.message.bytes": str(entry_bytes)})))
         topics = (*t.input_topics(agent.name), t.changelog_topic(agent.name))
         if len({counts[topic] for topic in topics}) > 1:
             found = ", ".join(f"{topic}: {counts[topic]}" for topic in topics)

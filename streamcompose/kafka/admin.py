@@ -59,8 +59,15 @@ async def ensure_topics(bootstrap: str, topics: Mapping[str, int],
                     message = rest[0] if rest else ""
                     raise BrokerError(f"cannot create topic {name!r}: error {code} {message}",
                                       bootstrap=bootstrap)
-        described = await admin.describe_topics(list(topics)) if topics else []
-        return {d["topic"]: len(d["partitions"]) for d in described}
+        counts: dict[str, int] = {}
+        deadline = asyncio.get_running_loop().time() + CONNECT_TIMEOUT_S
+        while topics:  # a topic just created may not show its partitions at once
+            described = await admin.describe_topics(list(topics))
+            counts = {d["topic"]: len(d["partitions"]) for d in described}
+            if all(counts.values()) or asyncio.get_running_loop().time() > deadline:
+                break
+            await asyncio.sleep(0.1)
+        return counts
     finally:
         await admin.close()
 
