@@ -54,8 +54,8 @@ def start(port: int, data_dir: Path | None, fresh: bool, timeout: float) -> None
 @data_dir_option
 def stop(port: int, data_dir: Path | None) -> None:
     """Stop the broker started from the data dir (SIGTERM, SIGKILL after 30 s)."""
-    if stop_broker(port, data_dir):
-        click.echo(f"broker on 127.0.0.1:{port} stopped")
+    if stop_broker(port, data_dir):  # found by its data dir, whatever port it listened on
+        click.echo(f"broker started from {broker_status(port, data_dir).data_dir} stopped")
     else:
         click.echo(f"no broker started from {broker_status(port, data_dir).data_dir} is running")
 
