@@ -49,7 +49,7 @@ class WorkerBase(mode.Service):
             topics.append(t.topic_of(name))
         if t.changelog_topic(name) in t.changelog_topics():
             topics.append(t.changelog_topic(name))
-        return [*topics, t.dlq_of(name), t.dlq_topic]
+        return list(dict.fromkeys([*topics, t.dlq_of(name), t.dlq_topic]))
 
     async def start_clients(self, listener: ConsumerRebalanceListener,
                             **consumer_options: Any) -> None:

@@ -13,25 +13,23 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from streamcompose.codec import Trace, decode_payload, encode_payload
+from streamcompose.codec import decode_payload, encode_payload
 from streamcompose.codec.record import EXPECT
 from streamcompose.errors import StreamComposeError
 from streamcompose.join.aggregate import Aggregator
 from streamcompose.join.rules import JoinRule, Verdict
 from streamcompose.join.strategies import StrategyError
 from streamcompose.steps.base import merge_result
-from streamcompose.steps.stateful import Arrival, StatefulStep
-from streamcompose.steps.store import Entry, RequestStore
+from streamcompose.steps.stateful import Arrival, RequestEntry, StatefulStep
+from streamcompose.steps.store import RequestStore
 from streamcompose.topology.model import Topology
 
 
 @dataclass
-class JoinEntry(Entry):
-    """An open join: when the request entered, its path, the branches a router said to
-    expect, and the raw results of the branches that answered so far."""
+class JoinEntry(RequestEntry):
+    """An open join: the branches a router said to expect, and the raw results of the
+    branches that answered so far."""
 
-    entered_ms: int = 0
-    path: list[str] = field(default_factory=list)
     expect: list[str] | None = None
     branches: dict[str, bytes] = field(default_factory=dict)
 
@@ -112,7 +110,7 @@ class JoinStep(StatefulStep):
 
     def _finish(self, rid: str, entry: JoinEntry, verdict: Verdict, branches: Any,
                 result: Any) -> None:
-        trace = Trace(rid, entry.entered_ms, (*entry.path, self.agent))
+        trace = entry.trace(rid, self.agent)
         if not isinstance(result, Exception):
             missing = {"missing": list(verdict.missing)} if verdict.missing else {}
             payload = merge_result(branches[0][1], {**result, **missing}, self.drop)

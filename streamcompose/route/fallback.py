@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from streamcompose.codec import Trace, decode_payload, encode_payload
+from streamcompose.codec import decode_payload, encode_payload
 from streamcompose.errors import RequestTimeoutError, StreamComposeError
-from streamcompose.steps.stateful import Arrival, StatefulStep
-from streamcompose.steps.store import Entry, RequestStore
+from streamcompose.steps.stateful import Arrival, RequestEntry, StatefulStep
+from streamcompose.steps.store import RequestStore
 from streamcompose.topology.model import Topology
 
 BACKUP_GRACE_MS = 60_000
@@ -22,16 +22,11 @@ REMEMBER_MS, REMEMBER_MAX = 600_000, 100_000
 
 
 @dataclass
-class FallbackEntry(Entry):
-    """An open request: its payload (msgpack), trace, and why it fell back, if it did."""
+class FallbackEntry(RequestEntry):
+    """An open request: its payload (msgpack), and why it fell back, if it did."""
 
-    entered_ms: int = 0
-    path: list[str] | None = None
     request: bytes = b""
     fell_back: str | None = None
-
-    def trace(self, rid: str, agent: str) -> Trace:
-        return Trace(rid, self.entered_ms, (*(self.path or ()), agent))
 
 
 class FallbackStep(StatefulStep):

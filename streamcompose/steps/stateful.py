@@ -35,6 +35,19 @@ class Arrival:
     trace: Trace
 
 
+@dataclass
+class RequestEntry(Entry):
+    """An open request of a stateful step: with when it entered the topology and the
+    agents it passed, so that its answer carries its trace on."""
+
+    entered_ms: int = 0
+    path: list[str] = field(default_factory=list)
+
+    def trace(self, request_id: str, agent: str) -> Trace:
+        """The trace of this request's answer, written by ``agent``."""
+        return Trace(request_id, self.entered_ms, (*self.path, agent))
+
+
 @dataclass(frozen=True)
 class Send:
     """A record to send; ``partition`` is the partition number of the request."""
@@ -112,4 +125,4 @@ class StatefulStep(ABC):
         self.store.forget(partitions)
 
 
-__all__ = ["Arrival", "Entry", "Send", "StatefulStep"]
+__all__ = ["Arrival", "RequestEntry", "Send", "StatefulStep"]
