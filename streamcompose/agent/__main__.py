@@ -7,7 +7,6 @@ whose death stops the worker; run one by hand to debug an agent in the foregroun
 
 from __future__ import annotations
 
-import logging
 import os
 import signal
 import threading
@@ -15,11 +14,10 @@ import time
 from pathlib import Path
 
 import click
-import mode
 
+from streamcompose.agent.foreground import load_agent_topology, run_worker
 from streamcompose.agent.state import WorkerState
 from streamcompose.agent.worker import AgentWorker
-from streamcompose.topology import load_topology, load_topology_text
 
 PARENT_POLL_S = 0.5
 PARENT_GONE_EXIT_S = 15.0
@@ -61,21 +59,9 @@ def main(topology_file: str, agent: str, name: str | None, bootstrap: str, repli
     """Run one replica of AGENT from TOPOLOGY_FILE until SIGTERM."""
     if parent_pid is not None:
         _exit_with_parent(parent_pid)
-    if base_dir is None:
-        topology = load_topology(topology_file, name)
-    else:
-        topology = load_topology_text(Path(topology_file).read_text(encoding="utf-8"), base_dir)
-        if name is not None and name != topology.name:
-            raise click.BadParameter(f"{topology_file} is topology {topology.name!r}, not "
-                                     f"{name!r}", param_hint="--name")
-    if agent not in topology.agent_names:
-        raise click.BadParameter(f"no agent {agent!r} in {topology_file} "
-                                 f"(agents: {', '.join(topology.agent_names)})")
+    topology = load_agent_topology(topology_file, agent, name, base_dir)
     state = WorkerState(Path(state_file) if state_file else None)
-    worker = AgentWorker(topology, agent, bootstrap, replica, state, metrics_port)
-    logging.getLogger("aiokafka").setLevel(logging.WARNING)
-    mode.Worker(worker, loglevel=loglevel, daemon=True).execute_from_commandline()
-
+    run_worker(AgentWorker(topology, agent, bootstrap, replica, state, metrics_port), loglevel)
 
 if __name__ == "__main__":
     main()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import mode
@@ -9,6 +10,8 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.record.default_records import DefaultRecordBatchBuilder
 
+from streamcompose.agent.probes import Probes
+from streamcompose.agent.probes import serve as serve_probes
 from streamcompose.agent.settings import WorkerSettings
 from streamcompose.agent.state import WorkerState
 from streamcompose.delivery import Output
@@ -20,6 +23,9 @@ from streamcompose.topology.model import Topology
 
 class WorkerBase(mode.Service):
     """One replica of one agent: identity, state file, metrics and Kafka clients."""
+
+    #: where the metrics and probes listen: all interfaces in a container
+    metrics_host = "127.0.0.1"
 
     def __init__(self, topology: Topology, agent: str, bootstrap: str, replica: int = 0,
                  state: WorkerState | None = None, metrics_port: int = 0,
@@ -99,7 +105,16 @@ class WorkerBase(mode.Service):
         return partition if partition < self._partition_counts.get(topic, 0) else None
 
     def serve_metrics(self) -> None:
-        self.wstate.update(status="loading", metrics_port=self.metrics.serve(self.metrics_port))
+        """Serve ``/metrics``, ``/healthz`` and ``/readyz`` on the metrics port."""
+        probes = Probes(lambda: self.wstate.data)
+        port = serve_probes(probes, self.metrics.registry, self.metrics_port, self.metrics_host)
+        self.wstate.update(status="loading", metrics_port=port)
+        self.add_future(self._heartbeat(probes))
+
+    async def _heartbeat(self, probes: Probes) -> None:
+        while True:
+            probes.beat()
+            await asyncio.sleep(1.0)
 
     def joined(self, assigned: list[TopicPartition]) -> None:
         """Record the partitions the group gave this replica."""

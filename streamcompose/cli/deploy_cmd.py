@@ -33,22 +33,29 @@ def plain_name(_ctx: click.Context, _param: click.Parameter, value: str | None) 
               help="Deploy under this name instead of the file's.")
 @click.option("--timeout", default=180.0, show_default=True,
               help="Seconds to wait for every worker to join its group.")
+@click.option("--agents", default=None,
+              help="Run only these agents (comma separated) on this host; another host "
+                   "deploys the rest against the same cluster.")
 @click.option("--json", "as_json", is_flag=True, help="Print the deployment as JSON.")
-def deploy(file: str, bootstrap: str, name: str | None, timeout: float, as_json: bool) -> None:
+def deploy(file: str, bootstrap: str, name: str | None, timeout: float, agents: str | None,
+           as_json: bool) -> None:
     """Create the topics of FILE, start its agents and wait until all have joined.
 
-    Example: streamcompose deploy topologies/ocr_cascade.yaml
+    Example: streamcompose deploy topologies/ocr_cascade.yaml --agents detect,recognise
     """
     def joined(worker: str) -> None:
         if not as_json:
             click.echo(f"  joined: {worker}", err=True)
 
-    m = deploy_topology(file, bootstrap, name, timeout=timeout, progress=joined)
+    hosted = [a.strip() for a in agents.split(",") if a.strip()] if agents is not None else None
+    m = deploy_topology(file, bootstrap, name, timeout=timeout, progress=joined, agents=hosted)
     if as_json:
         click.echo(json.dumps(m))
         return
-    workers = sum(a["replicas"] for a in m["agents"])
-    click.echo(f"deployed {m['name']}: {len(m['agents'])} agents, {workers} workers")
+    here = [a for a in m["agents"] if a["here"]]
+    workers = sum(a["replicas"] for a in here)
+    click.echo(f"deployed {m['name']}: {len(here)} of {len(m['agents'])} agents here, "
+               f"{workers} workers")
     click.echo(f"input:  {m['input']}\noutput: {m['output']}\ndead letters: {m['dlq']}")
 
 
@@ -59,7 +66,9 @@ def deploy(file: str, bootstrap: str, name: str | None, timeout: float, as_json:
 def status(name: str | None, as_json: bool, no_lag: bool) -> None:
     """Agents, worker processes, restarts and consumer lag of NAME (or of all deployments).
 
-    Exits 1 when a worker or the supervisor is not alive.
+    Besides this host's workers, it lists every member of each agent's consumer group as
+    the broker sees it (workers on other hosts too): client id, host, partitions, and
+    the lag per partition. Exits 1 when a worker or the supervisor here is not alive.
 
     Example: streamcompose status ocr --json
     """
@@ -78,14 +87,37 @@ def status(name: str | None, as_json: bool, no_lag: bool) -> None:
             click.echo(f"  {'agent':<16}{'replica':>8}{'pid':>9}  {'status':<10}{'restarts':>9}"
                        f"{'metrics':>9}{'lag':>8}")
             for a in d["agents"]:
-                for w in a["workers"]:
+                if not a["workers"]:
+                    where = "no worker here" if a["here"] else "not on this host"
+                    click.echo(f"  {a['name']:<16}{'-':>8}{'-':>9}  {where:<28}"
+                               f"{'' if a['lag'] is None else a['lag']:>8}")
+                for i, w in enumerate(a["workers"]):
                     state = w["status"] if w["alive"] else "dead"
-                    lag = "" if a["lag"] is None or w["replica"] else a["lag"]
+                    lag = "" if a["lag"] is None or i else a["lag"]
                     click.echo(f"  {a['name']:<16}{w['replica']:>8}{w['pid'] or '-':>9}  "
                                f"{state:<10}{w['restarts']:>9}{w['metrics_port'] or '-':>9}"
                                f"{lag:>8}")
+                _print_cluster(a)
     if not healthy:
         sys.exit(1)
+
+
+def _print_cluster(agent: dict) -> None:
+    """The agent's group members on every host, lag per partition, autoscaling."""
+    for member in agent.get("members", []):
+        where = "here" if member["local"] else "remote"
+        click.echo(f"    member {member['client_id']} on {member['host']} ({where}): "
+                   f"{', '.join(member['partitions']) or 'no partitions'}")
+    lagging = {p: n for p, n in agent.get("partition_lag", {}).items() if n}
+    if lagging:
+        click.echo("    lag " + ", ".join(f"{p}={n}" for p, n in lagging.items()))
+    scaling = agent.get("autoscale")
+    if scaling:
+        last = scaling["decisions"][-1] if scaling["decisions"] else None
+        change = (f"; last: {last['direction']} {last['from']} -> {last['to']} at lag "
+                  f"{last['lag']}" if last else "")
+        click.echo(f"    autoscale {scaling['min']}-{scaling['max']} workers, "
+                   f"{scaling['lag_per_replica']} lag each: {scaling['workers']} now{change}")
 
 
 @click.command()

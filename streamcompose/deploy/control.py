@@ -14,11 +14,14 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from streamcompose.deploy.hosts import hosted_agents, local_replicas, merge_group
 from streamcompose.deploy.registry import (
     Deployment,
     check_name,
@@ -27,7 +30,7 @@ from streamcompose.deploy.registry import (
     signal_deployment_process,
 )
 from streamcompose.errors import DeploymentError
-from streamcompose.kafka.admin import consumer_lag, ensure_topics
+from streamcompose.kafka.admin import ensure_topics
 from streamcompose.runtimes import check_models
 from streamcompose.topology import Topology, load_topology
 
@@ -35,7 +38,8 @@ JOIN_TIMEOUT_S = 180.0
 ORPHAN_STOP_TIMEOUT_S = 30.0
 
 
-def _manifest(t: Topology, bootstrap: str, supervisor_pid: int | None) -> dict[str, Any]:
+def _manifest(t: Topology, bootstrap: str, supervisor_pid: int | None,
+              here: Sequence[str]) -> dict[str, Any]:
     return {
         "name": t.name, "file": str(t.source), "bootstrap": bootstrap,
         "base_dir": str(t.base_dir),
@@ -46,14 +50,17 @@ def _manifest(t: Topology, bootstrap: str, supervisor_pid: int | None) -> dict[s
                     "group": t.group_id(a.name),
                     "targets": list(t.targets(a.name)),
                     "edges": [t.edge_topic(a.name, x) for x in t.targets(a.name)],
-                    "inputs": list(t.input_topics(a.name)), "output": t.topic_of(a.name)}
+                    "inputs": list(t.input_topics(a.name)), "output": t.topic_of(a.name),
+                    "here": a.name in here,
+                    "autoscale": asdict(a.autoscale) if a.autoscale else None}
                    for a in t.agents],
         "supervisor_pid": supervisor_pid, "deployed_at": time.time(),
     }
 
 
-def _create_topics(t: Topology, bootstrap: str) -> None:
-    """Create the topology's topics; joiners need their branch topics co-partitioned."""
+def create_topics(t: Topology, bootstrap: str) -> dict[str, int]:
+    """Create the topology's topics that do not exist yet (idempotent) and return every
+    topic's partition count; joiners need their branch topics co-partitioned."""
     counts = asyncio.run(ensure_topics(bootstrap, dict.fromkeys(t.topics(), t.partitions),
                                        (t.control_topic,),
                                        {"max.message.bytes": str(t.max_message_bytes)}))
@@ -73,6 +80,7 @@ def _create_topics(t: Topology, bootstrap: str) -> None:
                                   f"co-partitioned (equal partition counts), found {found}; "
                                   "delete the old topics or deploy under another --name",
                                   topology=t.name)
+    return counts
 
 
 def _log_tail(path: Path, lines: int = 15) -> str:
@@ -83,22 +91,25 @@ def _log_tail(path: Path, lines: int = 15) -> str:
 
 
 def deploy(file: str | Path, bootstrap: str = "127.0.0.1:9092", name: str | None = None,
-           timeout: float = JOIN_TIMEOUT_S, progress: Any = None) -> dict[str, Any]:
+           timeout: float = JOIN_TIMEOUT_S, progress: Any = None,
+           agents: Sequence[str] | None = None) -> dict[str, Any]:
     """Create the topology's topics, start its workers under a supervisor and return its
     manifest once every worker has joined its consumer group. ``name`` overrides the
-    file's topology name. Every worker runs a snapshot of the file taken now: editing the
-    file later changes nothing for this deployment."""
+    file's topology name; ``agents`` runs only those agents here (another host runs the
+    rest). Every worker runs a snapshot of the file taken now: editing the file later
+    changes nothing for this deployment."""
     path = Path(file).resolve()
     t = check_models(load_topology(path, check_name(name) if name is not None else None))
+    here = hosted_agents(t, agents)
     d = Deployment(t.name)
     live = d.processes()
     if live:
         pids = ", ".join(f"{role} (pid {pid})" for pid, role in sorted(live.items()))
         raise DeploymentError(f"{t.name!r} is still running: {pids}; run `streamcompose stop "
                               f"{t.name}` first", topology=t.name)
-    _create_topics(t, bootstrap)
+    create_topics(t, bootstrap)
     d.write_snapshot(_snapshot(path, t.name))
-    d.write_manifest(_manifest(t, bootstrap, None))
+    d.write_manifest(_manifest(t, bootstrap, None, here))
     d.clear_workers()
     log = d.log_file("supervisor")
     log.parent.mkdir(parents=True, exist_ok=True)
@@ -106,9 +117,9 @@ def deploy(file: str | Path, bootstrap: str = "127.0.0.1:9092", name: str | None
         proc = subprocess.Popen([sys.executable, "-m", "streamcompose.deploy.supervisor", t.name],
                                 stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                 start_new_session=True)
-    manifest = _manifest(t, bootstrap, proc.pid)
+    manifest = _manifest(t, bootstrap, proc.pid, here)
     d.write_manifest(manifest)
-    _wait_joined(d, t, proc, timeout, progress)
+    _wait_joined(d, t, proc, timeout, progress, here)
     return manifest
 
 
@@ -120,8 +131,8 @@ def _snapshot(path: Path, name: str) -> str:
 
 
 def _wait_joined(d: Deployment, t: Topology, proc: subprocess.Popen, timeout: float,
-                 progress: Any) -> None:
-    workers = [(a.name, r) for a in t.agents for r in range(a.replicas)]
+                 progress: Any, here: Sequence[str]) -> None:
+    workers = [(a.name, r) for a in t.agents if a.name in here for r in range(a.replicas)]
     deadline = time.monotonic() + timeout
     joined: set[tuple[str, int]] = set()
     while len(joined) < len(workers):
@@ -203,7 +214,7 @@ def _status_of(d: Deployment, with_lag: bool) -> dict[str, Any]:
     agents = []
     for a in m["agents"]:
         workers = []
-        for r in range(a["replicas"]):
+        for r in local_replicas(a, sup):
             state = d.worker_state(a["name"], r)
             kept = sup.get(f"{a['name']}-{r}", {})
             pid = kept.get("pid") or state.get("pid")
@@ -213,12 +224,10 @@ def _status_of(d: Deployment, with_lag: bool) -> dict[str, Any]:
                             "metrics_port": state.get("metrics_port"),
                             "partitions": state.get("partitions", []),
                             "log": str(d.log_file(f"{a['name']}-{r}"))})
-        lag = None
-        if with_lag:
-            lag = sum(asyncio.run(consumer_lag(m["bootstrap"], a["group"], a["inputs"]))
-                      .values())
-        agents.append({"name": a["name"], "inputs": a["inputs"], "output": a["output"],
-                       "lag": lag, "workers": workers})
+        agents.append(merge_group({"name": a["name"], "inputs": a["inputs"],
+                                   "output": a["output"], "here": a.get("here", True),
+                                   "lag": None, "workers": workers},
+                                  m, a, with_lag, d.supervisor().get("autoscale", {})))
     return {"name": m["name"], "file": m["file"], "bootstrap": m["bootstrap"],
             "input": m["input"], "output": m["output"], "dlq": m["dlq"],
             "snapshot": str(d.snapshot_file),

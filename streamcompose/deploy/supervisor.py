@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from streamcompose.deploy.autoscaler import Autoscaler
 from streamcompose.deploy.registry import Deployment
 from streamcompose.runtimes.device import ENGINE_CACHE_ENV
 
@@ -70,6 +71,7 @@ class WorkerProcess:
     started_at: float = 0.0
     next_start: float = 0.0
     exit_codes: list[int] = field(default_factory=list)
+    retiring: bool = False  # stopped by the autoscaler: not started again
 
     @property
     def name(self) -> str:
@@ -84,9 +86,29 @@ class Supervisor:
         manifest = deployment.manifest()
         self.bootstrap, self.base_dir = manifest["bootstrap"], manifest["base_dir"]
         self.workers = [WorkerProcess(a["name"], r) for a in manifest["agents"]
-                        for r in range(a["replicas"])]
+                        if a.get("here", True) for r in range(a["replicas"])]
         self.stopping = False
         self.preexec = _die_with_parent()
+        self.autoscaler = Autoscaler(manifest, self._count, self._scale)
+
+    def _count(self, agent: str) -> int:
+        return sum(w.agent == agent and not w.retiring for w in self.workers)
+
+    def _scale(self, agent: str, wanted: int) -> None:
+        """Start or stop (SIGTERM: drain, commit, exit) workers of ``agent`` until
+        ``wanted`` run; the highest replica numbers go first."""
+        active = sorted((w for w in self.workers if w.agent == agent and not w.retiring),
+                        key=lambda w: w.replica)
+        for w in active[wanted:]:
+            w.retiring = True
+            if w.process is not None:
+                w.process.send_signal(signal.SIGTERM)
+        taken = {w.replica for w in self.workers if w.agent == agent}
+        free = (r for r in range(len(taken) + wanted) if r not in taken)
+        for _ in range(wanted - len(active)):
+            w = WorkerProcess(agent, next(free))
+            self.workers.append(w)
+            self._start(w)
 
     def _command(self, w: WorkerProcess) -> list[str]:
         return [sys.executable, "-m", "streamcompose.agent",
@@ -111,7 +133,7 @@ class Supervisor:
             w.name: {"agent": w.agent, "replica": w.replica,
                      "pid": w.process.pid if w.process else None,
                      "restarts": w.restarts, "exit_codes": w.exit_codes[-5:]}
-            for w in self.workers}})
+            for w in self.workers if not w.retiring}, "autoscale": self.autoscaler.record()})
 
     def _check(self, w: WorkerProcess, now: float) -> bool:
         """Restart a dead worker when its backoff has passed; True if anything changed."""
@@ -121,12 +143,17 @@ class Supervisor:
                 return False
             w.exit_codes.append(code)
             w.process = None
+            if w.retiring:
+                print(f"worker {w.name} stopped by the autoscaler (exit {code})", flush=True)
+                return True
             ran = now - w.started_at
             delay, w.streak = restart_delay(w.streak, ran)
             w.next_start = now + delay
             print(f"worker {w.name} exited with {code} after {ran:.1f}s; restarting in "
                   f"{delay:.1f}s", flush=True)
             return True
+        if w.retiring:
+            return False
         if now >= w.next_start:
             w.restarts += 1
             self._start(w)
@@ -143,7 +170,10 @@ class Supervisor:
         self._record()
         while not self.stopping:
             now = time.monotonic()
-            if any([self._check(w, now) for w in self.workers]):
+            changed = any([self._check(w, now) for w in self.workers])
+            changed = self.autoscaler.tick(now) or changed
+            self.workers = [w for w in self.workers if not (w.retiring and w.process is None)]
+            if changed:
                 self._record()
             time.sleep(POLL_S)
         self._stop_all()

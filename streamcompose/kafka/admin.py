@@ -86,8 +86,18 @@ async def delete_topics(bootstrap: str, topics: list[str]) -> None:
 
 async def consumer_lag(bootstrap: str, group: str, topics: list[str]) -> dict[str, int]:
     """Records not yet committed by ``group``, per topic: the sum over the topic's
-    partitions of the committed records between the group's committed offset (0 where
-    none is committed) and the partition's end. A topic that does not exist counts 0.
+    partitions of :func:`partition_lag`. A topic that does not exist counts 0."""
+    lag: dict[str, int] = dict.fromkeys(topics, 0)
+    for tp, n in (await partition_lag(bootstrap, group, topics)).items():
+        lag[tp.topic] += n
+    return lag
+
+
+async def partition_lag(bootstrap: str, group: str, topics: list[str]
+                        ) -> dict[TopicPartition, int]:
+    """Records not yet committed by ``group``, per partition of the topics that exist:
+    the committed records between the group's committed offset (0 where none is
+    committed) and the partition's end.
 
     Offsets also number the markers that close transactions, so a small gap is counted
     record by record: a group that has consumed everything written in transactions lags
@@ -115,10 +125,8 @@ async def consumer_lag(bootstrap: str, group: str, topics: list[str]) -> dict[st
     finally:
         await consumer.stop()
         await admin.close()
-    lag: dict[str, int] = {t: 0 for t in topics}
-    for tp, (start, end) in spans.items():
-        lag[tp.topic] += counted.get(tp, end - start)
-    return lag
+    return {tp: counted.get(tp, spans[tp][1] - spans[tp][0]) if tp in spans else 0
+            for tp in ends}
 
 
 async def _records_between(consumer: AIOKafkaConsumer,

@@ -26,12 +26,14 @@ from typing import Any
 from streamcompose.topology.model import DELIVERIES, AgentSpec, Topology
 from streamcompose.topology.parse_routers import ROUTER_KEYS, parse_router
 from streamcompose.topology.parse_specs import Reader, parse_batch, parse_join, parse_model
+from streamcompose.topology.scaling import parse_autoscale, parse_resources
 from streamcompose.topology.validate import validate_topology
 from streamcompose.topology.yamlsource import YamlDocument, read_yaml_file, read_yaml_text
 
 TOPOLOGY_KEYS = {"name", "input", "output", "partitions", "output_format", "fields", "agents",
                  "delivery", "max_message_bytes"}
-AGENT_KEYS = {"inputs", "model", "join", "batch", "replicas", "drop", "delivery", *ROUTER_KEYS}
+AGENT_KEYS = {"inputs", "model", "join", "batch", "replicas", "drop", "delivery", "autoscale",
+              "resources", *ROUTER_KEYS}
 MIN_MESSAGE_BYTES = 1 << 16
 
 
@@ -54,6 +56,11 @@ def _agent(r: Reader, name: str, raw: Any, base_dir: Path) -> AgentSpec:
                           if not kinds else "an agent has exactly one of model, join or a "
                           f"router; this one has {' and '.join(kinds)}", key)
     model = parse_model(r, a["model"], f"{key}.model", base_dir) if "model" in a else None
+    autoscale = parse_autoscale(r, a["autoscale"], f"{key}.autoscale") if "autoscale" in a \
+        else None
+    if autoscale is not None and "replicas" in a:
+        raise r.doc.error("autoscale decides the number of workers (from autoscale.min); "
+                          "remove replicas", f"{key}.replicas")
     return AgentSpec(
         name=name,
         inputs=r.strings(a["inputs"], f"{key}.inputs"),
@@ -63,9 +70,13 @@ def _agent(r: Reader, name: str, raw: Any, base_dir: Path) -> AgentSpec:
         if kinds[0] in ROUTER_KEYS else None,
         batch=parse_batch(r, a.get("batch", {}), f"{key}.batch",
                           model.device if model is not None else "cpu"),
-        replicas=r.number(a.get("replicas", 1), f"{key}.replicas", integer=True, minimum=1),
+        replicas=autoscale.min if autoscale is not None
+        else r.number(a.get("replicas", 1), f"{key}.replicas", integer=True, minimum=1),
         drop=r.strings(a["drop"], f"{key}.drop") if "drop" in a else (),
         delivery=_delivery(r, a["delivery"], f"{key}.delivery") if "delivery" in a else None,
+        autoscale=autoscale,
+        resources=parse_resources(r, a["resources"], f"{key}.resources")
+        if "resources" in a else None,
     )
 
 

@@ -13,6 +13,8 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+from streamcompose.topology.scaling import AutoscaleSpec, ResourcesSpec
+
 INPUT = "$input"
 RUNTIMES = ("onnx", "torch", "python")
 #: the kinds of device a model runs on (``cuda`` also stands for ``cuda:N``)
@@ -171,6 +173,8 @@ class AgentSpec:
     replicas: int = 1
     drop: tuple[str, ...] = ()
     delivery: str | None = None
+    autoscale: AutoscaleSpec | None = None
+    resources: ResourcesSpec | None = None
 
     @property
     def kind(self) -> str:

@@ -68,6 +68,9 @@ def _topics(t: Topology, doc: YamlDocument) -> None:
 
 def _replicas(t: Topology, doc: YamlDocument) -> None:
     for agent in t.agents:
+        if agent.autoscale is not None and agent.autoscale.max > t.partitions:
+            raise doc.error(f"max {agent.autoscale.max} > partitions {t.partitions}: the extra "
+                            "workers would get no partition", f"agents.{agent.name}.autoscale.max")
         if agent.replicas > t.partitions:
             raise doc.error(f"replicas {agent.replicas} > partitions {t.partitions}: the extra "
                             "workers would get no partition", f"agents.{agent.name}.replicas")
