@@ -42,7 +42,7 @@ agents:
     inputs: [$input]
     model: {runtime: python, entrypoint: "STEPS:slow"}
     batch: {max_size: 4, max_wait_ms: 1}
-    autoscale: {min: 1, max: 3, lag_per_replica: 60, cooldown_s: 4}
+    autoscale: {min: 1, max: 3, lag_per_replica: 60, cooldown_s: 3}
 '''
 
 
@@ -188,7 +188,7 @@ def test_autoscaling_adds_workers_for_a_backlog_and_removes_them_after(
     assert _decisions(shrunk)[-1] == "down"
     assert all(w["alive"] for w in shrunk["agents"][0]["workers"])
     publish(cli, name, tmp_path, range(400, 450))  # the remaining worker takes every partition
-    results = read_all(cli, name, quiet_s=15)
+    results = read_all(cli, name, quiet_s=5)
     counts = Counter(r["id"] for r in results)
     assert sorted(counts) == sorted(f"r{i}" for i in range(450)), "a request was lost"
     assert max(counts.values()) == 1, "a request was answered twice"
