@@ -187,7 +187,9 @@ def test_autoscaling_adds_workers_for_a_backlog_and_removes_them_after(
                       and s, 120, "back to one worker once the backlog is consumed")
     assert _decisions(shrunk)[-1] == "down"
     assert all(w["alive"] for w in shrunk["agents"][0]["workers"])
-    publish(cli, name, tmp_path, range(400, 450))  # the remaining worker takes every partition
+    wait_for(lambda: [len(m["partitions"]) for m in members(status(cli, name))["slow"]] == [3],
+             60, "the remaining worker takes every partition")
+    publish(cli, name, tmp_path, range(400, 450))
     results = read_all(cli, name, quiet_s=5)
     counts = Counter(r["id"] for r in results)
     assert sorted(counts) == sorted(f"r{i}" for i in range(450)), "a request was lost"

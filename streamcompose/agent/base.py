@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any
 
 import mode
@@ -15,10 +16,15 @@ from streamcompose.agent.probes import serve as serve_probes
 from streamcompose.agent.settings import WorkerSettings
 from streamcompose.agent.state import WorkerState
 from streamcompose.delivery import Output
+from streamcompose.errors import StreamComposeError
 from streamcompose.kafka.admin import message_limits
 from streamcompose.kafka.clients import make_consumer, make_producer, start_patiently
+from streamcompose.kafka.groups import leave_group
 from streamcompose.metrics import AgentMetrics
 from streamcompose.topology.model import Topology
+
+LEAVE_TIMEOUT_S = 5.0
+log = logging.getLogger("streamcompose.agent")
 
 
 class WorkerBase(mode.Service):
@@ -125,4 +131,17 @@ class WorkerBase(mode.Service):
         for client in (self.consumer, self.producer):
             if client is not None:
                 await client.stop()
+        if self.consumer is not None:
+            await self._leave_group()
         self.wstate.update(status="stopped", joined=False)
+
+    async def _leave_group(self) -> None:
+        """A static member that stops gracefully (scaled down, stopped) hands its
+        partitions over now rather than after the session timeout; one that is killed
+        keeps them for its successor."""
+        try:
+            await asyncio.wait_for(leave_group(self.bootstrap, self.group, self.client_id),
+                                   LEAVE_TIMEOUT_S)
+        except (StreamComposeError, TimeoutError) as exc:
+            log.warning("%s: could not leave group %s (%s); its partitions move after the "
+                        "session timeout", self.client_id, self.group, exc)

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiokafka.errors import KafkaError
-from aiokafka.protocol.group import MemberAssignment
+from aiokafka.protocol.group import LeaveGroupRequest, MemberAssignment
 
 from streamcompose.kafka.admin import CONNECT_TIMEOUT_S, _admin, _unreachable, partition_lag
 
@@ -96,3 +96,22 @@ async def describe_group(bootstrap: str, group: str, topics: list[str]) -> Group
     lag = await partition_lag(bootstrap, group, topics)
     return GroupInfo(group, state or "Empty", members,
                      {f"{tp.topic}[{tp.partition}]": n for tp, n in sorted(lag.items())})
+
+
+async def leave_group(bootstrap: str, group: str, client_id: str) -> int:
+    """Remove the members with ``client_id`` from ``group`` at once: a static member
+    (``group.instance.id``) does not leave when it closes, so its partitions would wait
+    a session timeout before moving to the others. Returns how many were removed."""
+    admin = await _admin(bootstrap)
+    try:
+        node = await admin.find_coordinator(group)
+        responses = await admin.describe_consumer_groups([group], group_coordinator_id=node)
+        ids = [m["member_id"] for r in responses for g in r.to_object()["groups"]
+               for m in g["members"] if m["client_id"] == client_id]
+        for member_id in ids:
+            await admin._send_request(LeaveGroupRequest(group, member_id), node)
+        return len(ids)
+    except KafkaError as exc:
+        raise _unreachable(bootstrap, exc) from exc
+    finally:
+        await admin.close()
