@@ -43,7 +43,8 @@ def replica_number(value: str) -> int:
 @click.argument("agent")
 @bootstrap_option
 @click.option("--name", default=None, callback=plain_name,
-              help="Run the agent of the topology deployed under this name.")
+              help="Run the agent of FILE deployed under this name (with --base-dir, "
+                   "FILE must already bear it, as a deployment snapshot does).")
 @click.option("--base-dir", type=click.Path(exists=True, file_okay=False), default=None,
               help="Resolve relative model paths and python modules against this folder "
                    "instead of FILE's (a topology mounted apart from the models).")
