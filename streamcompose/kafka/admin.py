@@ -16,6 +16,8 @@ from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import KafkaConnectionError, KafkaError
 
 from streamcompose.errors import BrokerError
+from streamcompose.kafka.diagnose import raise_security_failure
+from streamcompose.kafka.security import client_options
 
 CONNECT_TIMEOUT_S = 10.0
 COUNTED_GAP = 64  # gaps up to this many offsets are counted record by record
@@ -29,11 +31,13 @@ def _unreachable(bootstrap: str, exc: Exception) -> BrokerError:
 
 
 async def _admin(bootstrap: str) -> AIOKafkaAdminClient:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10000)
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10000,
+                                **client_options())
     try:
         await asyncio.wait_for(admin.start(), CONNECT_TIMEOUT_S)
     except (KafkaConnectionError, TimeoutError, OSError) as exc:
         await admin.close()
+        await raise_security_failure(bootstrap)
         raise _unreachable(bootstrap, exc) from exc
     return admin
 
@@ -94,7 +98,8 @@ async def consumer_lag(bootstrap: str, group: str, topics: list[str]) -> dict[st
     0, not the number of markers after its last record."""
     admin = await _admin(bootstrap)
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, request_timeout_ms=10000,
-                                isolation_level="read_committed", enable_auto_commit=False)
+                                isolation_level="read_committed", enable_auto_commit=False,
+                                **client_options())
     try:
         described = await admin.describe_topics(list(dict.fromkeys(topics)))
         partitions = [TopicPartition(d["topic"], p["partition"]) for d in described
