@@ -42,17 +42,28 @@ async def _admin(bootstrap: str) -> AIOKafkaAdminClient:
     return admin
 
 
+async def broker_count(bootstrap: str) -> int:
+    """How many brokers the cluster has."""
+    admin = await _admin(bootstrap)
+    try:
+        return len((await admin.describe_cluster())["brokers"])
+    finally:
+        await admin.close()
+
+
 async def ensure_topics(bootstrap: str, topics: Mapping[str, int],
                         compacted: Iterable[str] = (),
-                        configs: Mapping[str, str] | None = None) -> dict[str, int]:
-    """Create the topics that do not exist yet (name -> partitions; those named in
-    ``compacted`` with ``cleanup.policy=compact``; ``configs`` for every new topic).
-    Returns every topic's actual partition count; existing topics are left as they are."""
+                        configs: Mapping[str, str] | None = None,
+                        replication: int = 1) -> dict[str, int]:
+    """Create the topics that do not exist yet (name -> partitions, ``replication``
+    replicas each; those named in ``compacted`` with ``cleanup.policy=compact``;
+    ``configs`` for every new topic). Returns every topic's actual partition count;
+    existing topics are left as they are."""
     compact = set(compacted)
     admin = await _admin(bootstrap)
     try:
         existing = set(await admin.list_topics())
-        new = [NewTopic(name, parts, 1, topic_configs={
+        new = [NewTopic(name, parts, replication, topic_configs={
                     **(configs or {}), **({"cleanup.policy": "compact"} if name in compact
                                           else {})})
                for name, parts in topics.items() if name not in existing]
