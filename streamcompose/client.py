@@ -98,6 +98,7 @@ async def _start(client: Any, bootstrap: str) -> None:
     try:
         await client.start()
     except (KafkaConnectionError, OSError) as exc:
+        await client.stop()
         await raise_security_failure(bootstrap)
         raise BrokerError(f"cannot reach Kafka at {bootstrap}: {exc}; start the local broker "
                           "with `streamcompose broker start` or pass --bootstrap",

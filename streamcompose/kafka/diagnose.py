@@ -29,8 +29,7 @@ from streamcompose.errors import BrokerError
 from streamcompose.kafka.security import KafkaSecurity, load_security
 
 PROBE_TIMEOUT_S = 5.0
-_REFUSED = (SaslAuthenticationFailed, AuthenticationFailedError, UnsupportedSaslMechanismError,
-            IllegalSaslStateError)
+_REFUSED = (SaslAuthenticationFailed, AuthenticationFailedError, UnsupportedSaslMechanismError)
 
 
 def _servers(bootstrap: str) -> list[tuple[str, int]]:
@@ -59,6 +58,11 @@ async def security_failure(bootstrap: str,
                 f"(security.protocol {security.protocol}): {exc}; check sasl.mechanism, "
                 f"sasl.username and sasl.password in {security.source}",
                 bootstrap=bootstrap)
+        except IllegalSaslStateError as exc:
+            return BrokerError(
+                f"the listener at {broker} does not take SASL (security.protocol "
+                f"{security.protocol}, {security.how()}): {exc}; check the port, and "
+                f"security.protocol in {security.source}", bootstrap=bootstrap)
         except ssl.SSLError as exc:
             return BrokerError(
                 f"the TLS handshake with the broker at {broker} failed "

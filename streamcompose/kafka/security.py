@@ -149,7 +149,9 @@ def load_security(environ: Mapping[str, str] | None = None) -> KafkaSecurity:
         for key, (value, line) in read_properties(path).items():
             where = f"{path}:{line}"
             if key.startswith(_FAMILIES) and key not in KEYS:
-                raise BrokerError(f"{where}: {key}: not a setting streamcompose knows; "
+                hint = (" (Java key stores: export them to PEM for ssl.cafile, ssl.certfile "
+                        "and ssl.keyfile)" if "store" in key else "")
+                raise BrokerError(f"{where}: {key}: not a setting streamcompose knows{hint}; "
                                   f"use {', '.join(KEYS)}")
             if key in KEYS:
                 settings[key] = (value, where)
