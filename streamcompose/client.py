@@ -32,6 +32,7 @@ from streamcompose.deploy.registry import Deployment
 from streamcompose.errors import BrokerError, ModelError, RequestTimeoutError
 from streamcompose.kafka.admin import topic_partitions
 from streamcompose.kafka.clients import make_consumer, make_producer
+from streamcompose.kafka.diagnose import raise_security_failure
 
 __all__ = ["Client", "Result", "resolve_topics"]
 
@@ -97,6 +98,8 @@ async def _start(client: Any, bootstrap: str) -> None:
     try:
         await client.start()
     except (KafkaConnectionError, OSError) as exc:
+        await client.stop()
+        await raise_security_failure(bootstrap)
         raise BrokerError(f"cannot reach Kafka at {bootstrap}: {exc}; start the local broker "
                           "with `streamcompose broker start` or pass --bootstrap",
                           bootstrap=bootstrap, retriable=True) from exc

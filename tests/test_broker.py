@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import random
 import socket
 import subprocess
@@ -43,7 +44,10 @@ def _bindable(port: int) -> bool:
 
 @pytest.fixture
 def port() -> int:
-    """A free port pair (broker, controller) above 29092, below the ephemeral ports."""
+    """A free port pair (broker, controller) above 29092, below the ephemeral ports
+    (``$STREAMCOMPOSE_TEST_PORT`` pins it, on a machine where ports are shared out)."""
+    if pinned := os.environ.get("STREAMCOMPOSE_TEST_PORT"):
+        return int(pinned)
     while True:
         port = random.randrange(29100, 32700, 2)
         if _bindable(port) and _bindable(port + 1):
@@ -137,6 +141,9 @@ def test_cli_start_status_stop(port: int, data_dir: Path) -> None:
         "running": True, "pid": int((data_dir / "broker.pid").read_text()), "port": port,
         "bootstrap": f"127.0.0.1:{port}", "data_dir": str(data_dir),
         "log_file": str(data_dir / "broker.log"),
+        "nodes": [{"node_id": 1, "running": True, "pid": int((data_dir / "broker.pid").read_text()),
+                   "port": port, "controller_port": port + 1, "data_dir": str(data_dir),
+                   "log_file": str(data_dir / "broker.log")}],
     }
 
     assert "stopped" in runner.invoke(broker, ["stop", *where]).stdout

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable
+from typing import Any
 
 import click
 
@@ -29,14 +31,38 @@ def default_bootstrap() -> str:
     return os.environ.get("STREAMCOMPOSE_BOOTSTRAP") or DEFAULT_BOOTSTRAP
 
 
-bootstrap_option = click.option(
-    "--bootstrap", default=default_bootstrap, show_default="$STREAMCOMPOSE_BOOTSTRAP or "
-    + DEFAULT_BOOTSTRAP, help="Kafka bootstrap server, HOST:PORT.",
-)
+def use_kafka_config(_ctx: click.Context, _param: click.Parameter, value: str | None) -> None:
+    """A click callback: name the Kafka client properties file for this process and the
+    workers it starts (``$STREAMCOMPOSE_KAFKA_CONFIG``); a wrong file is a usage error."""
+    if value is None:
+        return
+    from streamcompose.kafka.security import CONFIG_ENV, load_security
+
+    os.environ[CONFIG_ENV] = os.path.abspath(value)
+    try:
+        load_security()
+    except StreamComposeError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+kafka_config_option = click.option(
+    "--kafka-config", type=click.Path(exists=True, dir_okay=False), expose_value=False,
+    callback=use_kafka_config, is_eager=True,
+    help="Kafka client properties (security.protocol, sasl.*, ssl.*).  "
+         "[default: $STREAMCOMPOSE_KAFKA_CONFIG]")
+
+
+def bootstrap_option(command: Callable[..., Any]) -> Callable[..., Any]:
+    """``--bootstrap HOST:PORT`` and ``--kafka-config FILE``, for commands that talk to Kafka."""
+    return kafka_config_option(click.option(
+        "--bootstrap", default=default_bootstrap, show_default="$STREAMCOMPOSE_BOOTSTRAP or "
+        + DEFAULT_BOOTSTRAP, help="Kafka bootstrap server(s), HOST:PORT[,HOST:PORT...].",
+    )(command))
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="streamcompose")
+@kafka_config_option
 def cli() -> None:
     """Compose machine-learning models over Kafka."""
 

@@ -30,7 +30,7 @@ from streamcompose.deploy.registry import (
     signal_deployment_process,
 )
 from streamcompose.errors import DeploymentError
-from streamcompose.kafka.admin import ensure_topics
+from streamcompose.kafka.admin import broker_count, ensure_topics
 from streamcompose.runtimes import check_models
 from streamcompose.topology import Topology, load_topology
 
@@ -59,11 +59,15 @@ def _manifest(t: Topology, bootstrap: str, supervisor_pid: int | None,
 
 
 def create_topics(t: Topology, bootstrap: str) -> dict[str, int]:
-    """Create the topology's topics that do not exist yet (idempotent) and return every
-    topic's partition count; joiners need their branch topics co-partitioned."""
+    """Create the topology's topics that do not exist yet (idempotent), replicated as the
+    cluster allows (``replication:``), and return every topic's partition count; joiners
+    need their branch topics co-partitioned."""
+    factor, min_insync = t.replication.resolve(asyncio.run(broker_count(bootstrap)), t.name)
+    replicated = {"min.insync.replicas": str(min_insync)}
     counts = asyncio.run(ensure_topics(bootstrap, dict.fromkeys(t.topics(), t.partitions),
                                        (t.control_topic,),
-                                       {"max.message.bytes": str(t.max_message_bytes)}))
+                                       {"max.message.bytes": str(t.max_message_bytes),
+                                        **replicated}, factor))
     for agent in t.agents:
         if not t.is_stateful(agent.name):
             continue
@@ -72,7 +76,8 @@ def create_topics(t: Topology, bootstrap: str) -> dict[str, int]:
         changelog = t.changelog_topic(agent.name)
         counts.update(asyncio.run(ensure_topics(bootstrap, {changelog: t.partitions},
                                                 (changelog,),
-                                                {"max.message.bytes": str(entry_bytes)})))
+                                                {"max.message.bytes": str(entry_bytes),
+                                                 **replicated}, factor)))
         topics = (*t.input_topics(agent.name), t.changelog_topic(agent.name))
         if len({counts[topic] for topic in topics}) > 1:
             found = ", ".join(f"{topic}: {counts[topic]}" for topic in topics)

@@ -16,6 +16,8 @@ from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import KafkaConnectionError, KafkaError
 
 from streamcompose.errors import BrokerError
+from streamcompose.kafka.diagnose import raise_security_failure
+from streamcompose.kafka.security import client_options
 
 CONNECT_TIMEOUT_S = 10.0
 COUNTED_GAP = 64  # gaps up to this many offsets are counted record by record
@@ -29,26 +31,39 @@ def _unreachable(bootstrap: str, exc: Exception) -> BrokerError:
 
 
 async def _admin(bootstrap: str) -> AIOKafkaAdminClient:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10000)
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10000,
+                                **client_options())
     try:
         await asyncio.wait_for(admin.start(), CONNECT_TIMEOUT_S)
     except (KafkaConnectionError, TimeoutError, OSError) as exc:
         await admin.close()
+        await raise_security_failure(bootstrap)
         raise _unreachable(bootstrap, exc) from exc
     return admin
 
 
+async def broker_count(bootstrap: str) -> int:
+    """How many brokers the cluster has."""
+    admin = await _admin(bootstrap)
+    try:
+        return len((await admin.describe_cluster())["brokers"])
+    finally:
+        await admin.close()
+
+
 async def ensure_topics(bootstrap: str, topics: Mapping[str, int],
                         compacted: Iterable[str] = (),
-                        configs: Mapping[str, str] | None = None) -> dict[str, int]:
-    """Create the topics that do not exist yet (name -> partitions; those named in
-    ``compacted`` with ``cleanup.policy=compact``; ``configs`` for every new topic).
-    Returns every topic's actual partition count; existing topics are left as they are."""
+                        configs: Mapping[str, str] | None = None,
+                        replication: int = 1) -> dict[str, int]:
+    """Create the topics that do not exist yet (name -> partitions, ``replication``
+    replicas each; those named in ``compacted`` with ``cleanup.policy=compact``;
+    ``configs`` for every new topic). Returns every topic's actual partition count;
+    existing topics are left as they are."""
     compact = set(compacted)
     admin = await _admin(bootstrap)
     try:
         existing = set(await admin.list_topics())
-        new = [NewTopic(name, parts, 1, topic_configs={
+        new = [NewTopic(name, parts, replication, topic_configs={
                     **(configs or {}), **({"cleanup.policy": "compact"} if name in compact
                                           else {})})
                for name, parts in topics.items() if name not in existing]
@@ -104,7 +119,8 @@ async def partition_lag(bootstrap: str, group: str, topics: list[str]
     0, not the number of markers after its last record."""
     admin = await _admin(bootstrap)
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, request_timeout_ms=10000,
-                                isolation_level="read_committed", enable_auto_commit=False)
+                                isolation_level="read_committed", enable_auto_commit=False,
+                                **client_options())
     try:
         described = await admin.describe_topics(list(dict.fromkeys(topics)))
         partitions = [TopicPartition(d["topic"], p["partition"]) for d in described

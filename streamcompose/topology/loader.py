@@ -26,12 +26,13 @@ from typing import Any
 from streamcompose.topology.model import DELIVERIES, AgentSpec, Topology
 from streamcompose.topology.parse_routers import ROUTER_KEYS, parse_router
 from streamcompose.topology.parse_specs import Reader, parse_batch, parse_join, parse_model
+from streamcompose.topology.replication import ReplicationSpec, parse_replication
 from streamcompose.topology.scaling import parse_autoscale, parse_resources
 from streamcompose.topology.validate import validate_topology
 from streamcompose.topology.yamlsource import YamlDocument, read_yaml_file, read_yaml_text
 
 TOPOLOGY_KEYS = {"name", "input", "output", "partitions", "output_format", "fields", "agents",
-                 "delivery", "max_message_bytes"}
+                 "delivery", "max_message_bytes", "replication"}
 AGENT_KEYS = {"inputs", "model", "join", "batch", "replicas", "drop", "delivery", "autoscale",
               "resources", *ROUTER_KEYS}
 MIN_MESSAGE_BYTES = 1 << 16
@@ -110,6 +111,8 @@ def topology_from_document(doc: YamlDocument, base_dir: Path,
         else "exactly_once",
         max_message_bytes=r.number(top.get("max_message_bytes", 1 << 20), "max_message_bytes",
                                    integer=True, minimum=MIN_MESSAGE_BYTES),
+        replication=parse_replication(r, top["replication"], "replication")
+        if "replication" in top else ReplicationSpec(),
         where=doc.source_map(),
     )
     validate_topology(topology, doc)

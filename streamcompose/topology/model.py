@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from streamcompose.errors import TopologyError
+from streamcompose.topology.replication import ReplicationSpec
 from streamcompose.topology.routers import ROUTERS
 from streamcompose.topology.specs import (
     DELIVERIES,
@@ -59,6 +60,7 @@ class Topology:
     source: Path | None = None
     delivery: str = "exactly_once"
     max_message_bytes: int = 1 << 20
+    replication: ReplicationSpec = field(default_factory=ReplicationSpec)
     #: where each key was written, so that later checks can name file and line
     where: SourceMap = field(default_factory=SourceMap, compare=False, repr=False)
 

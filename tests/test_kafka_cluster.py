@@ -1,0 +1,143 @@
+"""A topology on a local 3-node Kafka cluster survives the SIGKILL of a broker: the
+leader of an input partition dies mid-stream and comes back later; under exactly-once
+delivery nothing is lost, duplicated or partial.
+
+The cluster is this test's own, on ports of its own (``$STREAMCOMPOSE_CLUSTER_PORT``
+pins the first of the six it needs), never the suite's broker."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+from probe import Probe
+
+from streamcompose.kafka.broker import BrokerInfo, broker_status, start_broker, stop_broker
+
+pytestmark = [pytest.mark.integration, pytest.mark.reliability]
+
+NODES = 3
+REQUESTS = 900
+RATE = 150.0
+
+STEPS = '''
+def inc(batch):
+    return [{"x": p["x"] + 1} for p in batch]
+
+def even(batch):
+    return [{"proba": [0.75, 0.25]} for _ in batch]
+
+def odd(batch):
+    return [{"proba": [0.25, 0.75]} for _ in batch]
+
+inc.inputs = ("x",)
+'''
+
+TOPOLOGY = '''
+name: replicated
+fields: [x]
+agents:
+  inc: {inputs: [$input], model: {runtime: python, entrypoint: "STEPS:inc"},
+        batch: {max_size: 16, max_wait_ms: 5}}
+  a: {inputs: [inc], model: {runtime: python, entrypoint: "STEPS:even"}}
+  b: {inputs: [inc], model: {runtime: python, entrypoint: "STEPS:even"}}
+  c: {inputs: [inc], model: {runtime: python, entrypoint: "STEPS:odd"}}
+  vote:
+    inputs: [a, b, c]
+    join: {strategy: soft_vote, timeout_ms: 20000}
+'''
+
+
+def _free_block(count: int) -> int:
+    """The first of ``count`` consecutive free ports."""
+    if pinned := os.environ.get("STREAMCOMPOSE_CLUSTER_PORT"):
+        return int(pinned)
+    for base in range(29400, 32700, 20):
+        try:
+            for port in range(base, base + count):
+                socket.create_server(("127.0.0.1", port)).close()
+        except OSError:
+            continue
+        return base
+    raise AssertionError("no block of free ports")
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int, Path]]:
+    port, data_dir = _free_block(2 * NODES), tmp_path_factory.mktemp("cluster")
+    start_broker(port, data_dir, fresh=True, nodes=NODES, timeout=180)
+    yield port, data_dir
+    stop_broker(port, data_dir)
+
+
+async def _describe(bootstrap: str, topic: str) -> tuple[dict[int, int], list[int], str]:
+    """The topic's partition leaders, the replicas of partition 0, and its min.insync."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        described = (await admin.describe_topics([topic]))[0]["partitions"]
+        configs = await admin.describe_configs(
+            [ConfigResource(ConfigResourceType.TOPIC, topic, {"min.insync.replicas": None})])
+    finally:
+        await admin.close()
+    leaders = {p["partition"]: p["leader"] for p in described}
+    replicas = next(p["replicas"] for p in described if p["partition"] == 0)
+    min_insync = next(e[1] for r in configs for res in r.resources for e in res[4])
+    return leaders, replicas, min_insync
+
+
+def _kill_and_restart(probe: Probe, info: BrokerInfo, node_id: int, port: int,
+                      data_dir: Path, events: dict[str, float]) -> None:
+    """SIGKILL the node a third into the stream, start it again two thirds in."""
+    victim = next(n for n in info.nodes if n.node_id == node_id)
+    while probe.sent < REQUESTS / 3:
+        time.sleep(0.02)
+    os.kill(victim.pid, signal.SIGKILL)
+    events["killed"] = time.monotonic()
+    while probe.sent < 2 * REQUESTS / 3:
+        time.sleep(0.02)
+    start_broker(port, data_dir, timeout=180)
+    events["restarted"] = time.monotonic()
+
+
+def test_broker_killed_under_a_cascade_and_a_joiner(cli, write_topology, unique, cluster):
+    port, data_dir = cluster
+    info = broker_status(port, data_dir)
+    assert info.running and len(info.nodes) == NODES
+    bootstrap = info.bootstrap
+    m = json.loads(cli("deploy", str(write_topology(TOPOLOGY, STEPS)), "--name", unique,
+                       "--bootstrap", bootstrap, "--json").stdout)
+    try:
+        leaders, replicas, min_insync = asyncio.run(_describe(bootstrap, m["input"]))
+        assert len(replicas) == 3 and min_insync == "2"
+
+        probe = Probe(bootstrap, m, REQUESTS, RATE, lambda i: {"x": i}).start()
+        events: dict[str, float] = {}
+        chaos = threading.Thread(target=_kill_and_restart,
+                                 args=(probe, info, leaders[0], port, data_dir, events))
+        chaos.start()
+        seen = probe.wait(300)
+        chaos.join()
+        assert set(events) == {"killed", "restarted"}
+        assert seen.lost(probe.ids) == []
+        assert seen.duplicated() == []
+        assert seen.dead == []
+        partial = [rid for rid, p, _ in seen.results if p.get("missing")]
+        assert partial == [], f"{len(partial)} partial answers, e.g. {partial[:5]}"
+        assert all(p["label"] == 0 and p["x"] == int(rid[1:]) + 1
+                   for rid, p, _ in seen.results)
+        assert broker_status(port, data_dir).running
+        status = json.loads(cli("status", unique, "--json", "--no-lag").stdout)
+        assert all(w["alive"] for a in status["agents"] for w in a["workers"])
+    finally:
+        cli("stop", unique, check=False)
