@@ -11,11 +11,13 @@ from aiokafka.record.default_records import DefaultRecordBatchBuilder
 
 from streamcompose.agent.settings import WorkerSettings
 from streamcompose.agent.state import WorkerState
+from streamcompose.codec.lineage import LineageStamp
 from streamcompose.delivery import Output
 from streamcompose.kafka.admin import message_limits
 from streamcompose.kafka.clients import make_consumer, make_producer, start_patiently
 from streamcompose.metrics import AgentMetrics
 from streamcompose.topology.model import Topology
+from streamcompose.topology.versions import agent_version
 
 
 class WorkerBase(mode.Service):
@@ -32,6 +34,8 @@ class WorkerBase(mode.Service):
         self.group = topology.group_id(agent)
         self.client_id = f"{topology.name}.{agent}.{replica}"
         self.wstate = state or WorkerState.disabled()
+        self.version = agent_version(topology, agent)
+        self.lineage = LineageStamp(agent, self.version, replica)
         self.metrics = AgentMetrics(topology.name, agent, replica)
         self.metrics_port = metrics_port
         self.consumer: AIOKafkaConsumer | None = None
@@ -99,7 +103,8 @@ class WorkerBase(mode.Service):
         return partition if partition < self._partition_counts.get(topic, 0) else None
 
     def serve_metrics(self) -> None:
-        self.wstate.update(status="loading", metrics_port=self.metrics.serve(self.metrics_port))
+        self.wstate.update(status="loading", version=self.version,
+                           metrics_port=self.metrics.serve(self.metrics_port))
 
     def joined(self, assigned: list[TopicPartition]) -> None:
         """Record the partitions the group gave this replica."""
