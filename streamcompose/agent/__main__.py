@@ -17,6 +17,7 @@ from pathlib import Path
 import click
 import mode
 
+from streamcompose.agent.standby import Standby
 from streamcompose.agent.state import WorkerState
 from streamcompose.agent.worker import AgentWorker
 from streamcompose.topology import load_topology, load_topology_text
@@ -54,10 +55,13 @@ def _exit_with_parent(parent_pid: int) -> None:
 @click.option("--parent-pid", type=int, default=None,
               help="Exit when this process (the supervisor) is no longer the parent.")
 @click.option("--metrics-port", default=0, show_default=True, help="0 picks a free port.")
+@click.option("--standby", "standby_file", type=click.Path(dir_okay=False), default=None,
+              help="Load and warm the model, write the state here, then wait for SIGUSR1 "
+                   "before joining (a rolling upgrade's new worker).")
 @click.option("--loglevel", default="INFO", show_default=True)
 def main(topology_file: str, agent: str, name: str | None, bootstrap: str, replica: int,
          state_file: str | None, base_dir: str | None, parent_pid: int | None,
-         metrics_port: int, loglevel: str) -> None:
+         metrics_port: int, standby_file: str | None, loglevel: str) -> None:
     """Run one replica of AGENT from TOPOLOGY_FILE until SIGTERM."""
     if parent_pid is not None:
         _exit_with_parent(parent_pid)
@@ -71,8 +75,10 @@ def main(topology_file: str, agent: str, name: str | None, bootstrap: str, repli
     if agent not in topology.agent_names:
         raise click.BadParameter(f"no agent {agent!r} in {topology_file} "
                                  f"(agents: {', '.join(topology.agent_names)})")
-    state = WorkerState(Path(state_file) if state_file else None)
-    worker = AgentWorker(topology, agent, bootstrap, replica, state, metrics_port)
+    state = WorkerState(Path(standby_file or state_file) if standby_file or state_file else None)
+    standby = Standby(Path(state_file) if state_file else None) if standby_file else None
+    worker = AgentWorker(topology, agent, bootstrap, replica, state, metrics_port,
+                         standby=standby)
     logging.getLogger("aiokafka").setLevel(logging.WARNING)
     mode.Worker(worker, loglevel=loglevel, daemon=True).execute_from_commandline()
 

@@ -41,6 +41,7 @@ from aiokafka.abc import ConsumerRebalanceListener
 
 from streamcompose.agent.base import WorkerBase
 from streamcompose.agent.control import ControlFollower
+from streamcompose.agent.standby import Standby
 from streamcompose.agent.stateful import StatefulRunner
 from streamcompose.batching.batcher import MicroBatcher
 from streamcompose.codec import MSGPACK, Trace, decode_payload, encode_payload
@@ -98,8 +99,9 @@ class _Rebalance(ConsumerRebalanceListener):
 class AgentWorker(WorkerBase):
     """Runs one replica of one agent (a model or a stateless router) of a topology."""
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, standby: Standby | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self.standby = standby
         self.batcher: MicroBatcher[Item] = MicroBatcher(
             self.spec.batch.max_size, self.spec.batch.max_wait_ms, on_batch=self._on_batch)
         self.deliveries: asyncio.Queue[list[tuple[Closing, int]]] = asyncio.Queue(
@@ -121,6 +123,8 @@ class AgentWorker(WorkerBase):
         loop = asyncio.get_running_loop()
         step = await loop.run_in_executor(self.executor, build_step, self.topology, self.agent)
         await loop.run_in_executor(self.executor, step.warmup)
+        if self.standby is not None:
+            await self.standby.wait(self.wstate)
         if isinstance(step, StatefulStep):
             self.stateful = StatefulRunner(self, step)
             self.batcher = MicroBatcher(self.settings.fetch_records, 0)

@@ -76,14 +76,14 @@ def status(name: str | None, as_json: bool, no_lag: bool) -> None:
             click.echo(f"{d['name']} ({d['file']}) on {d['bootstrap']}, supervisor "
                        f"{d['supervisor']['pid']} {sup}")
             click.echo(f"  {'agent':<16}{'replica':>8}{'pid':>9}  {'status':<10}{'restarts':>9}"
-                       f"{'metrics':>9}{'lag':>8}")
+                       f"{'metrics':>9}{'lag':>8}  version")
             for a in d["agents"]:
                 for w in a["workers"]:
                     state = w["status"] if w["alive"] else "dead"
                     lag = "" if a["lag"] is None or w["replica"] else a["lag"]
                     click.echo(f"  {a['name']:<16}{w['replica']:>8}{w['pid'] or '-':>9}  "
                                f"{state:<10}{w['restarts']:>9}{w['metrics_port'] or '-':>9}"
-                               f"{lag:>8}")
+                               f"{lag:>8}  {w['version'] or '-'}")
     if not healthy:
         sys.exit(1)
 
