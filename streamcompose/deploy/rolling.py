@@ -13,9 +13,11 @@ SIGHUP. The supervisor then, without stopping to watch its other workers:
    replaced.
 3. **hands over**, one replica at a time: SIGTERM to the old worker, which stops
    fetching, finishes its batches, commits their transaction and exits; only then SIGUSR1
-   to the standby, which starts its clients: its producer reuses the replica's
-   ``transactional.id`` (fencing a predecessor that did not get to commit, if it was
-   killed after ``STOP_TIMEOUT_S``) and its consumer the replica's ``group.instance.id``,
+   to the standby (as soon as the old worker's state file says ``stopped``: its clients
+   are closed, what is left is the process's exit), which starts its clients: its
+   producer reuses the replica's ``transactional.id`` (fencing a predecessor that did not
+   get to commit, if it was killed after ``STOP_TIMEOUT_S``) and its consumer the
+   replica's ``group.instance.id``,
    so it takes the replica's partitions without a rebalance, from the offsets the old
    worker committed. Every input record is thus answered by exactly one of the two,
    in order, and a partition's versions never go backwards. The next replica follows
@@ -78,6 +80,9 @@ class RollingUpgrade:
 
     def step(self, now: float) -> bool:
         """Advance; True if anything changed."""
+        for h in self.handovers:  # reaps the old workers still exiting
+            if h.old is not None:
+                h.old.poll()
         if self.finished:
             return False
         if self.state == "warming":
@@ -137,7 +142,7 @@ class RollingUpgrade:
         return True
 
     def _promote(self, h: Handover, now: float) -> bool:
-        if h.old is not None and h.old.poll() is None:
+        if h.old is not None and h.old.poll() is None and not self._closed(h.old, h.replica):
             if now - h.since > STOP_TIMEOUT_S:
                 h.old.kill()  # its open transaction is aborted by the standby's producer
             return False
@@ -146,6 +151,11 @@ class RollingUpgrade:
         w.process, w.started_at, w.streak, w.next_start = h.standby, now, 0, 0.0
         h.phase, h.since = "joining", now
         return True
+
+    def _closed(self, old: subprocess.Popen, replica: int) -> bool:
+        """Whether ``old`` has committed and closed its Kafka clients."""
+        state = self.d.worker_state(self.agent, replica)
+        return state.get("pid") == old.pid and state.get("status") == "stopped"
 
     def _joined(self, h: Handover, now: float) -> bool:
         w = self.workers[h.replica]

@@ -24,8 +24,10 @@ import yaml
 from streamcompose.deploy.registry import Deployment, signal_deployment_process
 from streamcompose.errors import DeploymentError
 from streamcompose.runtimes import check_models
-from streamcompose.topology import load_topology_text
+from streamcompose.topology.loader import topology_from_document
+from streamcompose.topology.model import Topology
 from streamcompose.topology.versions import agent_version
+from streamcompose.topology.yamlsource import read_yaml_text
 
 UPGRADE_TIMEOUT_S = 900.0
 POLL_S = 0.2
@@ -97,11 +99,11 @@ def _model(data: dict[str, Any], agent: str, name: str) -> dict[str, Any]:
 def _roll(d: Deployment, data: dict[str, Any], agent: str, model: dict[str, Any], kind: str,
           timeout: float, progress: Callable[[dict[str, Any]], None] | None) -> dict[str, Any]:
     m = d.manifest()
-    current = load_topology_text(yaml.safe_dump(data, sort_keys=False), m["base_dir"])
+    current = _load(yaml.safe_dump(data, sort_keys=False), d.snapshot_file, m["base_dir"])
     old_model = data["agents"][agent]["model"]
     data["agents"][agent]["model"] = model
     text = yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
-    nxt = check_models(load_topology_text(text, m["base_dir"]))
+    nxt = check_models(_load(text, d.next_snapshot_file, m["base_dir"]))
     old, new = agent_version(current, agent), agent_version(nxt, agent)
     if old == new:
         raise DeploymentError(f"{agent!r} of {d.name!r} already runs version {old}; give "
@@ -122,6 +124,11 @@ def _roll(d: Deployment, data: dict[str, Any], agent: str, model: dict[str, Any]
         raise DeploymentError(f"the supervisor of {d.name!r} is not running; deploy it again",
                               topology=d.name)
     return _wait(d, request["id"], timeout, progress)
+
+
+def _load(text: str, file: Path, base_dir: str) -> Topology:
+    """The topology in ``text``, its errors naming ``file`` (where it is, or will be)."""
+    return topology_from_document(read_yaml_text(text, str(file)), Path(base_dir).resolve())
 
 
 def _wait(d: Deployment, request_id: str, timeout: float,
