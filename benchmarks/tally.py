@@ -27,7 +27,8 @@ class Tally:
     """Every result on ``topic`` from its beginning, read by ``client``: for each request
     id, how many results carry it and, for the first, its broker timestamp, its
     ``sc-entered`` time and when this process received it (ms since the epoch); and the
-    ids of partial results (a joiner that timed out lists the ``missing`` branches)."""
+    ids of partial results (a joiner that timed out lists the ``missing`` branches), and
+    the first result's lineage and partition."""
 
     def __init__(self, client: Client, topic: str) -> None:
         self.client, self.topic = client, topic
@@ -36,6 +37,8 @@ class Tally:
         self.entered: dict[str, int] = {}
         self.arrived: dict[str, float] = {}
         self.partial: set[str] = set()
+        self.lineage: dict[str, tuple[dict[str, Any], ...]] = {}
+        self.partition: dict[str, int] = {}
         self.last = time.perf_counter()  # when the latest result (duplicates too) came
         self.task: asyncio.Task[None] | None = None
 
@@ -50,6 +53,8 @@ class Tally:
                 self.arrived[result.id] = time.time() * 1000
                 self.stored[result.id] = result.timestamp_ms
                 self.entered[result.id] = result.entered_ms
+                self.lineage[result.id] = result.lineage
+                self.partition[result.id] = result.partition
                 if "missing" in result.payload:
                     self.partial.add(result.id)
 
@@ -93,10 +98,11 @@ class Tally:
             await asyncio.gather(self.task, return_exceptions=True)
 
 
-async def send_steady(client: Client, target: str, ids: list[str],
-                      payload: Callable[[int], dict[str, Any]], rate: float) -> None:
+async def send_steady(client: Client, target: str, ids: Iterable[str],
+                      payload: Callable[[int], dict[str, Any]], rate: float) -> list[str]:
     """Send request ``i`` with ``payload(i)`` and id ``ids[i]`` at ``start + i/rate``
-    (its ``sc-entered`` is when it is sent), then wait until the broker stored them all."""
+    (its ``sc-entered`` is when it is sent), then wait until the broker stored them all;
+    returns the ids sent (``ids`` may be a generator that ends when told to)."""
     started = time.perf_counter()
     stored = []
     for i, request_id in enumerate(ids):
@@ -104,7 +110,7 @@ async def send_steady(client: Client, target: str, ids: list[str],
         if delay > 0:
             await asyncio.sleep(delay)
         stored.append(await client.send(target, payload(i), request_id))
-    await asyncio.gather(*stored)
+    return list(await asyncio.gather(*stored))
 
 
 def worker_pids(name: str) -> dict[str, list[int]]:

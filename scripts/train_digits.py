@@ -1,6 +1,11 @@
 """Train the digits example models and save them with the held-out test split.
 
-Usage: ``python scripts/train_digits.py [--out topologies/models] [--force]``
+Usage: ``python scripts/train_digits.py [--out topologies/models] [--force]
+[--only FILE] [--seed N]``
+
+``--only digits_cnn.pt --seed 1 --out /tmp/v2`` trains another version of the CNN alone
+(another seed for its weights and batches) into another folder, to upgrade a running
+deployment with (README, "Model lifecycle").
 
 Trains on scikit-learn's bundled 8×8 digits with a fixed held-out split (25 %,
 stratified, seed 0), prints each model's held-out accuracy (of the ensemble for
@@ -72,7 +77,7 @@ def check_weights(out: Path) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Parse the command line, train, print the accuracies; return the exit status."""
-    return train_main(__doc__, "digits.train", argv, after=check_weights)
+    return train_main(__doc__, "digits.train", argv, after=check_weights, options=True)
 
 
 if __name__ == "__main__":

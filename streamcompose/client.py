@@ -27,6 +27,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
 from aiokafka.errors import KafkaConnectionError
 
 from streamcompose.codec import JSON, MSGPACK, Trace, decode_payload, encode_payload, to_jsonable
+from streamcompose.codec.lineage import read_lineage
 from streamcompose.codec.record import new_request_id, now_ms
 from streamcompose.deploy.registry import Deployment
 from streamcompose.errors import BrokerError, ModelError, RequestTimeoutError
@@ -64,7 +65,9 @@ def resolve_topics(target: str) -> Topics:
 
 @dataclass(frozen=True)
 class Result:
-    """One record read back: its request id, payload and where it came from."""
+    """One record read back: its request id, payload and where it came from, and its
+    ``lineage``: one entry per agent that handled it (``agent``, model ``version``,
+    ``replica``, ``batch``; see :mod:`streamcompose.codec.lineage`)."""
 
     id: str
     payload: dict[str, Any]
@@ -74,13 +77,15 @@ class Result:
     path: tuple[str, ...]
     entered_ms: int
     timestamp_ms: int
+    lineage: tuple[dict[str, Any], ...] = ()
 
     @classmethod
     def from_record(cls, record: ConsumerRecord) -> Result:
         trace = Trace.from_record(record.key, record.headers)
         return cls(id=trace.request_id, payload=decode_payload(record.value, trace.content_type),
                    topic=record.topic, partition=record.partition, offset=record.offset,
-                   path=trace.path, entered_ms=trace.entered_ms, timestamp_ms=record.timestamp)
+                   path=trace.path, entered_ms=trace.entered_ms, timestamp_ms=record.timestamp,
+                   lineage=tuple(read_lineage(record.headers)))
 
     @property
     def latency_ms(self) -> int:
@@ -91,7 +96,7 @@ class Result:
         """A JSON-ready dict: arrays become nested lists, bytes base64."""
         return {"id": self.id, "payload": to_jsonable(self.payload), "topic": self.topic,
                 "partition": self.partition, "offset": self.offset, "path": list(self.path),
-                "latency_ms": self.latency_ms}
+                "latency_ms": self.latency_ms, "lineage": list(self.lineage)}
 
 
 async def _start(client: Any, bootstrap: str) -> None:

@@ -73,22 +73,28 @@ def status(result: float | str | None) -> str:
 
 
 def main(description: str, module: str, argv: list[str] | None = None, *,
-         after: Callable[[Path], None] | None = None) -> int:
-    """The command line of a training script: parse ``--out`` and ``--force``, import
-    ``module`` from the topologies folder, run its ``train_all`` and print each model
-    file's :func:`status`; then ``after(out)``, if given. Returns the exit status."""
+         after: Callable[[Path], None] | None = None, options: bool = False) -> int:
+    """The command line of a training script: parse ``--out`` and ``--force`` (and, with
+    ``options``, ``--only FILE`` and ``--seed N``, passed on when given), import ``module``
+    from the topologies folder, run its ``train_all`` and print each model file's
+    :func:`status`; then ``after(out)``, if given. Returns the exit status."""
     parser = argparse.ArgumentParser(description=description,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=MODELS_DIR,
                         help="folder for the model files (default: topologies/models)")
     parser.add_argument("--force", action="store_true",
                         help="retrain and overwrite the files that already exist")
+    if options:
+        parser.add_argument("--only", metavar="FILE", help="train only this model file")
+        parser.add_argument("--seed", type=int, help="seed the training with this instead "
+                            "(another version of the model)")
     args = parser.parse_args(argv)
     if str(TOPOLOGIES) not in sys.path:
         sys.path.insert(0, str(TOPOLOGIES))
     train_all = importlib.import_module(module).train_all
-    for name, result in train_all(args.out, force=args.force).items():
+    chosen = {k: getattr(args, k) for k in ("only", "seed") if getattr(args, k, None) is not None}
+    for name, result in train_all(args.out, force=args.force, **chosen).items():
         print(f"{args.out / name}: {status(result)}")
-    if after is not None:
+    if after is not None and "only" not in chosen:
         after(args.out)
     return 0

@@ -16,6 +16,7 @@ from pathlib import Path
 import click
 
 from streamcompose.agent.foreground import load_agent_topology, run_worker
+from streamcompose.agent.standby import Standby
 from streamcompose.agent.state import WorkerState
 from streamcompose.agent.worker import AgentWorker
 
@@ -52,16 +53,21 @@ def _exit_with_parent(parent_pid: int) -> None:
 @click.option("--parent-pid", type=int, default=None,
               help="Exit when this process (the supervisor) is no longer the parent.")
 @click.option("--metrics-port", default=0, show_default=True, help="0 picks a free port.")
+@click.option("--standby", "standby_file", type=click.Path(dir_okay=False), default=None,
+              help="Load and warm the model, write the state here, then wait for SIGUSR1 "
+                   "before joining (a rolling upgrade's new worker).")
 @click.option("--loglevel", default="INFO", show_default=True)
 def main(topology_file: str, agent: str, name: str | None, bootstrap: str, replica: int,
          state_file: str | None, base_dir: str | None, parent_pid: int | None,
-         metrics_port: int, loglevel: str) -> None:
+         metrics_port: int, standby_file: str | None, loglevel: str) -> None:
     """Run one replica of AGENT from TOPOLOGY_FILE until SIGTERM."""
     if parent_pid is not None:
         _exit_with_parent(parent_pid)
     topology = load_agent_topology(topology_file, agent, name, base_dir)
-    state = WorkerState(Path(state_file) if state_file else None)
-    run_worker(AgentWorker(topology, agent, bootstrap, replica, state, metrics_port), loglevel)
+    state = WorkerState(Path(standby_file or state_file) if standby_file or state_file else None)
+    standby = Standby(Path(state_file) if state_file else None) if standby_file else None
+    run_worker(AgentWorker(topology, agent, bootstrap, replica, state, metrics_port,
+                           standby=standby), loglevel)
 
 if __name__ == "__main__":
     main()

@@ -15,6 +15,7 @@ from streamcompose.agent.probes import Probes
 from streamcompose.agent.probes import serve as serve_probes
 from streamcompose.agent.settings import WorkerSettings
 from streamcompose.agent.state import WorkerState
+from streamcompose.codec.lineage import LineageStamp
 from streamcompose.delivery import Output
 from streamcompose.errors import StreamComposeError
 from streamcompose.kafka.admin import message_limits
@@ -22,6 +23,7 @@ from streamcompose.kafka.clients import make_consumer, make_producer, start_pati
 from streamcompose.kafka.groups import leave_group
 from streamcompose.metrics import AgentMetrics
 from streamcompose.topology.model import Topology
+from streamcompose.topology.versions import agent_version
 
 LEAVE_TIMEOUT_S = 5.0
 log = logging.getLogger("streamcompose.agent")
@@ -44,6 +46,8 @@ class WorkerBase(mode.Service):
         self.group = topology.group_id(agent)
         self.client_id = f"{topology.name}.{agent}.{replica}"
         self.wstate = state or WorkerState.disabled()
+        self.version = agent_version(topology, agent)
+        self.lineage = LineageStamp(agent, self.version, replica)
         self.metrics = AgentMetrics(topology.name, agent, replica)
         self.metrics_port = metrics_port
         self.consumer: AIOKafkaConsumer | None = None
@@ -114,7 +118,7 @@ class WorkerBase(mode.Service):
         """Serve ``/metrics``, ``/healthz`` and ``/readyz`` on the metrics port."""
         probes = Probes(lambda: self.wstate.data)
         port = serve_probes(probes, self.metrics.registry, self.metrics_port, self.metrics_host)
-        self.wstate.update(status="loading", metrics_port=port)
+        self.wstate.update(status="loading", version=self.version, metrics_port=port)
         self.add_future(self._heartbeat(probes))
 
     async def _heartbeat(self, probes: Probes) -> None:

@@ -91,20 +91,24 @@ class StatefulRunner:
                                     i.record.timestamp, i.record.value, i.trace) for i in items]
                 sends = await loop.run_in_executor(w.executor, self.step.handle, arrivals, now)
                 closings = [Closing(i.tp, i.record.offset, []) for i in items]
-                closings.append(Closing(None, -1, [self._output(s) for s in sends]))
+                lineage = w.lineage.next_batch(len(items))
+                closings.append(Closing(None, -1, [self._output(s, lineage) for s in sends]))
                 await w.checkpoint.close(closings)
                 w.metrics.step_events(self.step.events)
                 self.step.events.clear()
                 w.metrics.in_flight.set(self.step.store.pending_count())
 
-    def _output(self, send: Send) -> Output:
-        """The record to produce; a result too large for its topic becomes a dead
-        letter saying so."""
+    def _output(self, send: Send, lineage: dict[str, Any]) -> Output:
+        """The record to produce (with this step's ``lineage`` entry, but for the
+        changelog); a result too large for its topic becomes a dead letter saying so."""
         w = self.worker
-        out = Output(send.topic, send.value, send.key, send.headers,
+        if send.topic == self.step.changelog:
+            return Output(send.topic, send.value, send.key, send.headers,
+                          w.partition_of(send.topic, send.partition))
+        out = Output(send.topic, send.value, send.key, w.lineage.stamp(send.headers, lineage),
                      w.partition_of(send.topic, send.partition))
         reason = w.too_large(out)
-        if reason is None or send.topic == self.step.changelog:
+        if reason is None:
             return out
         w.metrics.error(AgentError.__name__)
         letter = dead_letter_value(b"", agent=w.agent, topic=send.topic,
@@ -113,5 +117,5 @@ class StatefulRunner:
                                                     agent=w.agent, topic=send.topic))
         dlq = w.topology.dlq_topic
         trace = Trace.from_record(send.key, send.headers)
-        return Output(dlq, letter, send.key, trace.headers(MSGPACK),
+        return Output(dlq, letter, send.key, w.lineage.stamp(trace.headers(MSGPACK), lineage),
                       w.partition_of(dlq, send.partition))

@@ -41,6 +41,7 @@ from aiokafka.abc import ConsumerRebalanceListener
 
 from streamcompose.agent.base import WorkerBase
 from streamcompose.agent.control import ControlFollower
+from streamcompose.agent.standby import Standby
 from streamcompose.agent.stateful import StatefulRunner
 from streamcompose.batching.batcher import MicroBatcher
 from streamcompose.codec import MSGPACK, Trace, decode_payload, encode_payload
@@ -69,6 +70,7 @@ class Item:
     error: StreamComposeError | None = None
     emissions: list[Emission] | None = None
     epoch: int = 0  # of its partition's assignment when fetched (see AgentWorker.current)
+    batch: dict[str, Any] | None = None  # its micro-batch's lineage entry
 
     @property
     def tp(self) -> TopicPartition:
@@ -97,8 +99,9 @@ class _Rebalance(ConsumerRebalanceListener):
 class AgentWorker(WorkerBase):
     """Runs one replica of one agent (a model or a stateless router) of a topology."""
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, standby: Standby | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self.standby = standby
         self.batcher: MicroBatcher[Item] = MicroBatcher(
             self.spec.batch.max_size, self.spec.batch.max_wait_ms, on_batch=self._on_batch)
         self.deliveries: asyncio.Queue[list[tuple[Closing, int]]] = asyncio.Queue(
@@ -120,6 +123,8 @@ class AgentWorker(WorkerBase):
         loop = asyncio.get_running_loop()
         step = await loop.run_in_executor(self.executor, build_step, self.topology, self.agent)
         await loop.run_in_executor(self.executor, step.warmup)
+        if self.standby is not None:
+            await self.standby.wait(self.wstate)
         if isinstance(step, StatefulStep):
             self.stateful = StatefulRunner(self, step)
             self.batcher = MicroBatcher(self.settings.fetch_records, 0)
@@ -183,6 +188,9 @@ class AgentWorker(WorkerBase):
         assert self.step is not None
         while True:  # cancelled by mode after on_stop has drained the batcher
             batch = [i for i in await self.batcher.next_batch() if self.current(i.tp, i.epoch)]
+            lineage = self.lineage.next_batch(len(batch))
+            for item in batch:
+                item.batch = lineage
             good = [i for i in batch if i.payload is not None]
             started = loop.time()
             try:
@@ -221,8 +229,9 @@ class AgentWorker(WorkerBase):
         try:
             for e in emissions:
                 merged = merge_result(payload, e.fields, self.spec.drop)
+                headers = [*trace.headers(e.content_type), *e.headers]
                 outputs.append(Output(e.topic, encode_payload(merged, e.content_type),
-                                      trace.key, [*trace.headers(e.content_type), *e.headers],
+                                      trace.key, self._stamp(headers, item),
                                       self.partition_of(e.topic, item.record.partition)))
         except StreamComposeError as exc:
             return RecordError(f"the result cannot be encoded: {exc}", agent=self.agent)
@@ -241,8 +250,11 @@ class AgentWorker(WorkerBase):
                                   partition=record.partition, offset=record.offset,
                                   error=error, max_original=room)
         trace = item.trace.passed(self.agent)
-        return Output(dlq, value, trace.key, trace.headers(MSGPACK),
+        return Output(dlq, value, trace.key, self._stamp(trace.headers(MSGPACK), item),
                       self.partition_of(dlq, record.partition))
+
+    def _stamp(self, headers: list[tuple[str, bytes]], item: Item) -> list[tuple[str, bytes]]:
+        return self.lineage.stamp(headers, item.batch or self.lineage.next_batch(1))
 
     @mode.Service.task
     async def _deliver(self) -> None:

@@ -85,7 +85,7 @@ def status(name: str | None, as_json: bool, no_lag: bool) -> None:
             click.echo(f"{d['name']} ({d['file']}) on {d['bootstrap']}, supervisor "
                        f"{d['supervisor']['pid']} {sup}")
             click.echo(f"  {'agent':<16}{'replica':>8}{'pid':>9}  {'status':<10}{'restarts':>9}"
-                       f"{'metrics':>9}{'lag':>8}")
+                       f"{'metrics':>9}{'lag':>8}  version")
             for a in d["agents"]:
                 if not a["workers"]:
                     where = "no worker here" if a["here"] else "not on this host"
@@ -96,7 +96,7 @@ def status(name: str | None, as_json: bool, no_lag: bool) -> None:
                     lag = "" if a["lag"] is None or i else a["lag"]
                     click.echo(f"  {a['name']:<16}{w['replica']:>8}{w['pid'] or '-':>9}  "
                                f"{state:<10}{w['restarts']:>9}{w['metrics_port'] or '-':>9}"
-                               f"{lag:>8}")
+                               f"{lag:>8}  {w['version'] or '-'}")
                 _print_cluster(a)
     if not healthy:
         sys.exit(1)

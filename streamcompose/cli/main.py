@@ -73,11 +73,13 @@ def _register() -> None:
         cluster_cmd,
         deploy_cmd,
         io_cmd,
+        lifecycle_cmd,
         render_cmd,
         topology_cmd,
     )
 
-    for module in (broker_cmd, deploy_cmd, io_cmd, topology_cmd, cluster_cmd, render_cmd):
+    for module in (broker_cmd, deploy_cmd, io_cmd, topology_cmd, cluster_cmd, render_cmd,
+                   lifecycle_cmd):
         for command in module.COMMANDS:
             cli.add_command(command)
 

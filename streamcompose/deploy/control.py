@@ -225,6 +225,7 @@ def _status_of(d: Deployment, with_lag: bool) -> dict[str, Any]:
             pid = kept.get("pid") or state.get("pid")
             workers.append({"replica": r, "pid": pid, "alive": runs_deployment(pid, d.name),
                             "status": state.get("status", "unknown"),
+                            "version": state.get("version"),
                             "restarts": kept.get("restarts", 0),
                             "metrics_port": state.get("metrics_port"),
                             "partitions": state.get("partitions", []),

@@ -2,6 +2,8 @@
 
 * ``deployment.json`` – topology file, bootstrap, topics, supervisor pid,
 * ``topology.yaml`` – the topology as deployed (a snapshot every worker runs),
+* ``topology.next.yaml``, ``upgrade.json`` – an upgrade asked for, until the supervisor
+  takes it; ``history.json`` – the models each upgrade replaced, for rollbacks,
 * ``workers/<agent>-<replica>.json`` – each worker's own state (pid, status, metrics port),
 * ``supervisor.json`` – worker pids and restart counts kept by the supervisor,
 * ``logs/`` – one log file per worker and one for the supervisor.
@@ -137,8 +139,24 @@ class Deployment:
     def supervisor_file(self) -> Path:
         return self.dir / "supervisor.json"
 
+    @property
+    def next_snapshot_file(self) -> Path:
+        return self.dir / "topology.next.yaml"
+
+    @property
+    def upgrade_file(self) -> Path:
+        return self.dir / "upgrade.json"
+
+    @property
+    def history_file(self) -> Path:
+        return self.dir / "history.json"
+
     def worker_state_file(self, agent: str, replica: int) -> Path:
         return self.dir / "workers" / f"{agent}-{replica}.json"
+
+    def standby_state_file(self, agent: str, replica: int) -> Path:
+        """The state file of a worker warming up to take over ``agent-replica``."""
+        return self.dir / "workers" / f"{agent}-{replica}.standby.json"
 
     def log_file(self, worker: str) -> Path:
         return self.dir / "logs" / f"{worker}.log"
@@ -163,6 +181,13 @@ class Deployment:
 
     def supervisor(self) -> dict[str, Any]:
         return _read_json(self.supervisor_file)
+
+    def read(self, path: Path) -> dict[str, Any]:
+        """One of the deployment's JSON files, or ``{}``."""
+        return _read_json(path)
+
+    def write(self, path: Path, data: dict[str, Any]) -> None:
+        _write_text(path, json.dumps(data, indent=1))
 
     def write_supervisor(self, data: dict[str, Any]) -> None:
         _write_text(self.supervisor_file, json.dumps(data, indent=1))

@@ -2,8 +2,9 @@
 worker processes (one per replica) from the deployment's topology snapshot and starts
 again, with exponential backoff, any that dies; the backoff starts over once a worker
 has run healthy for a while. SIGTERM stops the workers gracefully (each drains, commits
-and exits) and then the supervisor. The workers exit by themselves when the supervisor
-dies (``PR_SET_PDEATHSIG``, and a parent watch inside each worker).
+and exits) and then the supervisor; SIGHUP makes it carry out the upgrade asked for in
+``upgrade.json`` (:mod:`streamcompose.deploy.rolling`). The workers exit by themselves
+when the supervisor dies (``PR_SET_PDEATHSIG``, and a parent watch inside each worker).
 
 Run by ``streamcompose deploy``; by hand: ``python -m streamcompose.deploy.supervisor NAME``.
 """
@@ -18,9 +19,11 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from streamcompose.deploy.autoscaler import Autoscaler
 from streamcompose.deploy.registry import Deployment
+from streamcompose.deploy.rolling import RollingUpgrade
 from streamcompose.runtimes.device import ENGINE_CACHE_ENV
 
 POLL_S = 0.1
@@ -109,31 +112,58 @@ class Supervisor:
             w = WorkerProcess(agent, next(free))
             self.workers.append(w)
             self._start(w)
+        self.upgrade_asked = False
+        self.upgrade: RollingUpgrade | None = None
 
-    def _command(self, w: WorkerProcess) -> list[str]:
+    def _command(self, w: WorkerProcess, snapshot: Path | None = None) -> list[str]:
         return [sys.executable, "-m", "streamcompose.agent",
-                str(self.deployment.snapshot_file), w.agent, "--base-dir", self.base_dir,
+                str(snapshot or self.deployment.snapshot_file), w.agent,
+                "--base-dir", self.base_dir,
                 "--name", self.deployment.name, "--bootstrap", self.bootstrap,
                 "--replica", str(w.replica), "--parent-pid", str(os.getpid()),
                 "--state-file", str(self.deployment.worker_state_file(w.agent, w.replica))]
 
     def _start(self, w: WorkerProcess) -> None:
+        w.process = self._spawn(self._command(w), w)
+        w.started_at = time.monotonic()
+
+    def _spawn(self, command: list[str], w: WorkerProcess) -> subprocess.Popen:
         log = self.deployment.log_file(w.name)
         log.parent.mkdir(parents=True, exist_ok=True)
         # TensorRT engines built by the workers stay with the deployment, across restarts
         env = {ENGINE_CACHE_ENV: str(self.deployment.dir / "engines"), **os.environ}
         with open(log, "ab") as out:
-            w.process = subprocess.Popen(self._command(w), stdout=out, stderr=subprocess.STDOUT,
-                                         stdin=subprocess.DEVNULL, preexec_fn=self.preexec,
-                                         env=env)
-        w.started_at = time.monotonic()
+            return subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT,
+                                    stdin=subprocess.DEVNULL, preexec_fn=self.preexec, env=env)
+
+    def _spawn_standby(self, w: WorkerProcess) -> subprocess.Popen:
+        """A worker for ``w``'s replica that runs the next topology once told to."""
+        d = self.deployment
+        standby = d.standby_state_file(w.agent, w.replica)
+        standby.unlink(missing_ok=True)
+        return self._spawn([*self._command(w, d.next_snapshot_file), "--standby", str(standby)],
+                           w)
+
+    def _begin_upgrade(self) -> None:
+        """Take the upgrade asked for in ``upgrade.json``, unless one runs."""
+        self.upgrade_asked = False
+        d = self.deployment
+        request = d.read(d.upgrade_file)
+        d.upgrade_file.unlink(missing_ok=True)
+        if not request or (self.upgrade is not None and not self.upgrade.finished):
+            return
+        replicas = {w.replica: w for w in self.workers if w.agent == request["agent"]}
+        print(f"upgrading {request['agent']} from {request['from_version']} to "
+              f"{request['to_version']}", flush=True)
+        self.upgrade = RollingUpgrade(d, request, replicas, self._spawn_standby)
 
     def _record(self) -> None:
         self.deployment.write_supervisor({"workers": {
             w.name: {"agent": w.agent, "replica": w.replica,
                      "pid": w.process.pid if w.process else None,
                      "restarts": w.restarts, "exit_codes": w.exit_codes[-5:]}
-            for w in self.workers if not w.retiring}, "autoscale": self.autoscaler.record()})
+            for w in self.workers if not w.retiring}, "autoscale": self.autoscaler.record(),
+            **({"upgrade": self.upgrade.summary()} if self.upgrade else {})})
 
     def _check(self, w: WorkerProcess, now: float) -> bool:
         """Restart a dead worker when its backoff has passed; True if anything changed."""
@@ -164,13 +194,17 @@ class Supervisor:
         """Start every worker and watch them until SIGTERM or SIGINT."""
         signal.signal(signal.SIGTERM, self._on_signal)
         signal.signal(signal.SIGINT, self._on_signal)
+        signal.signal(signal.SIGHUP, self._on_upgrade)
         self.deployment.clear_workers()
         for w in self.workers:
             self._start(w)
         self._record()
         while not self.stopping:
             now = time.monotonic()
-            changed = any([self._check(w, now) for w in self.workers])
+            if self.upgrade_asked:
+                self._begin_upgrade()
+            changed = self.upgrade is not None and self.upgrade.step(now)
+            changed = any([self._check(w, now) for w in self.workers]) or changed
             changed = self.autoscaler.tick(now) or changed
             self.workers = [w for w in self.workers if not (w.retiring and w.process is None)]
             if changed:
@@ -181,7 +215,14 @@ class Supervisor:
     def _on_signal(self, signum: int, _frame: object) -> None:
         self.stopping = True
 
+    def _on_upgrade(self, signum: int, _frame: object) -> None:
+        self.upgrade_asked = True
+
     def _stop_all(self) -> None:
+        if self.upgrade is not None:
+            for standby in self.upgrade.standbys():  # hold nothing yet: killed
+                standby.kill()
+                standby.wait()
         running = [w.process for w in self.workers if w.process and w.process.poll() is None]
         for p in running:
             p.send_signal(signal.SIGTERM)

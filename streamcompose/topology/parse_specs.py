@@ -31,7 +31,7 @@ JOIN_KEYS = {"mode", "strategy", "field", "proba_field", "weights", "timeout_ms"
              "keep_branches", "max_pending", "remember_ms", "remember_max", "model", "entrypoint",
              "options"}
 MODEL_KEYS = {"runtime", "path", "entrypoint", "device", "input_map", "output_map", "outputs",
-              "options", "allow_nonfinite", "fallback"}
+              "options", "allow_nonfinite", "fallback", "version"}
 BATCH_KEYS = {"max_size", "max_wait_ms"}
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_\-]*$")
 
@@ -116,6 +116,11 @@ def parse_model(r: Reader, raw: Any, key: str, base_dir: Path) -> ModelSpec:
     options = m.get("options", {})
     if not isinstance(options, dict):
         raise r.doc.error("must be a mapping", f"{key}.options")
+    version = m.get("version")
+    if version is not None and (isinstance(version, bool) or not isinstance(version, str | int)
+                                or not str(version).strip()):
+        raise r.doc.error(f"must be a non-empty string or number, got {version!r}",
+                          f"{key}.version")
     return ModelSpec(
         runtime=runtime,
         path=(base_dir / r.string(path, f"{key}.path")).resolve() if path else None,
@@ -127,6 +132,7 @@ def parse_model(r: Reader, raw: Any, key: str, base_dir: Path) -> ModelSpec:
         options=options,
         allow_nonfinite=allow_nonfinite,
         fallback=fallback,
+        version=str(version).strip() if version is not None else None,
     )
 
 

@@ -47,6 +47,8 @@ class ModelSpec:
     default such a request is dead-lettered).
     ``fallback``: ``cpu`` lets a ``device: cuda`` model run on the CPU, with a warning,
     where the machine has no usable GPU (by default the model does not load).
+    ``version`` names the model's version; without one it is a short hash of the model
+    file (or of the python entrypoint's module), see :mod:`streamcompose.topology.versions`.
     """
 
     runtime: str
@@ -59,6 +61,7 @@ class ModelSpec:
     options: Mapping[str, Any] = _field(default_factory=dict)
     allow_nonfinite: bool = False
     fallback: str | None = None
+    version: str | None = None
 
     def __post_init__(self) -> None:
         for name in ("input_map", "output_map", "options"):

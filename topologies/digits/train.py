@@ -161,10 +161,10 @@ def shift_images(images: torch.Tensor, generator: torch.Generator) -> torch.Tens
 
 
 def _fit_torch(net: nn.Module, x: np.ndarray, y: np.ndarray, epochs: int, *,
-               shift: bool = False) -> None:
+               shift: bool = False, seed: int = SEED) -> None:
     """Train a logits network with Adam and cross-entropy, in seeded mini-batches of 64;
     with ``shift`` (images [N,1,8,8] only), each batch moved by :func:`shift_images`."""
-    generator = torch.Generator().manual_seed(SEED)
+    generator = torch.Generator().manual_seed(seed)
     inputs, targets = torch.from_numpy(x), torch.from_numpy(y)
     optimizer = torch.optim.Adam(net.parameters(), lr=3e-3)
     net.train()
@@ -187,14 +187,15 @@ def _export_torch(net: nn.Module, x_test: np.ndarray, y_test: np.ndarray, path: 
     return float(np.mean(proba.argmax(axis=1) == y_test))
 
 
-def train_cnn(split: Split, path: Path) -> float:
+def train_cnn(split: Split, path: Path, seed: int = SEED) -> float:
     """Train the CNN on randomly shifted digits and save it as TorchScript: input ``x``
     float32 [N,1,8,8] (pixels/16), output ``proba`` float32 [N,10]. Returns the held-out
-    accuracy."""
-    torch.manual_seed(SEED)
+    accuracy. Another ``seed`` (of its initial weights and batches) trains another
+    version of it."""
+    torch.manual_seed(seed)
     net = DigitsCNN()
     _fit_torch(net, split.x_train.reshape(-1, 1, 8, 8), split.y_train, epochs=CNN_EPOCHS,
-               shift=True)
+               shift=True, seed=seed)
     return _export_torch(net, split.x_test.reshape(-1, 1, 8, 8), split.y_test, path)
 
 
@@ -353,10 +354,12 @@ def save_test_split(split: Split, path: Path) -> None:
     write_atomically(path, write)
 
 
-def train_all(out_dir: Path = MODELS_DIR, *, force: bool = False) -> dict[str, float | None]:
-    """Write the test split and every model into ``out_dir``, keeping the files that
-    already exist unless ``force``. Returns each model file's held-out accuracy, ``None``
-    for a model kept as it was."""
+def train_all(out_dir: Path = MODELS_DIR, *, force: bool = False,
+              only: str | None = None, seed: int | None = None) -> dict[str, float | None]:
+    """Write the test split and every model (``only`` that file) into ``out_dir``,
+    keeping the files that already exist unless ``force``; ``seed`` seeds the CNN's
+    training instead of :data:`SEED` (a retrained version). Returns each model file's
+    held-out accuracy, ``None`` for a model kept as it was."""
     out_dir.mkdir(parents=True, exist_ok=True)
     split = load_split()
     if force or not (out_dir / TEST_FILE).exists():
@@ -364,8 +367,9 @@ def train_all(out_dir: Path = MODELS_DIR, *, force: bool = False) -> dict[str, f
     threads = torch.get_num_threads()
     torch.set_num_threads(THREADS)
     try:
-        return {name: train(split, out_dir / name)
+        seeded = {"digits_cnn.pt": lambda s, p: train_cnn(s, p, seed)} if seed is not None else {}
+        return {name: seeded.get(name, train)(split, out_dir / name)
                 if force or not (out_dir / name).exists() else None
-                for name, train in TRAINERS.items()}
+                for name, train in TRAINERS.items() if only in (None, name)}
     finally:
         torch.set_num_threads(threads)
