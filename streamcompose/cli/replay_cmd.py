@@ -18,7 +18,7 @@ from streamcompose.replay import Selection, replay, shadow_report
 from streamcompose.replay.report import Report
 
 
-def _position(_ctx: click.Context, _param: click.Parameter, value: str | None
+def position_option(_ctx: click.Context, _param: click.Parameter, value: str | None
               ) -> Position | None:
     if value is None:
         return None
@@ -52,10 +52,10 @@ def _json_object(_ctx: click.Context, _param: click.Parameter, value: str | None
 
 def _selection_options(command: Any) -> Any:
     for option in reversed([
-            click.option("--from", "start", callback=_position, metavar="TIME|OFFSET",
+            click.option("--from", "start", callback=position_option, metavar="TIME|OFFSET",
                          help="First request: an offset (in every partition), an ISO time "
                               "or an age (10m, 2h). Default: the oldest kept."),
-            click.option("--to", "end", callback=_position, metavar="TIME|OFFSET",
+            click.option("--to", "end", callback=position_option, metavar="TIME|OFFSET",
                          help="Stop before this offset or time. Default: now."),
             click.option("--limit", type=click.IntRange(min=1), default=None,
                          help="At most N requests (the earliest)."),
