@@ -6,8 +6,9 @@ request did not carry (or carried with another value), unless the caller names t
 Each value is compared by its kind:
 
 * ``label``: a string, boolean or integer; equal or not (a classifier's label),
-* ``proba``: a flat vector of two or more floats, read as class probabilities: the two
-  agree when their argmax (the label) does; their largest absolute difference is kept,
+* ``proba``: a flat vector of two or more floats in 0..1 that sum to 1, read as class
+  probabilities: the two agree when their argmax (the label) does; their largest
+  absolute difference is kept,
 * ``number``: any other numbers (a regressor's output, an embedding): they agree when
   every element lies within ``tolerance``; the largest absolute difference is kept,
 * ``other``: anything else (maps, bytes): equal or not.
@@ -29,6 +30,7 @@ from typing import Any
 import numpy as np
 
 DEFAULT_TOLERANCE = 1e-6
+PROBA_SUM = 1e-2  # how far from 1 the sum of class probabilities may be (float32 rounding)
 KINDS = ("label", "proba", "number", "other")
 
 
@@ -110,6 +112,8 @@ def kind_of(value: Any) -> str:
 
     >>> kind_of(3), kind_of("cat"), kind_of([0.2, 0.8]), kind_of(2.5), kind_of({"a": 1})
     ('label', 'label', 'proba', 'number', 'other')
+    >>> kind_of([1.5, 2.0]), kind_of([0.2, 0.3])
+    ('number', 'number')
     """
     if isinstance(value, str | bool | np.bool_):
         return "label"
@@ -119,7 +123,8 @@ def kind_of(value: Any) -> str:
         return "other"
     if array.dtype.kind in "iu" and array.ndim == 0:
         return "label"
-    if array.dtype.kind == "f" and array.ndim == 1 and array.size >= 2:
+    if array.dtype.kind == "f" and array.ndim == 1 and array.size >= 2 and bool(
+            (array >= 0).all() and (array <= 1).all() and abs(array.sum() - 1) < PROBA_SUM):
         return "proba"
     return "number" if array.dtype.kind in "iuf" and array.size > 0 else "other"
 
