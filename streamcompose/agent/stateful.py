@@ -88,7 +88,8 @@ class StatefulRunner:
                 if not items and not self.step.due(now):
                     continue
                 arrivals = [Arrival(i.record.topic, i.record.partition, i.record.offset,
-                                    i.record.timestamp, i.record.value, i.trace) for i in items]
+                                    i.record.timestamp, i.record.value, i.trace)
+                            for i in items if not i.skipped]
                 sends = await loop.run_in_executor(w.executor, self.step.handle, arrivals, now)
                 closings = [Closing(i.tp, i.record.offset, []) for i in items]
                 lineage = w.lineage.next_batch(len(items))

@@ -47,6 +47,7 @@ from streamcompose.batching.batcher import MicroBatcher
 from streamcompose.codec import MSGPACK, Trace, decode_payload, encode_payload
 from streamcompose.codec.deadletter import dead_letter_value, error_reason
 from streamcompose.codec.reasons import exception_text
+from streamcompose.codec.redrive import meant_for
 from streamcompose.delivery import Checkpoint, Closing, Output
 from streamcompose.errors import StreamComposeError
 from streamcompose.kinds import build_step
@@ -71,6 +72,7 @@ class Item:
     emissions: list[Emission] | None = None
     epoch: int = 0  # of its partition's assignment when fetched (see AgentWorker.current)
     batch: dict[str, Any] | None = None  # its micro-batch's lineage entry
+    skipped: bool = False  # a request redriven for another agent of its topic
 
     @property
     def tp(self) -> TopicPartition:
@@ -166,6 +168,8 @@ class AgentWorker(WorkerBase):
     def _decode(self, record: ConsumerRecord) -> Item:
         trace = Trace.from_record(record.key, record.headers)
         epoch = self.epochs.get(TopicPartition(record.topic, record.partition), 0)
+        if not meant_for(self.agent, record.topic, record.headers):
+            return Item(record, trace, None, epoch=epoch, skipped=True)
         if self.stateful is not None:  # a stateful step reads the raw values it needs
             return Item(record, trace, None, epoch=epoch)
         try:
@@ -210,6 +214,8 @@ class AgentWorker(WorkerBase):
 
     def _closing(self, item: Item) -> Closing:
         """The records a processed item gives: its results, or a dead letter."""
+        if item.skipped:
+            return Closing(item.tp, item.record.offset, [])
         if item.error is None:
             assert item.payload is not None and item.emissions is not None
             outputs = self._encode(item, item.emissions, item.payload)

@@ -72,14 +72,16 @@ def _register() -> None:
         broker_cmd,
         cluster_cmd,
         deploy_cmd,
+        dlq_cmd,
         io_cmd,
         lifecycle_cmd,
         render_cmd,
+        replay_cmd,
         topology_cmd,
     )
 
     for module in (broker_cmd, deploy_cmd, io_cmd, topology_cmd, cluster_cmd, render_cmd,
-                   lifecycle_cmd):
+                   lifecycle_cmd, replay_cmd, dlq_cmd):
         for command in module.COMMANDS:
             cli.add_command(command)
 

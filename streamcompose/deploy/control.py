@@ -97,14 +97,17 @@ def _log_tail(path: Path, lines: int = 15) -> str:
 
 def deploy(file: str | Path, bootstrap: str = "127.0.0.1:9092", name: str | None = None,
            timeout: float = JOIN_TIMEOUT_S, progress: Any = None,
-           agents: Sequence[str] | None = None) -> dict[str, Any]:
+           agents: Sequence[str] | None = None,
+           base_dir: str | Path | None = None) -> dict[str, Any]:
     """Create the topology's topics, start its workers under a supervisor and return its
     manifest once every worker has joined its consumer group. ``name`` overrides the
     file's topology name; ``agents`` runs only those agents here (another host runs the
     rest). Every worker runs a snapshot of the file taken now: editing the file later
-    changes nothing for this deployment."""
+    changes nothing for this deployment. ``base_dir`` resolves its model paths and python
+    modules instead of the file's folder."""
     path = Path(file).resolve()
-    t = check_models(load_topology(path, check_name(name) if name is not None else None))
+    t = check_models(load_topology(path, check_name(name) if name is not None else None,
+                                   base_dir))
     here = hosted_agents(t, agents)
     d = Deployment(t.name)
     live = d.processes()

@@ -119,19 +119,22 @@ def topology_from_document(doc: YamlDocument, base_dir: Path,
     return topology
 
 
-def load_topology(path: str | Path, name: str | None = None) -> Topology:
+def load_topology(path: str | Path, name: str | None = None,
+                  base_dir: str | Path | None = None) -> Topology:
     """Read, check and return the topology in a YAML file (its graph only: see the module
     documentation; ``check_models`` checks the models it names).
 
     ``name`` replaces the file's ``name`` (and so the topics derived from it), to deploy
     one file several times. Raises :class:`~streamcompose.errors.TopologyError` naming
-    the file, key and line of the first problem found.
+    the file, key and line of the first problem found. ``base_dir`` resolves relative
+    model paths and python modules instead of the file's folder.
     """
     path = Path(path).resolve()
     doc = read_yaml_file(path)
     if name is not None and isinstance(doc.data, dict):
         doc.data["name"] = name
-    return topology_from_document(doc, path.parent, path)
+    return topology_from_document(doc, Path(base_dir).resolve() if base_dir else path.parent,
+                                  path)
 
 
 def load_topology_text(text: str, base_dir: str | Path = ".") -> Topology:
