@@ -41,7 +41,8 @@ def _manifest(t: Topology, bootstrap: str, supervisor_pid: int | None) -> dict[s
         "base_dir": str(t.base_dir),
         "input": t.input_topic, "output": t.output_topic, "dlq": t.dlq_topic,
         "topics": list(t.topics()), "partitions": t.partitions,
-        "control": t.control_topic,
+        "control": t.control_topic, "lanes": t.lane_topics(),
+        "default_lane": t.priorities.default if t.priorities else None,
         "agents": [{"name": a.name, "kind": a.kind, "replicas": a.replicas,
                     "group": t.group_id(a.name),
                     "targets": list(t.targets(a.name)),
@@ -54,8 +55,10 @@ def _manifest(t: Topology, bootstrap: str, supervisor_pid: int | None) -> dict[s
 
 def _create_topics(t: Topology, bootstrap: str) -> None:
     """Create the topology's topics; joiners need their branch topics co-partitioned."""
-    counts = asyncio.run(ensure_topics(bootstrap, dict.fromkeys(t.topics(), t.partitions),
-                                       (t.control_topic,),
+    counts = asyncio.run(ensure_topics(bootstrap, dict.fromkeys([*t.topics(),
+                                                                 *t.cache_topics()],
+                                                                t.partitions),
+                                       (t.control_topic, *t.cache_topics()),
                                        {"max.message.bytes": str(t.max_message_bytes)}))
     for agent in t.agents:
         if not t.is_stateful(agent.name):

@@ -25,13 +25,15 @@ from typing import Any
 
 from streamcompose.topology.model import DELIVERIES, AgentSpec, Topology
 from streamcompose.topology.parse_routers import ROUTER_KEYS, parse_router
+from streamcompose.topology.parse_serving import parse_cache, parse_deadline, parse_priorities
 from streamcompose.topology.parse_specs import Reader, parse_batch, parse_join, parse_model
 from streamcompose.topology.validate import validate_topology
 from streamcompose.topology.yamlsource import YamlDocument, read_yaml_file, read_yaml_text
 
 TOPOLOGY_KEYS = {"name", "input", "output", "partitions", "output_format", "fields", "agents",
-                 "delivery", "max_message_bytes"}
-AGENT_KEYS = {"inputs", "model", "join", "batch", "replicas", "drop", "delivery", *ROUTER_KEYS}
+                 "delivery", "max_message_bytes", "deadline_ms", "priorities"}
+AGENT_KEYS = {"inputs", "model", "join", "batch", "replicas", "drop", "delivery", "deadline_ms",
+              "cache", *ROUTER_KEYS}
 MIN_MESSAGE_BYTES = 1 << 16
 
 
@@ -66,6 +68,9 @@ def _agent(r: Reader, name: str, raw: Any, base_dir: Path) -> AgentSpec:
         replicas=r.number(a.get("replicas", 1), f"{key}.replicas", integer=True, minimum=1),
         drop=r.strings(a["drop"], f"{key}.drop") if "drop" in a else (),
         delivery=_delivery(r, a["delivery"], f"{key}.delivery") if "delivery" in a else None,
+        deadline_ms=parse_deadline(r, a["deadline_ms"], f"{key}.deadline_ms")
+        if "deadline_ms" in a else None,
+        cache=parse_cache(r, a["cache"], f"{key}.cache") if "cache" in a else None,
     )
 
 
@@ -99,6 +104,10 @@ def topology_from_document(doc: YamlDocument, base_dir: Path,
         else "exactly_once",
         max_message_bytes=r.number(top.get("max_message_bytes", 1 << 20), "max_message_bytes",
                                    integer=True, minimum=MIN_MESSAGE_BYTES),
+        deadline_ms=parse_deadline(r, top["deadline_ms"], "deadline_ms")
+        if "deadline_ms" in top else None,
+        priorities=parse_priorities(r, top["priorities"], "priorities")
+        if "priorities" in top else None,
         where=doc.source_map(),
     )
     validate_topology(topology, doc)

@@ -13,6 +13,8 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+from streamcompose.topology.serving_specs import CacheSpec
+
 INPUT = "$input"
 RUNTIMES = ("onnx", "torch", "python")
 #: the kinds of device a model runs on (``cuda`` also stands for ``cuda:N``)
@@ -160,7 +162,9 @@ class AgentSpec:
     """One step of the graph: a model agent consuming ``inputs`` (``$input`` or agents).
 
     ``drop`` names payload fields removed before the result goes downstream (bulky
-    intermediates such as an image a later step no longer needs)."""
+    intermediates such as an image a later step no longer needs). ``deadline_ms``
+    gives requests without a deadline one, from when they entered the topology;
+    ``cache`` answers repeated requests without the model."""
 
     name: str
     inputs: tuple[str, ...]
@@ -171,6 +175,8 @@ class AgentSpec:
     replicas: int = 1
     drop: tuple[str, ...] = ()
     delivery: str | None = None
+    deadline_ms: float | None = None
+    cache: CacheSpec | None = None
 
     @property
     def kind(self) -> str:
