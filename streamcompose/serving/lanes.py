@@ -2,7 +2,8 @@
 topic per lane, and its input agents fetch from the most urgent lane that has records.
 A lane is never starved: a lane passed over ``ratio`` times in a row by fetches served
 from more urgent lanes is tried first on the next fetch (when it has records, that
-fetch serves it), so a waiting lane gets at least one fetch in every ``ratio + 1``.
+fetch serves it), so a waiting lane gets at least one fetch in every ``ratio + 1``
+(``ratio + lanes - 1`` when several lanes wait at once).
 
 The fetches take records only from the chosen lane's partitions (aiokafka's
 ``getmany(*partitions)``); the records other lanes' partitions fetched meanwhile stay
@@ -37,10 +38,8 @@ class LaneScheduler:
         self.passed_over = [0] * lanes
 
     def order(self) -> list[int]:
-        """Lanes passed over ``ratio`` times, least urgent first, then the others by
-        urgency."""
-        due = [lane for lane in reversed(range(self.lanes))
-               if self.passed_over[lane] >= self.ratio]
+        """Lanes passed over ``ratio`` times, then the others, each by urgency."""
+        due = [lane for lane in range(self.lanes) if self.passed_over[lane] >= self.ratio]
         return [*due, *(lane for lane in range(self.lanes) if lane not in due)]
 
     def tried(self, lane: int, served: bool) -> None:
