@@ -104,13 +104,16 @@ class Result:
     path: tuple[str, ...]
     entered_ms: int
     timestamp_ms: int
+    #: the record's headers (``sc-deadline``, ``sc-priority``, ``sc-cache``, ...)
+    headers: dict[str, bytes] = field(default_factory=dict, compare=False)
 
     @classmethod
     def from_record(cls, record: ConsumerRecord) -> Result:
         trace = Trace.from_record(record.key, record.headers)
         return cls(id=trace.request_id, payload=decode_payload(record.value, trace.content_type),
                    topic=record.topic, partition=record.partition, offset=record.offset,
-                   path=trace.path, entered_ms=trace.entered_ms, timestamp_ms=record.timestamp)
+                   path=trace.path, entered_ms=trace.entered_ms, timestamp_ms=record.timestamp,
+                   headers=dict(record.headers or ()))
 
     @property
     def latency_ms(self) -> int:
