@@ -231,3 +231,48 @@ def publish_routes_by_priority_and_sets_deadlines(cli, m, tmp_path, bootstrap):
         (m["lanes"]["high"], b"high"), (m["input"], b"normal"), (m["lanes"]["low"], b"low")]
     assert before + 60000 <= int(by_id["n"].headers[DEADLINE]) <= time.time() * 1000 + 60000
     assert DEADLINE not in by_id["l"].headers
+
+
+SHARED = '''
+name: shared
+partitions: 2
+agents:
+  square:
+    inputs: [$input]
+    model: {runtime: python, entrypoint: "STEPS:square"}
+    cache: {key: [n], shared: true}
+    replicas: 2
+'''
+
+
+def ids_on_partitions(count: int) -> list[str]:
+    """Request ids that the client's producer puts on partitions 0 and 1 of a topic."""
+    from aiokafka.partitioner import DefaultPartitioner
+    found: dict[int, str] = {}
+    for i in range(1000):
+        found.setdefault(DefaultPartitioner()(f"q{i}".encode(), [0, 1], [0, 1]), f"q{i}")
+    return [found[p % 2] for p in range(count)]
+
+
+def test_replicas_and_restarted_workers_share_the_cache(cli, deploy, write_topology,
+                                                        bootstrap):
+    path = write_topology(SHARED, STEPS)
+    m = deploy(path)
+    first_id, second_id = ids_on_partitions(2)
+
+    async def ask(request_id: str, note: str) -> Result:
+        async with Client(bootstrap) as client:
+            return await client.infer(m["name"], {"n": 5, "note": note}, timeout=20,
+                                      request_id=request_id)
+
+    first = asyncio.run(ask(first_id, "a"))
+    time.sleep(2.5)  # the other replica reads the answer from the cache topic
+    second = asyncio.run(ask(second_id, "b"))
+    assert first.partition != second.partition  # answered by the two replicas
+    assert second.payload == {"n": 5, "note": "b", "y": 25}
+    assert second.headers["sc-cache"] == b"hit" and len(calls(path)) == 1
+    cli("stop", m["name"])
+    deploy(path, m["name"])  # new workers load the cache topic before consuming
+    third = asyncio.run(ask("again", "c"))
+    assert third.payload["y"] == 25 and third.headers["sc-cache"] == b"hit"
+    assert len(calls(path)) == 1

@@ -41,6 +41,7 @@ from aiokafka.abc import ConsumerRebalanceListener
 
 from streamcompose.agent.base import WorkerBase
 from streamcompose.agent.control import ControlFollower
+from streamcompose.agent.shared_cache import SharedCache, shared_cache
 from streamcompose.agent.stateful import StatefulRunner
 from streamcompose.batching.batcher import MicroBatcher
 from streamcompose.codec import MSGPACK, Trace, decode_payload, encode_payload
@@ -114,6 +115,7 @@ class AgentWorker(WorkerBase):
         self._fetching = True
         self.gate = ServingGate(self.topology, self.agent, self.metrics)
         self.lanes: LaneFetcher | None = None
+        self.shared_cache: SharedCache | None = None
 
     def _on_batch(self, stats: Any) -> None:
         self.metrics.batch_size.observe(stats.size)
@@ -134,6 +136,11 @@ class AgentWorker(WorkerBase):
         assert self.producer is not None and self.consumer is not None
         self.lanes = lane_fetcher(self.consumer, self.topology, self.agent,
                                   self.spec.batch.max_size)
+        self.shared_cache = shared_cache(self.topology, self.agent, self.bootstrap,
+                                         self.gate.remember)
+        if self.shared_cache is not None:  # answered before: loaded before consuming
+            await self.shared_cache.load()
+            self.add_future(self.shared_cache.follow())
         self.checkpoint = Checkpoint(self.producer, self.consumer, self.group,
                                      exactly_once=self.exactly_once, on_fatal=self._crash)
         if self.topology.takes_control(self.agent):
@@ -207,8 +214,12 @@ class AgentWorker(WorkerBase):
                     item.error = outcome
                 else:
                     item.emissions = outcome
-            self.gate.settle(admission)
-            await self.deliveries.put([(self._closing(item), item.epoch) for item in batch])
+            fresh = self.gate.settle(admission)
+            closings = [(self._closing(item), item.epoch) for item in batch]
+            if self.shared_cache is not None and fresh:  # in the batch's transaction
+                closings.append((Closing(None, -1, [o for o in self.shared_cache.outputs(fresh)
+                                                    if not self.too_large(o)]), 0))
+            await self.deliveries.put(closings)
 
     def _closing(self, item: Item) -> Closing:
         """The records a processed item gives: its results, or a dead letter."""
