@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
@@ -30,10 +30,20 @@ from streamcompose.codec import JSON, MSGPACK, Trace, decode_payload, encode_pay
 from streamcompose.codec.lineage import read_lineage
 from streamcompose.codec.record import new_request_id, now_ms
 from streamcompose.deploy.registry import Deployment
-from streamcompose.errors import BrokerError, ModelError, RequestTimeoutError
+from streamcompose.errors import (
+    BrokerError,
+    ModelError,
+    RequestExpiredError,
+    RequestTimeoutError,
+    StreamComposeError,
+)
 from streamcompose.kafka.admin import topic_partitions
 from streamcompose.kafka.clients import make_consumer, make_producer
 from streamcompose.kafka.diagnose import raise_security_failure
+from streamcompose.serving.deadline import deadline_header
+from streamcompose.topology.serving_specs import PrioritySpec
+
+PRIORITY = "sc-priority"
 
 __all__ = ["Client", "Result", "resolve_topics"]
 
@@ -45,6 +55,26 @@ class Topics:
     input: str
     output: str
     dlq: str
+    #: priority lane -> input topic, most urgent first (a topology with ``priorities``)
+    lanes: dict[str, str] = field(default_factory=dict, repr=False)
+    default_lane: str | None = field(default=None, repr=False)
+
+    def route(self, priority: str | int | None) -> tuple[str, str | None]:
+        """The input topic for a request of ``priority`` and the lane it names (the
+        priority itself where the target has no lanes).
+
+        >>> t = Topics("d.in", "d.out", "d.dlq", {"high": "d.in.high", "normal": "d.in"})
+        >>> t.route(9), t.route(None), Topics("x.in", "x.out", "x.dlq").route("high")
+        (('d.in.high', 'high'), ('d.in', 'normal'), ('x.in', 'high'))
+        """
+        if not self.lanes:
+            return self.input, None if priority is None else str(priority)
+        try:
+            lane = PrioritySpec(tuple(self.lanes), self.default_lane).lane_of(priority)
+        except ValueError as exc:
+            raise StreamComposeError(f"{exc}; the lanes of {self.input} are "
+                                     f"{', '.join(self.lanes)}") from None
+        return self.lanes[lane], lane
 
 
 def resolve_topics(target: str) -> Topics:
@@ -57,7 +87,8 @@ def resolve_topics(target: str) -> Topics:
     d = Deployment(target)
     if d.exists():
         m = d.manifest()
-        return Topics(m["input"], m["output"], m["dlq"])
+        return Topics(m["input"], m["output"], m["dlq"], m.get("lanes") or {},
+                      m.get("default_lane"))
     if "." in target:
         return Topics(target, target, target.rsplit(".", 1)[0] + ".dlq")
     return Topics(f"{target}.in", f"{target}.out", f"{target}.dlq")
@@ -78,6 +109,8 @@ class Result:
     entered_ms: int
     timestamp_ms: int
     lineage: tuple[dict[str, Any], ...] = ()
+    #: the record's headers (``sc-deadline``, ``sc-priority``, ``sc-cache``, ...)
+    headers: dict[str, bytes] = field(default_factory=dict, compare=False)
 
     @classmethod
     def from_record(cls, record: ConsumerRecord) -> Result:
@@ -85,7 +118,8 @@ class Result:
         return cls(id=trace.request_id, payload=decode_payload(record.value, trace.content_type),
                    topic=record.topic, partition=record.partition, offset=record.offset,
                    path=trace.path, entered_ms=trace.entered_ms, timestamp_ms=record.timestamp,
-                   lineage=tuple(read_lineage(record.headers)))
+                   lineage=tuple(read_lineage(record.headers)),
+                   headers=dict(record.headers or ()))
 
     @property
     def latency_ms(self) -> int:
@@ -156,30 +190,45 @@ class Client:
             await self._producer.stop()
 
     async def send(self, target: str, payload: dict[str, Any], request_id: str | None = None,
-                   json: bool = False) -> asyncio.Future[str]:
+                   json: bool = False, *, priority: str | int | None = None,
+                   deadline_ms: float | None = None) -> asyncio.Future[str]:
         """Queue one request; the returned future resolves to its request id once the
-        broker has stored it."""
+        broker has stored it.
+
+        ``priority`` (else the payload's ``priority`` field): a lane name or 0-9 (9 the
+        most urgent); a target with priority lanes gets the request on that lane's
+        topic, and it carries the header ``sc-priority``. ``deadline_ms``: the request
+        must be served within that many milliseconds from now, or it is dead-lettered
+        as expired (header ``sc-deadline``)."""
         assert self._producer is not None, "call start() or use `async with Client()`"
         request_id = request_id or new_request_id()
         content_type = JSON if json else MSGPACK
         trace = Trace(request_id=request_id, entered_ms=now_ms())
+        topic, lane = resolve_topics(target).route(
+            payload.get("priority") if priority is None else priority)
+        headers = [*trace.headers(content_type),
+                   *([(PRIORITY, lane.encode())] if lane is not None else []),
+                   *([deadline_header(trace.entered_ms + int(deadline_ms))]
+                     if deadline_ms is not None else [])]
         delivery = await self._producer.send(
-            resolve_topics(target).input, encode_payload(payload, content_type),
-            key=trace.key, headers=trace.headers(content_type))
+            topic, encode_payload(payload, content_type), key=trace.key, headers=headers)
         done: asyncio.Future[str] = asyncio.get_running_loop().create_future()
         delivery.add_done_callback(lambda f: done.set_exception(f.exception())
                                    if f.exception() else done.set_result(request_id))
         return done
 
     async def send_and_wait(self, target: str, payload: dict[str, Any],
-                            request_id: str | None = None, json: bool = False) -> str:
-        """Send one request and wait until the broker stored it; returns its id."""
-        return await (await self.send(target, payload, request_id, json))
+                            request_id: str | None = None, json: bool = False,
+                            **options: Any) -> str:
+        """Send one request and wait until the broker stored it; returns its id.
+        ``options``: those of :meth:`send` (``priority``, ``deadline_ms``)."""
+        return await (await self.send(target, payload, request_id, json, **options))
 
     async def publish(self, target: str, payloads: Iterable[dict[str, Any]],
-                      ids: Iterable[str | None] | None = None) -> list[str]:
-        """Send many requests, then wait for all; returns their ids in order."""
-        pending = [await self.send(target, p, i)
+                      ids: Iterable[str | None] | None = None, **options: Any) -> list[str]:
+        """Send many requests, then wait for all; returns their ids in order.
+        ``options``: those of :meth:`send` (``priority``, ``deadline_ms``)."""
+        pending = [await self.send(target, p, i, **options)
                    for p, i in zip(payloads, ids if ids is not None else _nones(), strict=False)]
         return list(await asyncio.gather(*pending))
 
@@ -203,15 +252,20 @@ class Client:
             await consumer.stop()
 
     async def infer(self, target: str, payload: dict[str, Any], timeout: float = 30.0,
-                    request_id: str | None = None) -> Result:
+                    request_id: str | None = None, priority: str | int | None = None
+                    ) -> Result:
         """Send one request and wait for its result. Raises :class:`ModelError` when the
-        request went to the dead-letter topic, :class:`RequestTimeoutError` on timeout."""
+        request went to the dead-letter topic (:class:`RequestExpiredError` when it
+        expired there), :class:`RequestTimeoutError` on timeout. The request carries
+        the deadline ``timeout`` seconds from now, so no agent spends model time on it
+        once this call gave up."""
         topics = resolve_topics(target)
         await self._listen(topics)
         request_id = request_id or new_request_id()
         reply = self._waiting[request_id] = asyncio.get_running_loop().create_future()
         try:
-            await self.send_and_wait(target, payload, request_id)
+            await self.send_and_wait(target, payload, request_id, priority=priority,
+                                     deadline_ms=timeout * 1000)
             result = await asyncio.wait_for(reply, timeout)
         except TimeoutError:
             raise RequestTimeoutError(f"no result for request {request_id} on {topics.output} "
@@ -220,6 +274,11 @@ class Client:
         finally:
             self._waiting.pop(request_id, None)
         if result.topic == topics.dlq and result.topic != topics.output:
+            if result.payload.get("error_type") == RequestExpiredError.reason:
+                raise RequestExpiredError(f"request {request_id} expired: "
+                                          f"{result.payload.get('error')}",
+                                          agent=result.payload.get("agent"),
+                                          request_id=request_id)
             raise ModelError(f"request {request_id} failed: {result.payload.get('error')}",
                              agent=result.payload.get("agent"))
         return result

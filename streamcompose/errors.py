@@ -22,6 +22,7 @@ __all__ = [
     "CodecError",
     "DeploymentError",
     "ModelError",
+    "RequestExpiredError",
     "RequestTimeoutError",
     "StreamComposeError",
     "TopologyError",
@@ -120,3 +121,19 @@ class RequestTimeoutError(StreamComposeError):
     def __init__(self, message: str, *, request_id: str | None = None, topic: str | None = None):
         super().__init__(message, request_id=request_id, topic=topic)
         self.request_id, self.topic = request_id, topic
+
+
+class RequestExpiredError(StreamComposeError):
+    """A request's deadline (header ``sc-deadline``) passed before an agent could serve it;
+    it goes to the dead-letter topic with reason ``expired`` instead of to a model.
+
+    >>> RequestExpiredError("late", agent="cnn", request_id="r1").reason
+    'expired'
+    """
+
+    reason = "expired"
+
+    def __init__(self, message: str, *, agent: str | None = None,
+                 request_id: str | None = None):
+        super().__init__(message, agent=agent, request_id=request_id)
+        self.agent, self.request_id = agent, request_id

@@ -52,6 +52,10 @@ class AgentMetrics:
         self._join_events = make(Counter, "streamcompose_join_events",
                                  "Joiner events: late, duplicate, timeout, partial, evicted.",
                                  "event")
+        self.expired = make(Counter, "streamcompose_expired",
+                            "Requests dead-lettered because their deadline had passed.")
+        self._cache = make(Counter, "streamcompose_cache_requests",
+                           "Result cache lookups, by result (hit or miss).", "result")
 
     def error(self, reason: str, count: int = 1) -> None:
         """Count dead-lettered records."""
@@ -60,6 +64,10 @@ class AgentMetrics:
     def routed(self, target: str, count: int = 1) -> None:
         """Count requests routed to ``target``."""
         self._routed.labels(*self._labels, target).inc(count)
+
+    def cache_request(self, result: str, count: int = 1) -> None:
+        """Count result cache lookups: ``hit`` or ``miss``."""
+        self._cache.labels(*self._labels, result).inc(count)
 
     def join_event(self, event: str, count: int = 1) -> None:
         """Count a joiner event (a late or duplicate branch result, a timeout...)."""
@@ -83,6 +91,8 @@ class AgentMetrics:
                 self.routed(what, n)
             elif kind == "error":
                 self.error(what, n)
+            elif kind == "expired":
+                self.expired.inc(n)
             elif n:
                 self.join_event(name, n)
 

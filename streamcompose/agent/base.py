@@ -65,6 +65,8 @@ class WorkerBase(mode.Service):
             topics.append(t.topic_of(name))
         if t.changelog_topic(name) in t.changelog_topics():
             topics.append(t.changelog_topic(name))
+        if t.cache_topic(name) in t.cache_topics():
+            topics.append(t.cache_topic(name))
         return list(dict.fromkeys([*topics, t.dlq_of(name), t.dlq_topic]))
 
     async def start_clients(self, listener: ConsumerRebalanceListener,

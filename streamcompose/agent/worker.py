@@ -41,6 +41,7 @@ from aiokafka.abc import ConsumerRebalanceListener
 
 from streamcompose.agent.base import WorkerBase
 from streamcompose.agent.control import ControlFollower
+from streamcompose.agent.shared_cache import SharedCache, shared_cache
 from streamcompose.agent.standby import Standby
 from streamcompose.agent.stateful import StatefulRunner
 from streamcompose.batching.batcher import MicroBatcher
@@ -52,6 +53,8 @@ from streamcompose.delivery import Checkpoint, Closing, Output
 from streamcompose.errors import StreamComposeError
 from streamcompose.kinds import build_step
 from streamcompose.runtimes import RecordError
+from streamcompose.serving.gate import ServingGate
+from streamcompose.serving.lanes import LaneFetcher, lane_fetcher
 from streamcompose.steps.base import Emission, Step, merge_result
 from streamcompose.steps.stateful import StatefulStep
 
@@ -115,6 +118,9 @@ class AgentWorker(WorkerBase):
         self.stateful: StatefulRunner | None = None
         self.checkpoint: Checkpoint | None = None
         self._fetching = True
+        self.gate = ServingGate(self.topology, self.agent, self.metrics)
+        self.lanes: LaneFetcher | None = None
+        self.shared_cache: SharedCache | None = None
 
     def _on_batch(self, stats: Any) -> None:
         self.metrics.batch_size.observe(stats.size)
@@ -135,6 +141,13 @@ class AgentWorker(WorkerBase):
         await self.start_clients(_Rebalance(self), **(self.stateful.consumer_options()
                                                        if self.stateful else {}))
         assert self.producer is not None and self.consumer is not None
+        self.lanes = lane_fetcher(self.consumer, self.topology, self.agent,
+                                  self.spec.batch.max_size)
+        self.shared_cache = shared_cache(self.topology, self.agent, self.bootstrap,
+                                         self.gate.remember)
+        if self.shared_cache is not None:  # answered before: loaded before consuming
+            await self.shared_cache.load()
+            self.add_future(self.shared_cache.follow())
         self.checkpoint = Checkpoint(self.producer, self.consumer, self.group,
                                      exactly_once=self.exactly_once, on_fatal=self._crash)
         if self.topology.takes_control(self.agent):
@@ -155,8 +168,9 @@ class AgentWorker(WorkerBase):
     async def _consume(self) -> None:
         assert self.consumer is not None and self.checkpoint is not None
         while self._fetching and not self.should_stop:
-            batches = await self.consumer.getmany(timeout_ms=self.settings.poll_ms,
-                                                  max_records=self.settings.fetch_records)
+            batches = await (self.lanes.fetch(self.settings.poll_ms) if self.lanes else
+                             self.consumer.getmany(timeout_ms=self.settings.poll_ms,
+                                                   max_records=self.settings.fetch_records))
             for records in batches.values():
                 self.metrics.records_in.inc(len(records))
                 for record in records:
@@ -195,11 +209,13 @@ class AgentWorker(WorkerBase):
             lineage = self.lineage.next_batch(len(batch))
             for item in batch:
                 item.batch = lineage
-            good = [i for i in batch if i.payload is not None]
+            admission = self.gate.admit([i for i in batch if i.payload is not None])
+            good = admission.to_model
             started = loop.time()
             try:
                 outcomes = await loop.run_in_executor(
-                    self.executor, self.step, [(i.trace.request_id, i.payload) for i in good])
+                    self.executor, self.step, [(i.trace.request_id, i.payload) for i in good]
+                ) if good else []
             except Exception as exc:  # a bug in a step must not stop the agent
                 log.exception("agent %s: step failed on a batch of %d", self.agent, len(good))
                 error = RecordError(exception_text(exc, typed=True), agent=self.agent)
@@ -210,7 +226,12 @@ class AgentWorker(WorkerBase):
                     item.error = outcome
                 else:
                     item.emissions = outcome
-            await self.deliveries.put([(self._closing(item), item.epoch) for item in batch])
+            fresh = self.gate.settle(admission)
+            closings = [(self._closing(item), item.epoch) for item in batch]
+            if self.shared_cache is not None and fresh:  # in the batch's transaction
+                closings.append((Closing(None, -1, [o for o in self.shared_cache.outputs(fresh)
+                                                    if not self.too_large(o)]), 0))
+            await self.deliveries.put(closings)
 
     def _closing(self, item: Item) -> Closing:
         """The records a processed item gives: its results, or a dead letter."""

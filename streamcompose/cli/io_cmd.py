@@ -15,6 +15,7 @@ from tqdm import tqdm
 from streamcompose.cli.main import bootstrap_option
 from streamcompose.client import Client, resolve_topics
 from streamcompose.deploy.registry import Deployment
+from streamcompose.errors import StreamComposeError
 
 PROGRESS_FROM = 100
 
@@ -32,18 +33,42 @@ def _events(stream: IO[str]) -> Iterator[tuple[int, dict[str, Any]]]:
         yield number, event
 
 
+def _serving_options(command: Any) -> Any:
+    command = click.option(
+        "--deadline-ms", type=click.FloatRange(min=1), default=None,
+        help="Each request must be served within this many ms from now; agents "
+             "dead-letter it as expired after that.")(command)
+    return click.option(
+        "--priority", default=None,
+        help="A priority lane of the target (e.g. high, low) or 0-9, 9 the most "
+             "urgent.")(command)
+
+
+def _check_priority(target: str, priority: str | None) -> None:
+    if priority is None:
+        return
+    try:
+        resolve_topics(target).route(priority)
+    except StreamComposeError as exc:
+        raise click.BadParameter(str(exc), param_hint="--priority") from None
+
+
 @click.command()
 @click.argument("target")
 @click.option("--file", "-f", "source", type=click.File("r"), default="-", show_default=True,
               help="JSON lines, one event per line; '-' reads stdin.")
+@_serving_options
 @bootstrap_option
-def publish(target: str, source: IO[str], bootstrap: str) -> None:
+def publish(target: str, source: IO[str], priority: str | None, deadline_ms: float | None,
+            bootstrap: str) -> None:
     """Publish one event per JSON line to TARGET (a deployed topology's name or a topic).
 
-    A line's "id" field, if any, becomes the request id. Prints one id per line.
+    A line's "id" field, if any, becomes the request id; its "priority" field, if any,
+    its priority (unless --priority is given). Prints one id per line.
 
     Example: echo '{"id": "r1", "pixels": [0, 3, 16]}' | streamcompose publish digits
     """
+    _check_priority(target, priority)
     events = list(_events(source))
 
     async def run() -> None:
@@ -54,7 +79,8 @@ def publish(target: str, source: IO[str], bootstrap: str) -> None:
                 for _, event in events:
                     request_id = event.pop("id", None)
                     pending.append(await client.send(
-                        target, event, None if request_id is None else str(request_id)))
+                        target, event, None if request_id is None else str(request_id),
+                        priority=priority, deadline_ms=deadline_ms))
                     bar.update()
                 for request_id in await asyncio.gather(*pending):
                     click.echo(request_id)
@@ -135,9 +161,12 @@ def inspect(name: str, agent: str, from_beginning: bool, count: int | None,
 @click.command()
 @click.argument("target")
 @click.option("--data", "-d", required=True, help="The request payload, a JSON object.")
-@click.option("--timeout", type=float, default=30.0, show_default=True)
+@click.option("--timeout", type=float, default=30.0, show_default=True,
+              help="Seconds to wait for the result; also the request's deadline.")
+@click.option("--priority", default=None,
+              help="A priority lane of the target (e.g. high, low) or 0-9, 9 the most urgent.")
 @bootstrap_option
-def infer(target: str, data: str, timeout: float, bootstrap: str) -> None:
+def infer(target: str, data: str, timeout: float, priority: str | None, bootstrap: str) -> None:
     """Send one request to TARGET and print its result as JSON.
 
     Example: streamcompose infer digits --data '{"pixels": [0, 0, 5, 13, ...]}'
@@ -148,10 +177,12 @@ def infer(target: str, data: str, timeout: float, bootstrap: str) -> None:
         raise click.BadParameter(f"not JSON: {exc}", param_hint="--data") from None
     if not isinstance(payload, dict):
         raise click.BadParameter("must be a JSON object", param_hint="--data")
+    _check_priority(target, priority)
 
     async def run() -> dict[str, Any]:
         async with Client(bootstrap) as client:
-            return (await client.infer(target, payload, timeout)).to_json()
+            return (await client.infer(target, payload, timeout,
+                                       priority=priority)).to_json()
 
     click.echo(json.dumps(asyncio.run(run())))
 

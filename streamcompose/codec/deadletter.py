@@ -18,8 +18,9 @@ from streamcompose.codec.record import now_ms
 
 
 def error_reason(error: BaseException) -> str:
-    """A short label for metrics."""
-    return type(error).__name__
+    """A short label for metrics and the dead letter's ``error_type``: the error's
+    ``reason`` where it has one (``expired``), else its type name."""
+    return getattr(error, "reason", None) or type(error).__name__
 
 
 def dead_letter_value(original: bytes | None, *, agent: str, topic: str, partition: int,

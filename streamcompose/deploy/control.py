@@ -45,7 +45,8 @@ def _manifest(t: Topology, bootstrap: str, supervisor_pid: int | None,
         "base_dir": str(t.base_dir),
         "input": t.input_topic, "output": t.output_topic, "dlq": t.dlq_topic,
         "topics": list(t.topics()), "partitions": t.partitions,
-        "control": t.control_topic,
+        "control": t.control_topic, "lanes": t.lane_topics(),
+        "default_lane": t.priorities.default if t.priorities else None,
         "agents": [{"name": a.name, "kind": a.kind, "replicas": a.replicas,
                     "group": t.group_id(a.name),
                     "targets": list(t.targets(a.name)),
@@ -64,8 +65,10 @@ def create_topics(t: Topology, bootstrap: str) -> dict[str, int]:
     need their branch topics co-partitioned."""
     factor, min_insync = t.replication.resolve(asyncio.run(broker_count(bootstrap)), t.name)
     replicated = {"min.insync.replicas": str(min_insync)}
-    counts = asyncio.run(ensure_topics(bootstrap, dict.fromkeys(t.topics(), t.partitions),
-                                       (t.control_topic,),
+    counts = asyncio.run(ensure_topics(bootstrap, dict.fromkeys([*t.topics(),
+                                                                 *t.cache_topics()],
+                                                                t.partitions),
+                                       (t.control_topic, *t.cache_topics()),
                                        {"max.message.bytes": str(t.max_message_bytes),
                                         **replicated}, factor))
     for agent in t.agents:

@@ -16,10 +16,11 @@ from typing import Any
 from streamcompose.codec import Trace, decode_payload, encode_payload
 from streamcompose.codec.lineage import merge_lineage, read_lineage, with_lineage
 from streamcompose.codec.record import EXPECT
-from streamcompose.errors import StreamComposeError
+from streamcompose.errors import RequestExpiredError, StreamComposeError
 from streamcompose.join.aggregate import Aggregator
 from streamcompose.join.rules import JoinRule, Verdict
 from streamcompose.join.strategies import StrategyError
+from streamcompose.serving.deadline import expired_error
 from streamcompose.steps.base import merge_result
 from streamcompose.steps.stateful import Arrival, RequestEntry, StatefulStep
 from streamcompose.steps.store import RequestStore
@@ -69,8 +70,10 @@ class JoinStep(StatefulStep):
             expect = dict(arrival.trace.extra).get(EXPECT)
             self.store.open(rid, JoinEntry(arrival.partition, arrival.timestamp,
                                            arrival.trace.entered_ms, list(arrival.trace.path),
-                                           expect.decode().split(",") if expect else None))
+                                           expect=expect.decode().split(",") if expect
+                                           else None))
         entry = self.store.pending_entry(rid)
+        entry.take_deadline(self.arrived(arrival))
         if not self.rule.accepts(entry.branches, branch, entry.expect):
             self.events["duplicate" if branch in entry.branches else "late"] += 1
             return
@@ -82,11 +85,12 @@ class JoinStep(StatefulStep):
             self._complete[rid] = None
 
     def due(self, now: int) -> list[str]:
-        """Completed requests, those whose timeout passed, and the oldest beyond
-        ``max_pending``."""
+        """Completed requests, those whose timeout or deadline passed, and the oldest
+        beyond ``max_pending``."""
         due = dict(self._complete)
         open_ = self.store.pending()
-        due.update((rid, None) for rid, e in open_ if now - e.first_ms >= self.join.timeout_ms)
+        due.update((rid, None) for rid, e in open_
+                   if now - e.first_ms >= self.join.timeout_ms or e.expired(now))
         excess = len(open_) - len(due) - self.join.max_pending
         evicted = [rid for rid, _ in open_ if rid not in due][:max(excess, 0)]
         due.update((rid, None) for rid in evicted)
@@ -106,6 +110,9 @@ class JoinStep(StatefulStep):
     def _prepare(self, rid: str) -> tuple[str, JoinEntry, Verdict, Any]:
         entry = self.store.pending_entry(rid)
         verdict = self.rule.verdict(entry.branches, entry.expect)
+        if entry.expired(self.now):
+            return rid, entry, verdict, expired_error(entry.trace(rid, self.agent), self.agent,
+                                                      self.now)
         if verdict.dead_letter:
             return rid, entry, verdict, StrategyError(
                 f"join timed out after {self.join.timeout_ms:g} ms; missing: "
@@ -127,7 +134,9 @@ class JoinStep(StatefulStep):
             except StreamComposeError as exc:  # an aggregator's result, say
                 result = StrategyError(f"the joined result cannot be encoded: {exc}")
         if isinstance(result, Exception):
-            if verdict.dead_letter:
+            if isinstance(result, RequestExpiredError):
+                self.events["expired"] += 1
+            elif verdict.dead_letter:
                 self.events["timeout"] += 1
             self.dead_letter(trace, entry.partition, encode_payload(entry.branches),
                              ",".join(self.branch_of), result)

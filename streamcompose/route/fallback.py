@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from streamcompose.codec import decode_payload, encode_payload
-from streamcompose.errors import RequestTimeoutError, StreamComposeError
+from streamcompose.errors import RequestExpiredError, RequestTimeoutError, StreamComposeError
 from streamcompose.steps.stateful import Arrival, RequestEntry, StatefulStep
 from streamcompose.steps.store import RequestStore
 from streamcompose.topology.model import Topology
@@ -87,12 +87,20 @@ class FallbackStep(StatefulStep):
         # the deadline runs from when the request was forwarded, or, while a restarted
         # worker catches up (its clock behind), from when the request was written
         first = max(self.now, arrival.timestamp)
-        self.store.open(rid, FallbackEntry(arrival.partition, first, trace.entered_ms,
-                                           list(trace.path), value))
+        entry = FallbackEntry(arrival.partition, first, trace.entered_ms, list(trace.path),
+                              request=value)
+        entry.take_deadline(self.arrived(arrival))
+        self.store.open(rid, entry)
         self._forward(rid, self.primary)
 
     def _forward(self, rid: str, target: str) -> None:
+        """Send the request to ``target``, or, once its deadline passed, dead-letter it
+        as expired (and close it)."""
         entry = self.store.pending_entry(rid)
+        if entry.expired(self.now):
+            self.store.answer(rid, self.now)
+            self.expire(entry.trace(rid, self.agent), entry.partition, self.edges[target])
+            return
         self.send(self.edges[target], entry.request, entry.trace(rid, self.agent),
                   entry.partition)
         self.events[f"routed:{target}"] += 1
@@ -124,13 +132,17 @@ class FallbackStep(StatefulStep):
         except StreamComposeError:
             return
         fell_back = self.store.pending_entry(rid).fell_back is not None
-        if letter.get("agent") == self.primary and not fell_back:
+        if letter.get("error_type") == RequestExpiredError.reason:
+            self.store.answer(rid, self.now)  # it expired there; that letter says so
+        elif letter.get("agent") == self.primary and not fell_back:
             self._fall_back(rid, f"the primary failed: {letter.get('error')}")
         elif letter.get("agent") == self.backup and fell_back:
             self.store.answer(rid, self.now)  # both failed; the backup's letter says why
 
     def _fall_back(self, rid: str, reason: str) -> None:
-        self.store.pending_entry(rid).fell_back = reason
-        self.store.changed(rid)
-        self.events["fallback"] += 1
+        entry = self.store.pending_entry(rid)
+        if not entry.expired(self.now):  # else _forward dead-letters it
+            entry.fell_back = reason
+            self.store.changed(rid)
+            self.events["fallback"] += 1
         self._forward(rid, self.backup)

@@ -15,7 +15,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from streamcompose.codec import MSGPACK, Trace
-from streamcompose.codec.deadletter import dead_letter_value
+from streamcompose.codec.deadletter import dead_letter_value, error_reason
+from streamcompose.serving.deadline import deadline_header, deadline_of, expired_error, with_default
 from streamcompose.steps.base import result_content_type
 from streamcompose.steps.store import Entry, RequestStore
 from streamcompose.topology.model import Topology
@@ -42,10 +43,21 @@ class RequestEntry(Entry):
 
     entered_ms: int = 0
     path: list[str] = field(default_factory=list)
+    deadline: int | None = None  # ms since the epoch (header sc-deadline)
 
     def trace(self, request_id: str, agent: str) -> Trace:
         """The trace of this request's answer, written by ``agent``."""
-        return Trace(request_id, self.entered_ms, (*self.path, agent))
+        extra = (deadline_header(self.deadline),) if self.deadline is not None else ()
+        return Trace(request_id, self.entered_ms, (*self.path, agent), extra=extra)
+
+    def take_deadline(self, trace: Trace) -> None:
+        """Keep the earliest deadline of the request's records."""
+        found = deadline_of(trace)
+        if found is not None and (self.deadline is None or found < self.deadline):
+            self.deadline = found
+
+    def expired(self, now: int) -> bool:
+        return self.deadline is not None and now >= self.deadline
 
 
 @dataclass(frozen=True)
@@ -113,10 +125,20 @@ class StatefulStep(ABC):
     def dead_letter(self, trace: Trace, partition: int, original: bytes, topic: str,
                     error: Exception, offset: int = -1) -> None:
         """Dead-letter a request (``offset`` -1: it stems from several records)."""
-        self.events[f"error:{type(error).__name__}"] += 1
+        self.events[f"error:{error_reason(error)}"] += 1
         self.send(self.topology.dlq_topic, dead_letter_value(
             original, agent=self.agent, topic=topic, partition=partition, offset=offset,
             error=error), trace, partition)
+
+    def arrived(self, arrival: Arrival) -> Trace:
+        """The arrival's trace with this agent's default deadline where it has none."""
+        return with_default(arrival.trace, self.topology.deadline_of(self.agent))
+
+    def expire(self, trace: Trace, partition: int, topic: str) -> None:
+        """Dead-letter a request whose deadline passed (``trace`` carries it)."""
+        self.events["expired"] += 1
+        self.dead_letter(trace, partition, b"", topic, expired_error(trace, self.agent,
+                                                                      self.now))
 
     def restore(self, key: bytes, value: bytes | None) -> None:
         self.store.restore(key, value)

@@ -25,6 +25,7 @@ from typing import Any
 
 from streamcompose.topology.model import DELIVERIES, AgentSpec, Topology
 from streamcompose.topology.parse_routers import ROUTER_KEYS, parse_router
+from streamcompose.topology.parse_serving import parse_cache, parse_deadline, parse_priorities
 from streamcompose.topology.parse_specs import Reader, parse_batch, parse_join, parse_model
 from streamcompose.topology.replication import ReplicationSpec, parse_replication
 from streamcompose.topology.scaling import parse_autoscale, parse_resources
@@ -32,9 +33,9 @@ from streamcompose.topology.validate import validate_topology
 from streamcompose.topology.yamlsource import YamlDocument, read_yaml_file, read_yaml_text
 
 TOPOLOGY_KEYS = {"name", "input", "output", "partitions", "output_format", "fields", "agents",
-                 "delivery", "max_message_bytes", "replication"}
+                 "delivery", "max_message_bytes", "replication", "deadline_ms", "priorities"}
 AGENT_KEYS = {"inputs", "model", "join", "batch", "replicas", "drop", "delivery", "autoscale",
-              "resources", *ROUTER_KEYS}
+              "resources", "deadline_ms", "cache", *ROUTER_KEYS}
 MIN_MESSAGE_BYTES = 1 << 16
 
 
@@ -78,6 +79,9 @@ def _agent(r: Reader, name: str, raw: Any, base_dir: Path) -> AgentSpec:
         autoscale=autoscale,
         resources=parse_resources(r, a["resources"], f"{key}.resources")
         if "resources" in a else None,
+        deadline_ms=parse_deadline(r, a["deadline_ms"], f"{key}.deadline_ms")
+        if "deadline_ms" in a else None,
+        cache=parse_cache(r, a["cache"], f"{key}.cache") if "cache" in a else None,
     )
 
 
@@ -113,6 +117,10 @@ def topology_from_document(doc: YamlDocument, base_dir: Path,
                                    integer=True, minimum=MIN_MESSAGE_BYTES),
         replication=parse_replication(r, top["replication"], "replication")
         if "replication" in top else ReplicationSpec(),
+        deadline_ms=parse_deadline(r, top["deadline_ms"], "deadline_ms")
+        if "deadline_ms" in top else None,
+        priorities=parse_priorities(r, top["priorities"], "priorities")
+        if "priorities" in top else None,
         where=doc.source_map(),
     )
     validate_topology(topology, doc)

@@ -3,12 +3,14 @@
 A :class:`Topology` is a named graph of :class:`AgentSpec` steps with unique names.
 Topic names are derived from the topology's name:
 
-* ``<name>.in``  – the input topic (``input:`` overrides it),
+* ``<name>.in``  – the input topic (``input:`` overrides it); with ``priorities``, the
+  default lane's, each other lane having ``<name>.in.<lane>``,
 * ``<name>.out`` – the output topic every sink agent writes to (``output:`` overrides it),
 * ``<name>.<agent>`` – the output topic of an agent that has downstream agents,
 * ``<name>.<router>.<target>`` – the requests a router sends to one target,
 * ``<name>.shadow.<agent>`` – a shadow's results (and ``.dlq``), never the output,
 * ``<name>.<agent>.changelog`` – the durable state of a joiner or fallback router,
+* ``<name>.<agent>.cache`` – the answers a ``cache: {shared: true}`` agent shares,
 * ``<name>.control`` – run-time settings such as traffic split weights,
 * ``<name>.dlq`` – the dead-letter topic.
 
@@ -25,6 +27,7 @@ from pathlib import Path
 from streamcompose.errors import TopologyError
 from streamcompose.topology.replication import ReplicationSpec
 from streamcompose.topology.routers import ROUTERS
+from streamcompose.topology.serving_specs import CacheSpec, PrioritySpec
 from streamcompose.topology.specs import (
     DELIVERIES,
     INPUT,
@@ -42,7 +45,8 @@ from streamcompose.topology.specs import (
 from streamcompose.topology.yamlsource import SourceMap
 
 __all__ = ["DELIVERIES", "INPUT", "JOIN_MODES", "JOIN_STRATEGIES", "ROUTER_KINDS", "RUNTIMES",
-           "AgentSpec", "BatchSpec", "Case", "JoinSpec", "ModelSpec", "RouterSpec", "Topology"]
+           "AgentSpec", "BatchSpec", "CacheSpec", "Case", "JoinSpec", "ModelSpec",
+           "PrioritySpec", "RouterSpec", "Topology"]
 
 
 @dataclass(frozen=True)
@@ -61,6 +65,8 @@ class Topology:
     delivery: str = "exactly_once"
     max_message_bytes: int = 1 << 20
     replication: ReplicationSpec = field(default_factory=ReplicationSpec)
+    deadline_ms: float | None = None
+    priorities: PrioritySpec | None = None
     #: where each key was written, so that later checks can name file and line
     where: SourceMap = field(default_factory=SourceMap, compare=False, repr=False)
 
@@ -75,6 +81,31 @@ class Topology:
     @property
     def output_topic(self) -> str:
         return self.output or f"{self.name}.out"
+
+    def lane_topics(self) -> dict[str, str]:
+        """Each priority lane's input topic, most urgent first; ``{}`` without lanes.
+
+        >>> t = Topology(name="d", agents=(), priorities=PrioritySpec(("high", "normal")))
+        >>> t.lane_topics()
+        {'high': 'd.in.high', 'normal': 'd.in'}
+        """
+        p = self.priorities
+        if p is None:
+            return {}
+        return {lane: self.input_topic if lane == p.default else f"{self.input_topic}.{lane}"
+                for lane in p.lanes}
+
+    def deadline_of(self, name: str) -> float | None:
+        """The deadline (ms after entering) an agent gives requests that carry none."""
+        return self.agent(name).deadline_ms or self.deadline_ms
+
+    def cache_topic(self, name: str) -> str:
+        """The compacted topic through which a shared cache's workers share answers."""
+        return f"{self.name}.{name}.cache"
+
+    def cache_topics(self) -> tuple[str, ...]:
+        return tuple(self.cache_topic(a.name) for a in self.agents
+                     if a.cache is not None and a.cache.shared)
 
     @property
     def dlq_topic(self) -> str:
@@ -156,16 +187,18 @@ class Topology:
         """The topics an agent consumes: its ``inputs`` (a router's edge to it where the
         input is a router), then, for a stateful router (fallback), its targets' results
         and the dead letters."""
-        topics = [self.edge_topic(src, name) if name in self.targets(src) else self.topic_of(src)
-                  for src in self.agent(name).inputs]
+        topics = [t for src in self.agent(name).inputs for t in (
+            [self.edge_topic(src, name)] if name in self.targets(src) else
+            list(self.lane_topics().values()) or [self.input_topic] if src == INPUT else
+            [self.topic_of(src)])]
         router = self.agent(name).router
         if router is not None and self.is_stateful(name):
             topics += [*(self.topic_of(t) for t in router.targets), self.dlq_topic]
         return tuple(dict.fromkeys(topics))
 
     def topics(self) -> tuple[str, ...]:
-        """Every topic the topology uses, input first."""
-        names = [self.input_topic]
+        """Every topic the topology uses, input (lanes, most urgent first) first."""
+        names = [*self.lane_topics().values(), self.input_topic]
         for a in self.agents:
             names += [self.edge_topic(a.name, t) for t in self.targets(a.name)]
             if self.emits_results(a.name):

@@ -14,6 +14,7 @@ from types import MappingProxyType
 from typing import Any
 
 from streamcompose.topology.scaling import AutoscaleSpec, ResourcesSpec
+from streamcompose.topology.serving_specs import CacheSpec
 
 INPUT = "$input"
 RUNTIMES = ("onnx", "torch", "python")
@@ -165,7 +166,9 @@ class AgentSpec:
     """One step of the graph: a model agent consuming ``inputs`` (``$input`` or agents).
 
     ``drop`` names payload fields removed before the result goes downstream (bulky
-    intermediates such as an image a later step no longer needs)."""
+    intermediates such as an image a later step no longer needs). ``deadline_ms``
+    gives requests without a deadline one, from when they entered the topology;
+    ``cache`` answers repeated requests without the model."""
 
     name: str
     inputs: tuple[str, ...]
@@ -178,6 +181,8 @@ class AgentSpec:
     delivery: str | None = None
     autoscale: AutoscaleSpec | None = None
     resources: ResourcesSpec | None = None
+    deadline_ms: float | None = None
+    cache: CacheSpec | None = None
 
     @property
     def kind(self) -> str:

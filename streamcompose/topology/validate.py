@@ -13,6 +13,7 @@ from __future__ import annotations
 from streamcompose.errors import TopologyError
 from streamcompose.topology.model import INPUT, Topology
 from streamcompose.topology.validate_routes import validate_routers
+from streamcompose.topology.validate_serving import validate_serving
 from streamcompose.topology.yamlsource import YamlDocument
 
 
@@ -108,3 +109,4 @@ def validate_topology(t: Topology, doc: YamlDocument) -> None:
     _topics(t, doc)
     _replicas(t, doc)
     _joins(t, doc)
+    validate_serving(t, doc)
