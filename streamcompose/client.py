@@ -32,6 +32,7 @@ from streamcompose.deploy.registry import Deployment
 from streamcompose.errors import BrokerError, ModelError, RequestTimeoutError
 from streamcompose.kafka.admin import topic_partitions
 from streamcompose.kafka.clients import make_consumer, make_producer
+from streamcompose.observe import tracing
 
 __all__ = ["Client", "Result", "resolve_topics"]
 
@@ -150,11 +151,20 @@ class Client:
     async def send(self, target: str, payload: dict[str, Any], request_id: str | None = None,
                    json: bool = False) -> asyncio.Future[str]:
         """Queue one request; the returned future resolves to its request id once the
-        broker has stored it."""
-        assert self._producer is not None, "call start() or use `async with Client()`"
+        broker has stored it. With tracing on, the request starts a trace (a ``publish``
+        span under the caller's current span) whose ``traceparent`` travels with it."""
         request_id = request_id or new_request_id()
+        span, headers = tracing.start_request(f"publish {target}", request_id)
+        done = await self._send(target, payload, request_id, json, headers)
+        if span is not None:
+            done.add_done_callback(lambda _: span.end())
+        return done
+
+    async def _send(self, target: str, payload: dict[str, Any], request_id: str, json: bool,
+                    headers: list[tuple[str, bytes]]) -> asyncio.Future[str]:
+        assert self._producer is not None, "call start() or use `async with Client()`"
         content_type = JSON if json else MSGPACK
-        trace = Trace(request_id=request_id, entered_ms=now_ms())
+        trace = Trace(request_id=request_id, entered_ms=now_ms(), extra=tuple(headers))
         delivery = await self._producer.send(
             resolve_topics(target).input, encode_payload(payload, content_type),
             key=trace.key, headers=trace.headers(content_type))
@@ -197,13 +207,15 @@ class Client:
     async def infer(self, target: str, payload: dict[str, Any], timeout: float = 30.0,
                     request_id: str | None = None) -> Result:
         """Send one request and wait for its result. Raises :class:`ModelError` when the
-        request went to the dead-letter topic, :class:`RequestTimeoutError` on timeout."""
+        request went to the dead-letter topic, :class:`RequestTimeoutError` on timeout.
+        With tracing on, an ``infer`` span covers the whole round trip."""
         topics = resolve_topics(target)
         await self._listen(topics)
         request_id = request_id or new_request_id()
         reply = self._waiting[request_id] = asyncio.get_running_loop().create_future()
+        span, headers = tracing.start_request(f"infer {target}", request_id)
         try:
-            await self.send_and_wait(target, payload, request_id)
+            await (await self._send(target, payload, request_id, False, headers))
             result = await asyncio.wait_for(reply, timeout)
         except TimeoutError:
             raise RequestTimeoutError(f"no result for request {request_id} on {topics.output} "
@@ -211,6 +223,8 @@ class Client:
                                       topic=topics.output) from None
         finally:
             self._waiting.pop(request_id, None)
+            if span is not None:
+                span.end()
         if result.topic == topics.dlq and result.topic != topics.output:
             raise ModelError(f"request {request_id} failed: {result.payload.get('error')}",
                              agent=result.payload.get("agent"))

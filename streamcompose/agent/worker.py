@@ -31,6 +31,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -49,6 +50,7 @@ from streamcompose.codec.reasons import exception_text
 from streamcompose.delivery import Checkpoint, Closing, Output
 from streamcompose.errors import StreamComposeError
 from streamcompose.kinds import build_step
+from streamcompose.observe import tracing
 from streamcompose.runtimes import RecordError
 from streamcompose.steps.base import Emission, Step, merge_result
 from streamcompose.steps.stateful import StatefulStep
@@ -69,10 +71,14 @@ class Item:
     error: StreamComposeError | None = None
     emissions: list[Emission] | None = None
     epoch: int = 0  # of its partition's assignment when fetched (see AgentWorker.current)
+    hop: tracing.Hop | None = None  # its spans, when tracing is on
 
     @property
     def tp(self) -> TopicPartition:
         return TopicPartition(self.record.topic, self.record.partition)
+
+
+Processed = tuple[Closing, int, tracing.Hop | None]  # what a record gives, its epoch, spans
 
 
 class _Rebalance(ConsumerRebalanceListener):
@@ -101,8 +107,7 @@ class AgentWorker(WorkerBase):
         super().__init__(*args, **kwargs)
         self.batcher: MicroBatcher[Item] = MicroBatcher(
             self.spec.batch.max_size, self.spec.batch.max_wait_ms, on_batch=self._on_batch)
-        self.deliveries: asyncio.Queue[list[tuple[Closing, int]]] = asyncio.Queue(
-            DELIVERY_QUEUE)
+        self.deliveries: asyncio.Queue[list[Processed]] = asyncio.Queue(DELIVERY_QUEUE)
         self.epochs: dict[TopicPartition, int] = {}
         self._consumed = asyncio.Event()
         self.executor = ThreadPoolExecutor(1, thread_name_prefix=f"model-{self.agent}")
@@ -110,6 +115,8 @@ class AgentWorker(WorkerBase):
         self.stateful: StatefulRunner | None = None
         self.checkpoint: Checkpoint | None = None
         self._fetching = True
+        tracing.configure(f"{self.topology.name}.{self.agent}")
+        self.tracing = tracing.hop_tracer(self.agent)
 
     def _on_batch(self, stats: Any) -> None:
         self.metrics.batch_size.observe(stats.size)
@@ -163,11 +170,13 @@ class AgentWorker(WorkerBase):
         epoch = self.epochs.get(TopicPartition(record.topic, record.partition), 0)
         if self.stateful is not None:  # a stateful step reads the raw values it needs
             return Item(record, trace, None, epoch=epoch)
+        hop = self.tracing and self.tracing.received(
+            trace.request_id, trace.extra, f"{record.topic}[{record.partition}]@{record.offset}")
         try:
             return Item(record, trace, decode_payload(record.value, trace.content_type),
-                        epoch=epoch)
+                        epoch=epoch, hop=hop)
         except StreamComposeError as exc:
-            return Item(record, trace, None, exc, epoch=epoch)
+            return Item(record, trace, None, exc, epoch=epoch, hop=hop)
 
     def current(self, tp: TopicPartition | None, epoch: int) -> bool:
         """Whether a record fetched in ``epoch`` of its partition's assignment may still
@@ -184,7 +193,7 @@ class AgentWorker(WorkerBase):
         while True:  # cancelled by mode after on_stop has drained the batcher
             batch = [i for i in await self.batcher.next_batch() if self.current(i.tp, i.epoch)]
             good = [i for i in batch if i.payload is not None]
-            started = loop.time()
+            started, started_ns = loop.time(), time.time_ns()
             try:
                 outcomes = await loop.run_in_executor(
                     self.executor, self.step, [(i.trace.request_id, i.payload) for i in good])
@@ -193,12 +202,15 @@ class AgentWorker(WorkerBase):
                 error = RecordError(exception_text(exc, typed=True), agent=self.agent)
                 outcomes = [error] * len(good)
             self.metrics.inference_seconds.observe(loop.time() - started)
+            if self.tracing:
+                self.tracing.batch([i.hop for i in good if i.hop], started_ns, time.time_ns())
             for item, outcome in zip(good, outcomes, strict=True):
                 if isinstance(outcome, RecordError):
                     item.error = outcome
                 else:
                     item.emissions = outcome
-            await self.deliveries.put([(self._closing(item), item.epoch) for item in batch])
+            await self.deliveries.put([(self._closing(item), item.epoch, item.hop)
+                                       for item in batch])
 
     def _closing(self, item: Item) -> Closing:
         """The records a processed item gives: its results, or a dead letter."""
@@ -217,6 +229,8 @@ class AgentWorker(WorkerBase):
     def _encode(self, item: Item, emissions: list[Emission], payload: dict[str, Any]
                 ) -> list[Output] | RecordError:
         trace = item.trace.passed(self.agent)
+        if item.hop is not None and self.tracing:
+            trace = self.tracing.produced(item.hop, trace)
         outputs = []
         try:
             for e in emissions:
@@ -241,6 +255,8 @@ class AgentWorker(WorkerBase):
                                   partition=record.partition, offset=record.offset,
                                   error=error, max_original=room)
         trace = item.trace.passed(self.agent)
+        if item.hop is not None and self.tracing:
+            trace = self.tracing.produced(item.hop, trace, error)
         return Output(dlq, value, trace.key, trace.headers(MSGPACK),
                       self.partition_of(dlq, record.partition))
 
@@ -251,8 +267,10 @@ class AgentWorker(WorkerBase):
             queued = await self.deliveries.get()
             while not self.deliveries.empty():  # one transaction for what piled up meanwhile
                 queued += self.deliveries.get_nowait()
-            await self.checkpoint.close([c for c, epoch in queued
+            await self.checkpoint.close([c for c, epoch, _ in queued
                                          if self.current(c.tp, epoch)])
+            if self.tracing:
+                self.tracing.done(hop for _, _, hop in queued)
             self.metrics.in_flight.set(self.checkpoint.in_flight())
 
     def _crash(self, exc: BaseException) -> None:
@@ -280,3 +298,4 @@ class AgentWorker(WorkerBase):
             await self.checkpoint.settle(None, self.settings.drain_timeout_s)
         await self.close_clients()
         self.executor.shutdown(wait=False)
+        tracing.flush()

@@ -89,11 +89,12 @@ class FallbackStep(StatefulStep):
         first = max(self.now, arrival.timestamp)
         self.store.open(rid, FallbackEntry(arrival.partition, first, trace.entered_ms,
                                            list(trace.path), value))
+        self.store.pending_entry(rid).traced(trace)
         self._forward(rid, self.primary)
 
     def _forward(self, rid: str, target: str) -> None:
         entry = self.store.pending_entry(rid)
-        self.send(self.edges[target], entry.request, entry.trace(rid, self.agent),
+        self.send(self.edges[target], entry.request, self.answer_trace(rid, entry),
                   entry.partition)
         self.events[f"routed:{target}"] += 1
 
