@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import mode
@@ -14,7 +15,7 @@ from streamcompose.agent.state import WorkerState
 from streamcompose.delivery import Output
 from streamcompose.kafka.admin import message_limits
 from streamcompose.kafka.clients import make_consumer, make_producer, start_patiently
-from streamcompose.metrics import AgentMetrics
+from streamcompose.metrics import RESTARTS_ENV, AgentMetrics
 from streamcompose.topology.model import Topology
 
 
@@ -33,6 +34,7 @@ class WorkerBase(mode.Service):
         self.client_id = f"{topology.name}.{agent}.{replica}"
         self.wstate = state or WorkerState.disabled()
         self.metrics = AgentMetrics(topology.name, agent, replica)
+        self.metrics.restarts.inc(int(os.environ.get(RESTARTS_ENV, "0") or 0))
         self.metrics_port = metrics_port
         self.consumer: AIOKafkaConsumer | None = None
         self.producer: AIOKafkaProducer | None = None

@@ -51,6 +51,8 @@ from streamcompose.delivery import Checkpoint, Closing, Output
 from streamcompose.errors import StreamComposeError
 from streamcompose.kinds import build_step
 from streamcompose.observe import tracing
+from streamcompose.observe.lag import report_lag
+from streamcompose.observe.monitor import build_monitor
 from streamcompose.runtimes import RecordError
 from streamcompose.steps.base import Emission, Step, merge_result
 from streamcompose.steps.stateful import StatefulStep
@@ -117,6 +119,8 @@ class AgentWorker(WorkerBase):
         self._fetching = True
         tracing.configure(f"{self.topology.name}.{self.agent}")
         self.tracing = tracing.hop_tracer(self.agent)
+        self.monitor = build_monitor(self.spec.monitor, self.metrics, self.agent,
+                                     self.wstate.path)
 
     def _on_batch(self, stats: Any) -> None:
         self.metrics.batch_size.observe(stats.size)
@@ -137,6 +141,7 @@ class AgentWorker(WorkerBase):
         assert self.producer is not None and self.consumer is not None
         self.checkpoint = Checkpoint(self.producer, self.consumer, self.group,
                                      exactly_once=self.exactly_once, on_fatal=self._crash)
+        self.add_future(report_lag(self.consumer, self.metrics.lag))
         if self.topology.takes_control(self.agent):
             await self._follow_control()
         self.wstate.update(status="running")
@@ -209,6 +214,10 @@ class AgentWorker(WorkerBase):
                     item.error = outcome
                 else:
                     item.emissions = outcome
+            if self.monitor is not None:
+                answered = [i for i in good if i.emissions]
+                self.monitor.observe([i.payload for i in answered],
+                                     [i.emissions[0].fields for i in answered])
             await self.deliveries.put([(self._closing(item), item.epoch, item.hop)
                                        for item in batch])
 

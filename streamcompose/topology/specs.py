@@ -11,7 +11,10 @@ from dataclasses import dataclass
 from dataclasses import field as _field
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from streamcompose.topology.monitor_spec import MonitorSpec
 
 INPUT = "$input"
 RUNTIMES = ("onnx", "torch", "python")
@@ -171,6 +174,7 @@ class AgentSpec:
     replicas: int = 1
     drop: tuple[str, ...] = ()
     delivery: str | None = None
+    monitor: MonitorSpec | None = None
 
     @property
     def kind(self) -> str:
