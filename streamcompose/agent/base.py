@@ -16,6 +16,7 @@ from streamcompose.delivery import Output
 from streamcompose.kafka.admin import message_limits
 from streamcompose.kafka.clients import make_consumer, make_producer, start_patiently
 from streamcompose.metrics import RESTARTS_ENV, AgentMetrics
+from streamcompose.observe.prometheus_config import write_target
 from streamcompose.topology.model import Topology
 
 
@@ -101,7 +102,10 @@ class WorkerBase(mode.Service):
         return partition if partition < self._partition_counts.get(topic, 0) else None
 
     def serve_metrics(self) -> None:
-        self.wstate.update(status="loading", metrics_port=self.metrics.serve(self.metrics_port))
+        port = self.metrics.serve(self.metrics_port)
+        self.wstate.update(status="loading", metrics_port=port)
+        if self.wstate.path is not None:  # a deployed worker: announce it to Prometheus
+            write_target(self.wstate.path, port, self.topology.name, self.agent, self.replica)
 
     def joined(self, assigned: list[TopicPartition]) -> None:
         """Record the partitions the group gave this replica."""

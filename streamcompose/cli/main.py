@@ -42,9 +42,9 @@ def cli() -> None:
 
 
 def _register() -> None:
-    from streamcompose.cli import broker_cmd, deploy_cmd, io_cmd, topology_cmd
+    from streamcompose.cli import broker_cmd, deploy_cmd, io_cmd, observe_cmd, topology_cmd
 
-    for module in (broker_cmd, deploy_cmd, io_cmd, topology_cmd):
+    for module in (broker_cmd, deploy_cmd, io_cmd, topology_cmd, observe_cmd):
         for command in module.COMMANDS:
             cli.add_command(command)
 
