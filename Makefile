@@ -26,7 +26,7 @@ VENV312 := .venv312
 define pip_install
 	$(1) -m pip install --quiet --upgrade pip
 	$(1) -m pip uninstall --quiet -y $(if $(filter gpu,$(ORT)),onnxruntime,onnxruntime-gpu)
-	$(1) -m pip install --quiet -e ".[$(ORT),examples,test]"
+	$(1) -m pip install --quiet -e ".[$(ORT),examples,otel,test]"
 	$(if $(filter gpu,$(ORT)),$(1) -m pip uninstall --quiet -y onnxruntime)
 	$(if $(filter gpu,$(ORT)),$(1) -m pip install --quiet --force-reinstall --no-deps \
 		"onnxruntime-gpu==$$($(1) -m pip show onnxruntime-gpu | sed -n 's/^Version: //p')")

@@ -86,6 +86,7 @@ class Monitor:
         self.scores: dict[str, float] = {}
         self.alert = False
         self._since_score = 0
+        self._labels: set[str] = set()
         registry, values = metrics.registry, metrics.labels
 
         def make(kind: Any, name: str, doc: str, *extra: str, **kw: Any) -> Any:
@@ -151,9 +152,10 @@ class Monitor:
             self._update()
 
     def _count(self, label: str) -> None:
-        known = self._predictions._metrics
-        name = label if len(known) < MAX_LABELS or (*self._values, label) in known else "other"
-        self._predictions.labels(*self._values, name).inc()
+        if label not in self._labels and len(self._labels) < MAX_LABELS:
+            self._labels.add(label)
+        self._predictions.labels(*self._values, label if label in self._labels
+                                 else "other").inc()
 
     def _captured(self) -> None:
         self.captured = True
