@@ -26,6 +26,8 @@ from fixtures import ROOT, TOPOLOGIES, trained
 
 from streamcompose.client import Client
 from streamcompose.observe.dashboard import PANELS, dashboard_json, queries
+from streamcompose.observe.scrape import parse_metrics
+from streamcompose.observe.top import summarize, table
 
 CASCADE = TOPOLOGIES / "digits_cascade.yaml"
 #: metrics of issue 12 that the workers do not export yet (deadlines, the result cache)
@@ -49,6 +51,27 @@ def test_the_dashboard_covers_what_the_issue_asks():
     board = json.loads(dashboard_json("digits"))
     assert board["templating"]["list"][1]["current"]["value"] == "digits"
     assert len(board["panels"]) == len(PANELS)
+
+
+def test_top_table_and_a_worker_that_cannot_be_read():
+    before = {"cnn": [parse_metrics(_CNN.format(n=0)), []]}
+    after = {"cnn": [parse_metrics(_CNN.format(n=40)), []]}
+    (row,) = summarize(before, after, 2.0)
+    assert (row.workers, row.up, row.in_per_s, row.batch, row.errors) == (2, 1, 20.0, 4.0, 3)
+    assert row.drift == 0.4 and row.drift_alert
+    text = table("digits", [row])
+    assert "p95 ms" in text.splitlines()[1] and text.splitlines()[2].split()[:2] == ["cnn",
+                                                                                    "1/2"]
+    assert text.endswith("0.40!")
+
+
+_CNN = """streamcompose_records_in_total{{agent="cnn"}} {n}
+streamcompose_batch_size_sum{{agent="cnn"}} {n}
+streamcompose_batch_size_count{{agent="cnn"}} 10
+streamcompose_errors_total{{agent="cnn",reason="CodecError"}} 3
+streamcompose_drift_score{{agent="cnn",feature="input:x"}} 0.4
+streamcompose_drift_alert{{agent="cnn"}} 1
+"""
 
 
 def _free_port() -> int:

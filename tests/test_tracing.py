@@ -10,14 +10,6 @@ from pathlib import Path
 import pytest
 from fixtures import trained
 
-pytest.importorskip("opentelemetry.sdk", reason="the otel extra is not installed")
-
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import (
-    InMemorySpanExporter,
-)
-
 from streamcompose.codec import Trace
 from streamcompose.observe import tracing
 from streamcompose.testing import LocalRunner
@@ -31,6 +23,11 @@ PIXELS = [0, 0, 5, 13, 9, 1, 0, 0] * 8
 @pytest.fixture
 def exporter():
     """An in-memory exporter behind a provider used only inside the test."""
+    pytest.importorskip("opentelemetry.sdk", reason="the otel extra is not installed")
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
     spans = InMemorySpanExporter()
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(spans))
@@ -116,3 +113,13 @@ def test_tracing_is_off_without_a_provider(monkeypatch):
     assert tracing.hop_tracer("features") is None
     assert tracing.start_request("publish x", "r1") == (None, [])
     assert not tracing.configure()
+
+
+def test_without_opentelemetry_nothing_is_traced(monkeypatch):
+    monkeypatch.setattr(tracing, "otel", None)
+    monkeypatch.setenv("OTEL_TRACES_EXPORTER", "console")
+    assert not tracing.configure()
+    assert tracing.hop_tracer("features") is None
+    trained("digits")
+    run = LocalRunner(load_topology(ENSEMBLE)).run([("r1", {"pixels": PIXELS})])
+    assert [k for k, _ in run.results[0].headers] == []
