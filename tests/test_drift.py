@@ -127,3 +127,31 @@ def test_monitor_is_for_model_agents(tmp_path):
             "    join: {strategy: merge}\n    monitor: {label: y}\n")
     with pytest.raises(TopologyError, match=r"agents\.j\.monitor: monitor watches a model"):
         load_topology_text(text, tmp_path)
+
+
+class _Consumer:
+    """What consumer_lag reads of an aiokafka consumer."""
+
+    def __init__(self, ends: dict, positions: dict, stable: dict) -> None:
+        self.ends, self.positions, self.stable = ends, positions, stable
+
+    def assignment(self) -> set:
+        return set(self.positions)
+
+    def highwater(self, tp):
+        return self.ends.get(tp)
+
+    def last_stable_offset(self, tp):
+        return self.stable.get(tp)
+
+    async def position(self, tp) -> int:
+        return self.positions[tp]
+
+
+def test_lag_counts_what_the_replica_has_not_consumed():
+    from streamcompose.observe.lag import consumer_lag
+
+    consumer = _Consumer(ends={"a": 100, "b": 50, "c": None},
+                         positions={"a": 90, "b": 50, "c": 0}, stable={"a": 95})
+    # a: up to its last stable offset (read_committed); b: caught up; c: not fetched yet
+    assert asyncio.run(consumer_lag(consumer)) == 5

@@ -10,7 +10,7 @@ the hop spans of its requests, and each ``inference`` span links back to it. A j
 ``<agent> join`` span hangs under its first branch and links to the others. The client
 starts the trace (:func:`start_request`).
 
-Tracing is off, and costs one ``None`` check per batch, unless the OpenTelemetry API is
+Tracing is off, and costs a few ``None`` checks per record, unless the OpenTelemetry API is
 installed and a tracer provider is configured: by the process itself
 (``opentelemetry.trace.set_tracer_provider``), by :func:`using` (tests), or from the
 standard ``OTEL_*`` variables by :func:`configure` (``pip install "streamcompose[otel]"``).

@@ -163,7 +163,8 @@ class AgentSpec:
     """One step of the graph: a model agent consuming ``inputs`` (``$input`` or agents).
 
     ``drop`` names payload fields removed before the result goes downstream (bulky
-    intermediates such as an image a later step no longer needs)."""
+    intermediates such as an image a later step no longer needs); ``monitor`` watches a
+    model agent's results and inputs for drift."""
 
     name: str
     inputs: tuple[str, ...]
