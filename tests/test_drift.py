@@ -155,3 +155,13 @@ def test_lag_counts_what_the_replica_has_not_consumed():
                          positions={"a": 90, "b": 50, "c": 0}, stable={"a": 95})
     # a: up to its last stable offset (read_committed); b: caught up; c: not fetched yet
     assert asyncio.run(consumer_lag(consumer)) == 5
+
+
+def test_a_field_no_request_has_gets_no_score(caplog):
+    from streamcompose.metrics import AgentMetrics
+
+    m = Monitor(MonitorSpec(label="y", inputs=("missing",), window=10, reference_size=10),
+                AgentMetrics("d", "a", 0), "a")
+    m.observe([{"x": 1}] * 20, [{"y": 1}] * 20)
+    assert m.captured and m.scores == {"output:label": 0.0}
+    assert "no request had input:missing" in caplog.text

@@ -85,7 +85,7 @@ class Monitor:
             self._load(spec.reference_file)
         self.scores: dict[str, float] = {}
         self.alert = False
-        self._since_score = 0
+        self._since_score = self._requests = 0
         self._labels: set[str] = set()
         registry, values = metrics.registry, metrics.labels
 
@@ -143,8 +143,8 @@ class Monitor:
                 self.recent[feature].append(value)
                 if not self.captured:
                     self.reference[feature].append(value)
-            if not self.captured and min(map(len, self.reference.values())) >= \
-                    spec.reference_size:
+            self._requests += 1
+            if not self.captured and self._requests >= spec.reference_size:
                 self._captured()
         self._since_score += len(payloads)
         if self._since_score >= max(1, spec.window // 20):
@@ -163,6 +163,10 @@ class Monitor:
             window.clear()  # compare later traffic only
         log.info("agent %s: drift reference captured (%d requests)%s", self.agent,
                  self.spec.reference_size, f"; saved to {self.save_to}" if self.save_to else "")
+        for feature, values in self.reference.items():
+            if not values:
+                log.warning("agent %s: drift: no request had %s; it gets no score",
+                            self.agent, feature)
         if self.save_to is not None:
             self.save_to.parent.mkdir(parents=True, exist_ok=True)
             self.save_to.write_text(json.dumps({"features": self.reference}))
@@ -177,8 +181,9 @@ class Monitor:
         if not self.captured:
             return
         for feature, window in self.recent.items():
-            if len(window) < min(self.spec.window, len(self.reference[feature])):
-                continue  # too few requests since the reference to compare
+            if not self.reference[feature] or \
+                    len(window) < min(self.spec.window, len(self.reference[feature])):
+                continue  # nothing to compare with, or too few requests since
             score = (category_psi(self.reference[feature], list(window))
                      if feature == "output:label" else
                      psi(self.reference[feature], window, self.spec.bins))
