@@ -26,7 +26,7 @@ VENV312 := .venv312
 define pip_install
 	$(1) -m pip install --quiet --upgrade pip
 	$(1) -m pip uninstall --quiet -y $(if $(filter gpu,$(ORT)),onnxruntime,onnxruntime-gpu)
-	$(1) -m pip install --quiet -e ".[$(ORT),examples,test]"
+	$(1) -m pip install --quiet -e ".[$(ORT),examples,otel,test]"
 	$(if $(filter gpu,$(ORT)),$(1) -m pip uninstall --quiet -y onnxruntime)
 	$(if $(filter gpu,$(ORT)),$(1) -m pip install --quiet --force-reinstall --no-deps \
 		"onnxruntime-gpu==$$($(1) -m pip show onnxruntime-gpu | sed -n 's/^Version: //p')")
@@ -85,6 +85,7 @@ bench: models broker  ## every benchmark (ratios in one run; see benchmarks/READ
 	$(PY) benchmarks/soak.py --bootstrap $(BOOTSTRAP)
 	$(PY) benchmarks/text.py --bootstrap $(BOOTSTRAP)
 	$(PY) benchmarks/gpu.py --device cpu
+	$(PY) benchmarks/observe.py
 
 clean: broker-stop
 	rm -rf $(VENV) $(VENV312) .streamcompose topologies/models topologies/ocr/samples

@@ -40,6 +40,7 @@ from streamcompose.errors import (
 from streamcompose.kafka.admin import topic_partitions
 from streamcompose.kafka.clients import make_consumer, make_producer
 from streamcompose.kafka.diagnose import raise_security_failure
+from streamcompose.observe import tracing
 from streamcompose.serving.deadline import deadline_header
 from streamcompose.topology.serving_specs import PrioritySpec
 
@@ -199,11 +200,23 @@ class Client:
         most urgent); a target with priority lanes gets the request on that lane's
         topic, and it carries the header ``sc-priority``. ``deadline_ms``: the request
         must be served within that many milliseconds from now, or it is dead-lettered
-        as expired (header ``sc-deadline``)."""
-        assert self._producer is not None, "call start() or use `async with Client()`"
+        as expired (header ``sc-deadline``). With tracing on, the request starts a trace (a
+        ``publish`` span under the caller's current span) whose ``traceparent`` travels
+        with it."""
         request_id = request_id or new_request_id()
+        span, headers = tracing.start_request(f"publish {target}", request_id)
+        done = await self._send(target, payload, request_id, json, headers,
+                                priority=priority, deadline_ms=deadline_ms)
+        if span is not None:
+            done.add_done_callback(lambda _: span.end())
+        return done
+
+    async def _send(self, target: str, payload: dict[str, Any], request_id: str, json: bool,
+                    headers: list[tuple[str, bytes]], *, priority: str | int | None,
+                    deadline_ms: float | None) -> asyncio.Future[str]:
+        assert self._producer is not None, "call start() or use `async with Client()`"
         content_type = JSON if json else MSGPACK
-        trace = Trace(request_id=request_id, entered_ms=now_ms())
+        trace = Trace(request_id=request_id, entered_ms=now_ms(), extra=tuple(headers))
         topic, lane = resolve_topics(target).route(
             payload.get("priority") if priority is None else priority)
         headers = [*trace.headers(content_type),
@@ -258,14 +271,16 @@ class Client:
         request went to the dead-letter topic (:class:`RequestExpiredError` when it
         expired there), :class:`RequestTimeoutError` on timeout. The request carries
         the deadline ``timeout`` seconds from now, so no agent spends model time on it
-        once this call gave up."""
+        once this call gave up. With tracing on, an ``infer`` span covers the whole
+        round trip."""
         topics = resolve_topics(target)
         await self._listen(topics)
         request_id = request_id or new_request_id()
         reply = self._waiting[request_id] = asyncio.get_running_loop().create_future()
+        span, headers = tracing.start_request(f"infer {target}", request_id)
         try:
-            await self.send_and_wait(target, payload, request_id, priority=priority,
-                                     deadline_ms=timeout * 1000)
+            await (await self._send(target, payload, request_id, False, headers,
+                                    priority=priority, deadline_ms=timeout * 1000))
             result = await asyncio.wait_for(reply, timeout)
         except TimeoutError:
             raise RequestTimeoutError(f"no result for request {request_id} on {topics.output} "
@@ -273,6 +288,8 @@ class Client:
                                       topic=topics.output) from None
         finally:
             self._waiting.pop(request_id, None)
+            if span is not None:
+                span.end()
         if result.topic == topics.dlq and result.topic != topics.output:
             if result.payload.get("error_type") == RequestExpiredError.reason:
                 raise RequestExpiredError(f"request {request_id} expired: "

@@ -17,6 +17,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, star
 LABELS = ("topology", "agent", "replica")
 SIZE_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
 TIME_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5)
+RESTARTS_ENV = "STREAMCOMPOSE_RESTARTS"  # set by the supervisor: restarts before this start
 
 
 class AgentMetrics:
@@ -56,6 +57,16 @@ class AgentMetrics:
                             "Requests dead-lettered because their deadline had passed.")
         self._cache = make(Counter, "streamcompose_cache_requests",
                            "Result cache lookups, by result (hit or miss).", "result")
+        self.lag = make(Gauge, "streamcompose_lag", "Records of this replica's input "
+                        "partitions beyond its position.")
+        self.restarts = make(Counter, "streamcompose_restarts", "Times the supervisor "
+                             "started this worker again (counted on from one start to the "
+                             "next).")
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        """The values of the ``topology``, ``agent`` and ``replica`` labels."""
+        return self._labels
 
     def error(self, reason: str, count: int = 1) -> None:
         """Count dead-lettered records."""

@@ -7,7 +7,9 @@ the wire does, until no agent has anything left to read; then, while a joiner or
 fallback router still has open requests, time jumps a minute forward so that whatever
 waits on a timeout (a join missing branches, a silent primary) is decided by the step's
 own rule, and the run goes on. Time never runs backwards, so a result arriving after a
-request was answered is dropped as late, as in the workers.
+request was answered is dropped as late, as in the workers. With tracing on
+(:mod:`streamcompose.observe.tracing`), each request starts a trace as the client's do
+and every hop records the spans the workers record.
 
 >>> from streamcompose.topology import load_topology_text
 >>> t = load_topology_text('''
@@ -22,6 +24,7 @@ request was answered is dropped as late, as in the workers.
 
 from __future__ import annotations
 
+import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
@@ -31,6 +34,7 @@ from streamcompose.codec.deadletter import dead_letter_value
 from streamcompose.codec.reasons import exception_text
 from streamcompose.codec.record import new_request_id
 from streamcompose.kinds import build_step
+from streamcompose.observe import tracing
 from streamcompose.runtimes import RecordError
 from streamcompose.steps.base import Outcome, merge_result
 from streamcompose.steps.stateful import Arrival, Send, StatefulStep
@@ -79,6 +83,7 @@ class LocalRunner:
     def __init__(self, topology: Topology) -> None:
         self.topology = topology
         self.steps = {a.name: build_step(topology, a.name) for a in topology.agents}
+        self.tracers: dict[str, tracing.HopTracer | None] = {}
 
     def run(self, requests: list[dict[str, Any]] | list[tuple[str, dict[str, Any]]]
             ) -> LocalRun:
@@ -88,9 +93,14 @@ class LocalRunner:
             if isinstance(step, StatefulStep):
                 self.steps[name] = build_step(t, name)
         out = LocalRun(output=t.output_topic, dlq=t.dlq_topic)
+        self.tracers = {a.name: tracing.hop_tracer(a.name) for a in t.agents}
         for item in requests:
             rid, payload = item if isinstance(item, tuple) else (new_request_id(), item)
-            out.topics[t.input_topic].append(LocalRecord(rid, _wire(payload), t.input_topic, ()))
+            span, headers = tracing.start_request(f"publish {t.name}", rid)
+            out.topics[t.input_topic].append(LocalRecord(rid, _wire(payload), t.input_topic, (),
+                                                         tuple(headers)))
+            if span is not None:
+                span.end()
         read: dict[tuple[str, str], int] = defaultdict(int)
         now = 0
         while True:
@@ -118,15 +128,20 @@ class LocalRunner:
             arrivals = [r.arrival(first_offset + i, now) for i, r in enumerate(records)]
             self._sent(step, step.handle(arrivals, now), out)
             return
-        size = self.topology.agent(name).batch.max_size
+        size, tracer = self.topology.agent(name).batch.max_size, self.tracers[name]
         for i in range(0, len(records), size):
             batch = records[i:i + size]
+            hops = [tracer.received(r.id, r.headers) if tracer else None for r in batch]
+            started = time.time_ns()
             try:
                 outcomes = step([(r.id, r.payload) for r in batch])
             except Exception as exc:  # as the worker does: the batch is dead-lettered
                 outcomes = [RecordError(exception_text(exc, typed=True), agent=name)] * len(batch)
-            for record, outcome in zip(batch, outcomes, strict=True):
-                self._deliver(name, record, outcome, out)
+            if tracer:
+                tracer.batch([h for h in hops if h], started, time.time_ns())
+            for record, outcome, hop in zip(batch, outcomes, hops, strict=True):
+                self._deliver(name, record, outcome, out, hop)
+            tracing.HopTracer.done(hops)
 
     @staticmethod
     def _sent(step: StatefulStep, sends: list[Send], out: LocalRun) -> None:
@@ -138,8 +153,12 @@ class LocalRunner:
                     trace.path, trace.extra))
 
     def _deliver(self, name: str, record: LocalRecord, outcome: Outcome,
-                 out: LocalRun) -> None:
-        path = (*record.path, name)
+                 out: LocalRun, hop: tracing.Hop | None = None) -> None:
+        path, headers = (*record.path, name), record.headers
+        tracer = self.tracers[name]
+        if hop is not None and tracer is not None:
+            headers = tracer.produced(hop, Trace(record.id, 0, extra=headers), outcome
+                                      if isinstance(outcome, RecordError) else None).extra
         if isinstance(outcome, RecordError):
             dlq = self.topology.dlq_of(name)
             letter = dead_letter_value(encode_payload(record.payload), agent=name,
@@ -150,7 +169,7 @@ class LocalRunner:
         for e in outcome:
             merged = merge_result(record.payload, e.fields, self.topology.agent(name).drop)
             out.topics[e.topic].append(LocalRecord(record.id, _wire(merged), e.topic, path,
-                                                   (*record.headers, *e.headers)))
+                                                   (*headers, *e.headers)))
 
 
 def _wire(payload: dict[str, Any]) -> dict[str, Any]:

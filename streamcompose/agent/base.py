@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from typing import Any
 
 import mode
@@ -21,7 +22,8 @@ from streamcompose.errors import StreamComposeError
 from streamcompose.kafka.admin import message_limits
 from streamcompose.kafka.clients import make_consumer, make_producer, start_patiently
 from streamcompose.kafka.groups import leave_group
-from streamcompose.metrics import AgentMetrics
+from streamcompose.metrics import RESTARTS_ENV, AgentMetrics
+from streamcompose.observe.prometheus_config import write_target
 from streamcompose.topology.model import Topology
 from streamcompose.topology.versions import agent_version
 
@@ -49,6 +51,7 @@ class WorkerBase(mode.Service):
         self.version = agent_version(topology, agent)
         self.lineage = LineageStamp(agent, self.version, replica)
         self.metrics = AgentMetrics(topology.name, agent, replica)
+        self.metrics.restarts.inc(int(os.environ.get(RESTARTS_ENV, "0") or 0))
         self.metrics_port = metrics_port
         self.consumer: AIOKafkaConsumer | None = None
         self.producer: AIOKafkaProducer | None = None
@@ -121,6 +124,8 @@ class WorkerBase(mode.Service):
         probes = Probes(lambda: self.wstate.data)
         port = serve_probes(probes, self.metrics.registry, self.metrics_port, self.metrics_host)
         self.wstate.update(status="loading", version=self.version, metrics_port=port)
+        if self.wstate.path is not None:  # a deployed worker: announce it to Prometheus
+            write_target(self.wstate.path, port, self.topology.name, self.agent, self.replica)
         self.add_future(self._heartbeat(probes))
 
     async def _heartbeat(self, probes: Probes) -> None:

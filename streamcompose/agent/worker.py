@@ -31,6 +31,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -52,6 +53,9 @@ from streamcompose.codec.redrive import meant_for
 from streamcompose.delivery import Checkpoint, Closing, Output
 from streamcompose.errors import StreamComposeError
 from streamcompose.kinds import build_step
+from streamcompose.observe import tracing
+from streamcompose.observe.lag import report_lag
+from streamcompose.observe.monitor import build_monitor
 from streamcompose.runtimes import RecordError
 from streamcompose.serving.gate import ServingGate
 from streamcompose.serving.lanes import LaneFetcher, lane_fetcher
@@ -76,10 +80,14 @@ class Item:
     epoch: int = 0  # of its partition's assignment when fetched (see AgentWorker.current)
     batch: dict[str, Any] | None = None  # its micro-batch's lineage entry
     skipped: bool = False  # a request redriven for another agent of its topic
+    hop: tracing.Hop | None = None  # its spans, when tracing is on
 
     @property
     def tp(self) -> TopicPartition:
         return TopicPartition(self.record.topic, self.record.partition)
+
+
+Processed = tuple[Closing, int, tracing.Hop | None]  # what a record gives, its epoch, spans
 
 
 class _Rebalance(ConsumerRebalanceListener):
@@ -109,8 +117,7 @@ class AgentWorker(WorkerBase):
         self.standby = standby
         self.batcher: MicroBatcher[Item] = MicroBatcher(
             self.spec.batch.max_size, self.spec.batch.max_wait_ms, on_batch=self._on_batch)
-        self.deliveries: asyncio.Queue[list[tuple[Closing, int]]] = asyncio.Queue(
-            DELIVERY_QUEUE)
+        self.deliveries: asyncio.Queue[list[Processed]] = asyncio.Queue(DELIVERY_QUEUE)
         self.epochs: dict[TopicPartition, int] = {}
         self._consumed = asyncio.Event()
         self.executor = ThreadPoolExecutor(1, thread_name_prefix=f"model-{self.agent}")
@@ -121,6 +128,10 @@ class AgentWorker(WorkerBase):
         self.gate = ServingGate(self.topology, self.agent, self.metrics)
         self.lanes: LaneFetcher | None = None
         self.shared_cache: SharedCache | None = None
+        tracing.configure(f"{self.topology.name}.{self.agent}")
+        self.tracing = tracing.hop_tracer(self.agent)
+        self.monitor = build_monitor(self.spec.monitor, self.metrics, self.agent,
+                                     self.wstate.path)
 
     def _on_batch(self, stats: Any) -> None:
         self.metrics.batch_size.observe(stats.size)
@@ -150,6 +161,7 @@ class AgentWorker(WorkerBase):
             self.add_future(self.shared_cache.follow())
         self.checkpoint = Checkpoint(self.producer, self.consumer, self.group,
                                      exactly_once=self.exactly_once, on_fatal=self._crash)
+        self.add_future(report_lag(self.consumer, self.metrics.lag))
         if self.topology.takes_control(self.agent):
             await self._follow_control()
         self.wstate.update(status="running")
@@ -186,11 +198,13 @@ class AgentWorker(WorkerBase):
             return Item(record, trace, None, epoch=epoch, skipped=True)
         if self.stateful is not None:  # a stateful step reads the raw values it needs
             return Item(record, trace, None, epoch=epoch)
+        hop = self.tracing and self.tracing.received(
+            trace.request_id, trace.extra, f"{record.topic}[{record.partition}]@{record.offset}")
         try:
             return Item(record, trace, decode_payload(record.value, trace.content_type),
-                        epoch=epoch)
+                        epoch=epoch, hop=hop)
         except StreamComposeError as exc:
-            return Item(record, trace, None, exc, epoch=epoch)
+            return Item(record, trace, None, exc, epoch=epoch, hop=hop)
 
     def current(self, tp: TopicPartition | None, epoch: int) -> bool:
         """Whether a record fetched in ``epoch`` of its partition's assignment may still
@@ -211,7 +225,7 @@ class AgentWorker(WorkerBase):
                 item.batch = lineage
             admission = self.gate.admit([i for i in batch if i.payload is not None])
             good = admission.to_model
-            started = loop.time()
+            started, started_ns = loop.time(), time.time_ns()
             try:
                 outcomes = await loop.run_in_executor(
                     self.executor, self.step, [(i.trace.request_id, i.payload) for i in good]
@@ -221,16 +235,22 @@ class AgentWorker(WorkerBase):
                 error = RecordError(exception_text(exc, typed=True), agent=self.agent)
                 outcomes = [error] * len(good)
             self.metrics.inference_seconds.observe(loop.time() - started)
+            if self.tracing:
+                self.tracing.batch([i.hop for i in good if i.hop], started_ns, time.time_ns())
             for item, outcome in zip(good, outcomes, strict=True):
                 if isinstance(outcome, RecordError):
                     item.error = outcome
                 else:
                     item.emissions = outcome
+            if self.monitor is not None:
+                answered = [i for i in good if i.emissions]
+                self.monitor.observe([i.payload for i in answered],
+                                     [i.emissions[0].fields for i in answered])
             fresh = self.gate.settle(admission)
-            closings = [(self._closing(item), item.epoch) for item in batch]
+            closings = [(self._closing(item), item.epoch, item.hop) for item in batch]
             if self.shared_cache is not None and fresh:  # in the batch's transaction
                 closings.append((Closing(None, -1, [o for o in self.shared_cache.outputs(fresh)
-                                                    if not self.too_large(o)]), 0))
+                                                    if not self.too_large(o)]), 0, None))
             await self.deliveries.put(closings)
 
     def _closing(self, item: Item) -> Closing:
@@ -252,6 +272,8 @@ class AgentWorker(WorkerBase):
     def _encode(self, item: Item, emissions: list[Emission], payload: dict[str, Any]
                 ) -> list[Output] | RecordError:
         trace = item.trace.passed(self.agent)
+        if item.hop is not None and self.tracing:
+            trace = self.tracing.produced(item.hop, trace)
         outputs = []
         try:
             for e in emissions:
@@ -277,6 +299,8 @@ class AgentWorker(WorkerBase):
                                   partition=record.partition, offset=record.offset,
                                   error=error, max_original=room)
         trace = item.trace.passed(self.agent)
+        if item.hop is not None and self.tracing:
+            trace = self.tracing.produced(item.hop, trace, error)
         return Output(dlq, value, trace.key, self._stamp(trace.headers(MSGPACK), item),
                       self.partition_of(dlq, record.partition))
 
@@ -290,8 +314,10 @@ class AgentWorker(WorkerBase):
             queued = await self.deliveries.get()
             while not self.deliveries.empty():  # one transaction for what piled up meanwhile
                 queued += self.deliveries.get_nowait()
-            await self.checkpoint.close([c for c, epoch in queued
+            await self.checkpoint.close([c for c, epoch, _ in queued
                                          if self.current(c.tp, epoch)])
+            if self.tracing:
+                self.tracing.done(hop for _, _, hop in queued)
             self.metrics.in_flight.set(self.checkpoint.in_flight())
 
     def _crash(self, exc: BaseException) -> None:
@@ -319,3 +345,4 @@ class AgentWorker(WorkerBase):
             await self.checkpoint.settle(None, self.settings.drain_timeout_s)
         await self.close_clients()
         self.executor.shutdown(wait=False)
+        tracing.flush()

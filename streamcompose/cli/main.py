@@ -75,13 +75,14 @@ def _register() -> None:
         dlq_cmd,
         io_cmd,
         lifecycle_cmd,
+        observe_cmd,
         render_cmd,
         replay_cmd,
         topology_cmd,
     )
 
     for module in (broker_cmd, deploy_cmd, io_cmd, topology_cmd, cluster_cmd, render_cmd,
-                   lifecycle_cmd, replay_cmd, dlq_cmd):
+                   lifecycle_cmd, replay_cmd, dlq_cmd, observe_cmd):
         for command in module.COMMANDS:
             cli.add_command(command)
 

@@ -24,6 +24,7 @@ from pathlib import Path
 from streamcompose.deploy.autoscaler import Autoscaler
 from streamcompose.deploy.registry import Deployment
 from streamcompose.deploy.rolling import RollingUpgrade
+from streamcompose.metrics import RESTARTS_ENV
 from streamcompose.runtimes.device import ENGINE_CACHE_ENV
 
 POLL_S = 0.1
@@ -131,7 +132,8 @@ class Supervisor:
         log = self.deployment.log_file(w.name)
         log.parent.mkdir(parents=True, exist_ok=True)
         # TensorRT engines built by the workers stay with the deployment, across restarts
-        env = {ENGINE_CACHE_ENV: str(self.deployment.dir / "engines"), **os.environ}
+        env = {ENGINE_CACHE_ENV: str(self.deployment.dir / "engines"), **os.environ,
+               RESTARTS_ENV: str(w.restarts)}
         with open(log, "ab") as out:
             return subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT,
                                     stdin=subprocess.DEVNULL, preexec_fn=self.preexec, env=env)

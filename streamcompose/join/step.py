@@ -79,6 +79,7 @@ class JoinStep(StatefulStep):
             return
         entry.branches[branch] = arrival.value or b""
         entry.lineage = merge_lineage(entry.lineage, read_lineage(arrival.trace.extra))
+        entry.traced(arrival.trace)
         entry.entered_ms = min(entry.entered_ms, arrival.trace.entered_ms)
         self.store.changed(rid)
         if self.rule.verdict(entry.branches, entry.expect).complete:
@@ -125,7 +126,7 @@ class JoinStep(StatefulStep):
 
     def _finish(self, rid: str, entry: JoinEntry, verdict: Verdict, branches: Any,
                 result: Any) -> None:
-        trace = entry.trace(rid, self.agent)
+        trace = self.answer_trace(rid, entry)
         if not isinstance(result, Exception):
             missing = {"missing": list(verdict.missing)} if verdict.missing else {}
             payload = merge_result(branches[0][1], {**result, **missing}, self.drop)

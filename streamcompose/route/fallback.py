@@ -91,6 +91,7 @@ class FallbackStep(StatefulStep):
                               request=value)
         entry.take_deadline(self.arrived(arrival))
         self.store.open(rid, entry)
+        entry.traced(trace)
         self._forward(rid, self.primary)
 
     def _forward(self, rid: str, target: str) -> None:
@@ -101,7 +102,7 @@ class FallbackStep(StatefulStep):
             self.store.answer(rid, self.now)
             self.expire(entry.trace(rid, self.agent), entry.partition, self.edges[target])
             return
-        self.send(self.edges[target], entry.request, entry.trace(rid, self.agent),
+        self.send(self.edges[target], entry.request, self.answer_trace(rid, entry),
                   entry.partition)
         self.events[f"routed:{target}"] += 1
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 from streamcompose.codec import MSGPACK, Trace
 from streamcompose.codec.deadletter import dead_letter_value, error_reason
+from streamcompose.observe.tracing import hop_tracer, traceparent_of
 from streamcompose.serving.deadline import deadline_header, deadline_of, expired_error, with_default
 from streamcompose.steps.base import result_content_type
 from streamcompose.steps.store import Entry, RequestStore
@@ -44,6 +45,13 @@ class RequestEntry(Entry):
     entered_ms: int = 0
     path: list[str] = field(default_factory=list)
     deadline: int | None = None  # ms since the epoch (header sc-deadline)
+    traces: list[str] = field(default_factory=list, kw_only=True)  # its records' traceparents
+
+    def traced(self, trace: Trace) -> None:
+        """Remember the trace context a record of this request carried."""
+        parent = traceparent_of(trace)
+        if parent and parent not in self.traces:
+            self.traces.append(parent)
 
     def trace(self, request_id: str, agent: str) -> Trace:
         """The trace of this request's answer, written by ``agent``."""
@@ -88,6 +96,14 @@ class StatefulStep(ABC):
         self.events: Counter[str] = Counter()
         self.now = 0
         self._sends: list[Send] = []
+        self.tracing = hop_tracer(agent)
+
+    def answer_trace(self, request_id: str, entry: RequestEntry) -> Trace:
+        """The trace of the answer to an open request: with tracing on, under a span
+        that joins the traces of the records it was made of."""
+        trace = entry.trace(request_id, self.agent)
+        return trace if self.tracing is None else self.tracing.joined(
+            trace, entry.traces, entry.first_ms)
 
     def warmup(self) -> None:  # noqa: B027 - most stateful steps need none
         """Prepare before consuming (a meta-model's first call)."""

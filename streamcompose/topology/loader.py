@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from streamcompose.topology.model import DELIVERIES, AgentSpec, Topology
+from streamcompose.topology.monitor_spec import MonitorSpec, parse_monitor
 from streamcompose.topology.parse_routers import ROUTER_KEYS, parse_router
 from streamcompose.topology.parse_serving import parse_cache, parse_deadline, parse_priorities
 from streamcompose.topology.parse_specs import Reader, parse_batch, parse_join, parse_model
@@ -35,7 +36,7 @@ from streamcompose.topology.yamlsource import YamlDocument, read_yaml_file, read
 TOPOLOGY_KEYS = {"name", "input", "output", "partitions", "output_format", "fields", "agents",
                  "delivery", "max_message_bytes", "replication", "deadline_ms", "priorities"}
 AGENT_KEYS = {"inputs", "model", "join", "batch", "replicas", "drop", "delivery", "autoscale",
-              "resources", "deadline_ms", "cache", *ROUTER_KEYS}
+              "resources", "deadline_ms", "cache", "monitor", *ROUTER_KEYS}
 MIN_MESSAGE_BYTES = 1 << 16
 
 
@@ -82,7 +83,18 @@ def _agent(r: Reader, name: str, raw: Any, base_dir: Path) -> AgentSpec:
         deadline_ms=parse_deadline(r, a["deadline_ms"], f"{key}.deadline_ms")
         if "deadline_ms" in a else None,
         cache=parse_cache(r, a["cache"], f"{key}.cache") if "cache" in a else None,
+        monitor=_monitor(r, a, key, base_dir, kinds[0]),
     )
+
+
+def _monitor(r: Reader, a: dict[str, Any], key: str, base_dir: Path, kind: str
+             ) -> MonitorSpec | None:
+    if "monitor" not in a:
+        return None
+    if kind != "model":
+        raise r.doc.error(f"monitor watches a model agent's inputs and results; this agent "
+                          f"is a {kind}", f"{key}.monitor")
+    return parse_monitor(r, a["monitor"], f"{key}.monitor", base_dir)
 
 
 def topology_from_document(doc: YamlDocument, base_dir: Path,

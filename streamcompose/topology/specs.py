@@ -11,7 +11,10 @@ from dataclasses import dataclass
 from dataclasses import field as _field
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from streamcompose.topology.monitor_spec import MonitorSpec
 
 from streamcompose.topology.scaling import AutoscaleSpec, ResourcesSpec
 from streamcompose.topology.serving_specs import CacheSpec
@@ -168,7 +171,8 @@ class AgentSpec:
     ``drop`` names payload fields removed before the result goes downstream (bulky
     intermediates such as an image a later step no longer needs). ``deadline_ms``
     gives requests without a deadline one, from when they entered the topology;
-    ``cache`` answers repeated requests without the model."""
+    ``cache`` answers repeated requests without the model; ``monitor`` watches a model
+    agent's results and inputs for drift."""
 
     name: str
     inputs: tuple[str, ...]
@@ -183,6 +187,7 @@ class AgentSpec:
     resources: ResourcesSpec | None = None
     deadline_ms: float | None = None
     cache: CacheSpec | None = None
+    monitor: MonitorSpec | None = None
 
     @property
     def kind(self) -> str:

@@ -1,0 +1,1 @@
+"""Observability: traces across hops, drift monitors, dashboards and the live view."""
