@@ -7,7 +7,8 @@ the wire does, until no agent has anything left to read; then, while a joiner or
 fallback router still has open requests, time jumps a minute forward so that whatever
 waits on a timeout (a join missing branches, a silent primary) is decided by the step's
 own rule, and the run goes on. Time never runs backwards, so a result arriving after a
-request was answered is dropped as late, as in the workers.
+request was answered is dropped as late, as in the workers. A co-located group runs as
+its worker runs it: one step, its members passing records in memory.
 
 >>> from streamcompose.topology import load_topology_text
 >>> t = load_topology_text('''
@@ -32,7 +33,8 @@ from streamcompose.codec.reasons import exception_text
 from streamcompose.codec.record import new_request_id
 from streamcompose.kinds import build_step
 from streamcompose.runtimes import RecordError
-from streamcompose.steps.base import Outcome, merge_result
+from streamcompose.colocate.step import GroupOutput, GroupRequest, GroupStep
+from streamcompose.steps.base import Emission, Outcome, merge_result
 from streamcompose.steps.stateful import Arrival, Send, StatefulStep
 from streamcompose.topology.model import Topology
 
@@ -78,7 +80,7 @@ class LocalRunner:
 
     def __init__(self, topology: Topology) -> None:
         self.topology = topology
-        self.steps = {a.name: build_step(topology, a.name) for a in topology.agents}
+        self.steps = {name: build_step(topology, name) for name in topology.units()}
 
     def run(self, requests: list[dict[str, Any]] | list[tuple[str, dict[str, Any]]]
             ) -> LocalRun:
@@ -95,7 +97,7 @@ class LocalRunner:
         now = 0
         while True:
             moved = False
-            for name in t.order():
+            for name in t.units():
                 for topic in t.input_topics(name):
                     records = out.topics[topic][read[name, topic]:]
                     read[name, topic] += len(records)
@@ -122,7 +124,8 @@ class LocalRunner:
         for i in range(0, len(records), size):
             batch = records[i:i + size]
             try:
-                outcomes = step([(r.id, r.payload) for r in batch])
+                outcomes = step([(r.id, GroupRequest(r.payload, r.topic, r.headers)
+                                  if isinstance(step, GroupStep) else r.payload) for r in batch])
             except Exception as exc:  # as the worker does: the batch is dead-lettered
                 outcomes = [RecordError(exception_text(exc, typed=True), agent=name)] * len(batch)
             for record, outcome in zip(batch, outcomes, strict=True):
@@ -137,20 +140,35 @@ class LocalRunner:
                     trace.request_id, decode_payload(s.value, trace.content_type), s.topic,
                     trace.path, trace.extra))
 
-    def _deliver(self, name: str, record: LocalRecord, outcome: Outcome,
+    def _deliver(self, name: str, record: LocalRecord, outcome: Outcome | list[GroupOutput],
                  out: LocalRun) -> None:
         path = (*record.path, name)
         if isinstance(outcome, RecordError):
-            dlq = self.topology.dlq_of(name)
-            letter = dead_letter_value(encode_payload(record.payload), agent=name,
-                                       topic=record.topic, partition=0, offset=-1,
-                                       error=outcome)
-            out.topics[dlq].append(LocalRecord(record.id, decode_payload(letter), dlq, path))
+            self._dead_letter(name, record, path, outcome, out)
+            return
+        if isinstance(self.steps[name], GroupStep):  # each output whole, from its member
+            for o in outcome:
+                assert isinstance(o, GroupOutput)
+                path = (*record.path, *o.path)
+                if o.error is not None:
+                    self._dead_letter(o.agent, record, path, o.error, out)
+                else:
+                    out.topics[o.topic].append(LocalRecord(record.id, _wire(o.payload),
+                                                           o.topic, path, o.headers))
             return
         for e in outcome:
+            assert isinstance(e, Emission)
             merged = merge_result(record.payload, e.fields, self.topology.agent(name).drop)
             out.topics[e.topic].append(LocalRecord(record.id, _wire(merged), e.topic, path,
                                                    (*record.headers, *e.headers)))
+
+    def _dead_letter(self, agent: str, record: LocalRecord, path: tuple[str, ...],
+                     error: RecordError, out: LocalRun) -> None:
+        """A dead letter naming ``agent``, holding the record it stems from."""
+        dlq = self.topology.dlq_of(agent)
+        letter = dead_letter_value(encode_payload(record.payload), agent=agent,
+                                   topic=record.topic, partition=0, offset=-1, error=error)
+        out.topics[dlq].append(LocalRecord(record.id, decode_payload(letter), dlq, path))
 
 
 def _wire(payload: dict[str, Any]) -> dict[str, Any]:

@@ -17,8 +17,8 @@ from pathlib import Path
 import click
 import mode
 
+from streamcompose.agent.group import worker_class
 from streamcompose.agent.state import WorkerState
-from streamcompose.agent.worker import AgentWorker
 from streamcompose.topology import load_topology, load_topology_text
 
 PARENT_POLL_S = 0.5
@@ -58,7 +58,8 @@ def _exit_with_parent(parent_pid: int) -> None:
 def main(topology_file: str, agent: str, name: str | None, bootstrap: str, replica: int,
          state_file: str | None, base_dir: str | None, parent_pid: int | None,
          metrics_port: int, loglevel: str) -> None:
-    """Run one replica of AGENT from TOPOLOGY_FILE until SIGTERM."""
+    """Run one replica of AGENT (an agent, or a co-located group of agents) from
+    TOPOLOGY_FILE until SIGTERM."""
     if parent_pid is not None:
         _exit_with_parent(parent_pid)
     if base_dir is None:
@@ -68,11 +69,15 @@ def main(topology_file: str, agent: str, name: str | None, bootstrap: str, repli
         if name is not None and name != topology.name:
             raise click.BadParameter(f"{topology_file} is topology {topology.name!r}, not "
                                      f"{name!r}", param_hint="--name")
-    if agent not in topology.agent_names:
-        raise click.BadParameter(f"no agent {agent!r} in {topology_file} "
-                                 f"(agents: {', '.join(topology.agent_names)})")
+    if agent not in topology.units():
+        group = topology.group_of(agent)
+        raise click.BadParameter(
+            f"agent {agent!r} runs in the co-located group {group.name!r}: run the group"
+            if group is not None else f"no agent {agent!r} in {topology_file} "
+            f"(agents: {', '.join(topology.units())})")
     state = WorkerState(Path(state_file) if state_file else None)
-    worker = AgentWorker(topology, agent, bootstrap, replica, state, metrics_port)
+    worker = worker_class(topology, agent)(topology, agent, bootstrap, replica, state,
+                                           metrics_port)
     logging.getLogger("aiokafka").setLevel(logging.WARNING)
     mode.Worker(worker, loglevel=loglevel, daemon=True).execute_from_commandline()
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from streamcompose.topology.colocate import group_keys, parse_colocate, validate_colocate
 from streamcompose.topology.model import DELIVERIES, AgentSpec, Topology
 from streamcompose.topology.parse_routers import ROUTER_KEYS, parse_router
 from streamcompose.topology.parse_specs import Reader, parse_batch, parse_join, parse_model
@@ -30,7 +31,7 @@ from streamcompose.topology.validate import validate_topology
 from streamcompose.topology.yamlsource import YamlDocument, read_yaml_file, read_yaml_text
 
 TOPOLOGY_KEYS = {"name", "input", "output", "partitions", "output_format", "fields", "agents",
-                 "delivery", "max_message_bytes"}
+                 "delivery", "max_message_bytes", "colocate"}
 AGENT_KEYS = {"inputs", "model", "join", "batch", "replicas", "drop", "delivery", *ROUTER_KEYS}
 MIN_MESSAGE_BYTES = 1 << 16
 
@@ -99,9 +100,12 @@ def topology_from_document(doc: YamlDocument, base_dir: Path,
         else "exactly_once",
         max_message_bytes=r.number(top.get("max_message_bytes", 1 << 20), "max_message_bytes",
                                    integer=True, minimum=MIN_MESSAGE_BYTES),
+        colocate=parse_colocate(r, top["colocate"]) if "colocate" in top else (),
         where=doc.source_map(),
     )
     validate_topology(topology, doc)
+    if topology.colocate:
+        validate_colocate(topology, doc, group_keys(top["colocate"]))
     return topology
 
 

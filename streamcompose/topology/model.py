@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from streamcompose.errors import TopologyError
+from streamcompose.topology import colocate
 from streamcompose.topology.routers import ROUTERS
 from streamcompose.topology.specs import (
     DELIVERIES,
@@ -59,6 +60,8 @@ class Topology:
     source: Path | None = None
     delivery: str = "exactly_once"
     max_message_bytes: int = 1 << 20
+    #: groups of agents that run in one worker process (streamcompose.topology.colocate)
+    colocate: tuple[colocate.Colocation, ...] = ()
     #: where each key was written, so that later checks can name file and line
     where: SourceMap = field(default_factory=SourceMap, compare=False, repr=False)
 
@@ -83,10 +86,27 @@ class Topology:
         return tuple(a.name for a in self.agents)
 
     def agent(self, name: str) -> AgentSpec:
+        """An agent's spec; a co-located group's name gives the group's own spec."""
         for spec in self.agents:
             if spec.name == name:
                 return spec
+        group = self.group(name)
+        if group is not None:
+            return colocate.group_spec(self, group)
         raise KeyError(name)
+
+    def group(self, name: str) -> colocate.Colocation | None:
+        """The co-located group called ``name``, if any."""
+        return next((g for g in self.colocate if g.name == name), None)
+
+    def group_of(self, agent: str) -> colocate.Colocation | None:
+        """The co-located group ``agent`` runs in, if any."""
+        return next((g for g in self.colocate if agent in g.members), None)
+
+    def units(self) -> tuple[str, ...]:
+        """What runs as worker processes: each co-located group once, every other agent,
+        upstream first."""
+        return tuple(dict.fromkeys(colocate.unit_of(self, a) for a in self.order()))
 
     def targets(self, name: str) -> tuple[str, ...]:
         """The agents a router sends requests to (none for other agents)."""
@@ -154,8 +174,10 @@ class Topology:
         """The topics an agent consumes: its ``inputs`` (a router's edge to it where the
         input is a router), then, for a stateful router (fallback), its targets' results
         and the dead letters."""
-        topics = [self.edge_topic(src, name) if name in self.targets(src) else self.topic_of(src)
-                  for src in self.agent(name).inputs]
+        group = self.group(name)
+        if group is not None:
+            return tuple(colocate.entries(self, group))
+        topics = [colocate.input_topic(self, src, name) for src in self.agent(name).inputs]
         router = self.agent(name).router
         if router is not None and self.is_stateful(name):
             topics += [*(self.topic_of(t) for t in router.targets), self.dlq_topic]
@@ -173,12 +195,14 @@ class Topology:
         names += [self.output_topic, self.dlq_topic]
         if any(self.takes_control(a.name) for a in self.agents):
             names.append(self.control_topic)
-        return tuple(dict.fromkeys(names))
+        hidden = {t for g in self.colocate if not g.inspect
+                  for t in colocate.internal_topics(self, g)}
+        return tuple(n for n in dict.fromkeys(names) if n not in hidden)
 
     def changelog_topics(self) -> tuple[str, ...]:
         """The changelog topics of the stateful agents (joiners, fallback routers)."""
         return tuple(self.changelog_topic(a.name) for a in self.agents
-                     if self.is_stateful(a.name))
+                     if self.is_stateful(a.name) and self.group_of(a.name) is None)
 
     def changelog_topic(self, name: str) -> str:
         """The compacted topic that makes a stateful agent's state durable."""
