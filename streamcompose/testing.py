@@ -31,9 +31,9 @@ from streamcompose.codec import MSGPACK, Trace, decode_payload, encode_payload
 from streamcompose.codec.deadletter import dead_letter_value
 from streamcompose.codec.reasons import exception_text
 from streamcompose.codec.record import new_request_id
+from streamcompose.colocate.step import GroupOutput, GroupRequest, GroupStep
 from streamcompose.kinds import build_step
 from streamcompose.runtimes import RecordError
-from streamcompose.colocate.step import GroupOutput, GroupRequest, GroupStep
 from streamcompose.steps.base import Emission, Outcome, merge_result
 from streamcompose.steps.stateful import Arrival, Send, StatefulStep
 from streamcompose.topology.model import Topology

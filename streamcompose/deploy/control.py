@@ -30,6 +30,7 @@ from streamcompose.errors import DeploymentError
 from streamcompose.kafka.admin import consumer_lag, ensure_topics
 from streamcompose.runtimes import check_models
 from streamcompose.topology import Topology, load_topology
+from streamcompose.topology.colocate import manifest_fields
 
 JOIN_TIMEOUT_S = 180.0
 ORPHAN_STOP_TIMEOUT_S = 30.0
@@ -46,8 +47,9 @@ def _manifest(t: Topology, bootstrap: str, supervisor_pid: int | None) -> dict[s
                     "group": t.group_id(a.name),
                     "targets": list(t.targets(a.name)),
                     "edges": [t.edge_topic(a.name, x) for x in t.targets(a.name)],
-                    "inputs": list(t.input_topics(a.name)), "output": t.topic_of(a.name)}
-                   for a in t.agents],
+                    "inputs": list(t.input_topics(a.name)), "output": t.topic_of(a.name),
+                    **manifest_fields(t, a.name)}
+                   for a in map(t.agent, t.units())],
         "supervisor_pid": supervisor_pid, "deployed_at": time.time(),
     }
 
@@ -58,7 +60,7 @@ def _create_topics(t: Topology, bootstrap: str) -> None:
                                        (t.control_topic,),
                                        {"max.message.bytes": str(t.max_message_bytes)}))
     for agent in t.agents:
-        if not t.is_stateful(agent.name):
+        if not t.is_stateful(agent.name) or t.group_of(agent.name) is not None:
             continue
         # a stateful step's entry holds up to one record of each of its inputs
         entry_bytes = t.max_message_bytes * (len(t.input_topics(agent.name)) + 1)
@@ -121,7 +123,7 @@ def _snapshot(path: Path, name: str) -> str:
 
 def _wait_joined(d: Deployment, t: Topology, proc: subprocess.Popen, timeout: float,
                  progress: Any) -> None:
-    workers = [(a.name, r) for a in t.agents for r in range(a.replicas)]
+    workers = [(u, r) for u in t.units() for r in range(t.agent(u).replicas)]
     deadline = time.monotonic() + timeout
     joined: set[tuple[str, int]] = set()
     while len(joined) < len(workers):

@@ -250,3 +250,19 @@ def _check_members(t: Topology, doc: Any, g: Colocation, key: str) -> None:
         raise doc.error(f"records leave group {g.name!r} and come back into it (at "
                         f"{', '.join(sorted(back))}): a group must hold every agent between "
                         "two of its members", key)
+
+
+def manifest_fields(t: Topology, name: str) -> dict[str, Any]:
+    """What a deployment's manifest says of a worker unit beyond any agent's: for a group,
+    the topics it writes results to (``outputs``), its members and, for each, the topics
+    it writes that exist (``topics``) and the ones it passes in memory (``in_memory``);
+    nothing for an agent."""
+    group = t.group(name)
+    if group is None:
+        return {}
+    hidden = set(() if group.inspect else internal_topics(t, group))
+    members = {m: {"topics": [x for x in writes(t, m) if x not in hidden],
+                   "in_memory": [x for x in writes(t, m) if x in hidden]}
+               for m in group.members}
+    return {"outputs": list(dict.fromkeys(x for m in members.values() for x in m["topics"])),
+            "inspect": group.inspect, "members": members}
