@@ -84,6 +84,8 @@ def status(name: str | None, as_json: bool, no_lag: bool) -> None:
                     click.echo(f"  {a['name']:<16}{w['replica']:>8}{w['pid'] or '-':>9}  "
                                f"{state:<10}{w['restarts']:>9}{w['metrics_port'] or '-':>9}"
                                f"{lag:>8}")
+                if a["members"]:
+                    click.echo(f"  {'':<16}co-located: {', '.join(a['members'])}")
     if not healthy:
         sys.exit(1)
 

@@ -220,7 +220,8 @@ def _status_of(d: Deployment, with_lag: bool) -> dict[str, Any]:
             lag = sum(asyncio.run(consumer_lag(m["bootstrap"], a["group"], a["inputs"]))
                       .values())
         agents.append({"name": a["name"], "inputs": a["inputs"], "output": a["output"],
-                       "lag": lag, "workers": workers})
+                       "members": list(a.get("members", ())), "lag": lag,
+                       "workers": workers})
     return {"name": m["name"], "file": m["file"], "bootstrap": m["bootstrap"],
             "input": m["input"], "output": m["output"], "dlq": m["dlq"],
             "snapshot": str(d.snapshot_file),
