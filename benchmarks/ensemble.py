@@ -371,9 +371,11 @@ class TopologyDeployment:
 
     def model_calls(self) -> dict[str, ModelCalls]:
         """What each agent's workers report in their metrics: model calls so far, the
-        records in them and the seconds they took (none for a joiner)."""
+        records in them and the seconds they took (none for a joiner); for a co-located
+        group, the group's batches and step time, then each member's calls."""
         return {agent: ModelCalls.total(model_calls(port, agent) for _, port in workers)
-                for agent, workers in self.workers.items()}
+                for unit, workers in self.workers.items()
+                for agent in (unit, *self.topology.agent(unit).members)}
 
     @contextmanager
     def frozen(self) -> Iterator[None]:
@@ -399,11 +401,12 @@ def per_agent(records: int, cpu: tuple[dict[str, float], dict[str, float]],
     """Each agent's CPU µs per record, records per model call and µs per record in model
     calls (thread hand-off included), between two snapshots of each."""
     stats = {}
-    for agent in cpu[0]:
+    for agent in calls[0]:  # a co-located group's members have no processes of their own
         before, after = calls[0][agent], calls[1][agent]
         made = after.calls - before.calls
         stats[agent] = {
-            "cpu_us": (cpu[1][agent] - cpu[0][agent]) / records * 1e6,
+            "cpu_us": (cpu[1][agent] - cpu[0][agent]) / records * 1e6 if agent in cpu[0]
+            else None,
             "batch": (after.records - before.records) / made if made else None,
             "model_us": (after.seconds - before.seconds) / records * 1e6 if made else None}
     return stats
@@ -498,13 +501,14 @@ async def measure(variant: TopologyDeployment, bootstrap: str, workload: Workloa
             await delete_topics(bootstrap, list(variant.topics))
         inputs = times[variant.input]
         m = summarize(variant, workload, inputs, collector.times,
-                      sum(a["cpu_us"] for a in agents.values()), time.perf_counter() - started)
+                      sum(a["cpu_us"] for a in agents.values() if a["cpu_us"] is not None),
+                      time.perf_counter() - started)
         probe = [k for k, _, _ in workload.probe]
         hops = hop_latencies(topology, times, probe)
         readable = np.array([collector.received[k] - inputs[k] for k in probe])
         return Result(m, workers=sum(len(w) for w in variant.workers.values()),
                       partial=len(collector.partial), broker_cpu_us=broker_us,
-                      agents={a: {**stats, **hops[a]} for a, stats in agents.items()},
+                      agents={a: {**stats, **hops.get(a, {})} for a, stats in agents.items()},
                       readable_p50_ms=float(np.percentile(readable, 50)),
                       readable_p99_ms=float(np.percentile(readable, 99)))
     except Exception as exc:  # reported, not raised: the other deployment still runs
@@ -561,14 +565,17 @@ def print_report(info: dict[str, Any], workload: Workload, timings: dict[str, fl
               "result (the figures include them)")
     print("by agent: CPU µs/record, records per model call and µs/record in model calls "
           "(thread hand-off included) while draining the backlog; p50/p99 ms of its hop "
-          "(its output's broker time minus its latest input's) in the latency probe")
+          "(its output's broker time minus its latest input's) in the latency probe; a "
+          "co-located group's model time is its whole step, its members' rows (sharing its "
+          "process and CPU) their calls within it, a fan-out's branches overlapping")
     print(f"  {'variant':<16} {'agent':<10} {'CPU µs/rec':>10} {'rec/call':>8} "
           f"{'model µs/rec':>12} {'hop p50':>8} {'hop p99':>8}")
     for r in rows:
         for agent, a in (r["agents"] or {}).items():
             print(f"  {r['variant']:<16} {agent:<10} {_fmt(a['cpu_us'], '.0f'):>10} "
                   f"{_fmt(a['batch'], '.1f'):>8} {_fmt(a['model_us'], '.0f'):>12} "
-                  f"{_fmt(a['hop_p50_ms'], '.1f'):>8} {_fmt(a['hop_p99_ms'], '.1f'):>8}")
+                  f"{_fmt(a.get('hop_p50_ms'), '.1f'):>8} "
+                  f"{_fmt(a.get('hop_p99_ms'), '.1f'):>8}")
 
 
 async def run(args: argparse.Namespace, workdir: Path

@@ -238,3 +238,25 @@ def test_a_groups_worker_serves_every_members_series_under_one_family():
     assert len(families) == 1
     assert {s.labels["agent"]: s.value for s in families[0].samples
             if s.name.endswith("_total")} == {"g": 3.0, "inc": 2.0}
+
+
+def test_validate_names_the_groups():
+    from streamcompose.cli.topology_cmd import report, summary
+
+    t = load_topology(TOPOLOGIES / "digits_ensemble_colocated.yaml")
+    assert summary(t, "f.yaml").endswith(
+        "; co-located in one process: ensemble (features, logreg, forest, mlp, cnn, vote)")
+    assert report(t)["colocate"] == {"ensemble": ["features", "logreg", "forest", "mlp",
+                                                  "cnn", "vote"]}
+    assert report(t)["topics"] == ["digits-colocated.in", "digits-colocated.out",
+                                   "digits-colocated.dlq"]
+
+
+def test_a_group_of_at_least_once_members_is_at_least_once(steps):
+    t = steps(FAN.replace("fields: [x]", "fields: [x]\ndelivery: at_least_once"),
+              "colocate: {all: [inc, double, square, mean]}")
+    assert t.delivery_of("all") == "at_least_once"  # its joiner keeps no state
+    mixed = steps(FAN.replace("fields: [x]", "fields: [x]\ndelivery: at_least_once")
+                  .replace('"STEPS:double"}', '"STEPS:double"}, delivery: exactly_once'),
+                  "colocate: {all: [inc, double, square, mean]}")
+    assert mixed.delivery_of("all") == "exactly_once"

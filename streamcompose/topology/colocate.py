@@ -143,10 +143,11 @@ def group_spec(t: Topology, g: Colocation) -> AgentSpec:
     """The group as the worker core sees one agent: the sources it reads from outside,
     batched as its entry members batch (the largest ``max_size`` and ``max_wait_ms`` of
     the members that read from outside), their replicas, and exactly-once delivery
-    unless every member is at-least-once."""
+    unless every member is at-least-once (a joiner in a group keeps no state, so it has
+    the delivery of any agent)."""
     inside = set(g.members)
     entry = [t.agent(m) for m in g.members if any(s not in inside for s in t.agent(m).inputs)]
-    deliveries = {t.delivery_of(m) for m in g.members}
+    deliveries = {t.agent(m).delivery or t.delivery for m in g.members}
     return AgentSpec(
         name=g.name,
         inputs=tuple(dict.fromkeys(s for a in entry for s in a.inputs if s not in inside)),
