@@ -29,7 +29,7 @@ import time
 from collections import Counter, defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from streamcompose.codec import MSGPACK
 from streamcompose.codec.reasons import exception_text
@@ -65,7 +65,7 @@ class GroupRequest(dict):
         self.topic, self.headers = topic, headers
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class GroupOutput:
     """A record the group sends for a consumed record: ``payload`` (whole, not merged
     into the consumed one) on ``topic`` from ``agent`` after the in-group ``path``, or
@@ -81,8 +81,7 @@ class GroupOutput:
     error: RecordError | None = None
 
 
-@dataclass(frozen=True)
-class _Work:
+class _Work(NamedTuple):
     """A request waiting for a member: which consumed record it stems from."""
 
     index: int
@@ -111,10 +110,12 @@ class GroupStep(Step):
             for src in topology.agent(m).inputs:
                 if src in inside:
                     self.readers[colocate.input_topic(topology, src, m)].append(m)
+        self.specs = {m: topology.agent(m) for m in group.members}
+        self.out_topics = {m: topology.topic_of(m) for m in group.members}
+        self.dlqs = {m: topology.dlq_of(m) for m in group.members}
         self.content_types = {m: result_content_type(topology, m) for m in group.members}
         self.steps: dict[str, Step | GroupJoin] = {}
-        for m in group.members:
-            spec = topology.agent(m)
+        for m, spec in self.specs.items():
             self.steps[m] = (GroupJoin(spec.join, spec.inputs, topology.base_dir, m)
                              if spec.join is not None else build_step(topology, m))
         self.pool = ThreadPoolExecutor(max(len(w) for w in self.waves),
@@ -133,7 +134,7 @@ class GroupStep(Step):
             topic = getattr(payload, "topic", first_topic)
             headers = getattr(payload, "headers", ())
             for m in self.entries.get(topic, ()):
-                inbox[m].append(_Work(i, rid, dict(payload), (), headers))
+                inbox[m].append(_Work(i, rid, payload, (), headers))
         for wave in self.waves:
             jobs = [(m, inbox.pop(m, [])) for m in wave]
             jobs = [(m, work) for m, work in jobs if work]
@@ -151,7 +152,7 @@ class GroupStep(Step):
         step = self.steps[member]
         if isinstance(step, GroupJoin):
             return self._join(member, step, work)
-        size = self.topology.agent(member).batch.max_size
+        size = self.specs[member].batch.max_size
         outcomes: list[Any] = []
         for start in range(0, len(work), size):
             chunk = work[start:start + size]
@@ -184,15 +185,14 @@ class GroupStep(Step):
             if result.error is not None:
                 outcomes.append((first, RecordError(str(result.error), agent=member)))
             else:
-                outcomes.append((first, [Emission(self.topology.topic_of(member),
-                                                  result.fields,
+                outcomes.append((first, [Emission(self.out_topics[member], result.fields,
                                                   content_type=self.content_types[member])]))
         return outcomes
 
     def _pass(self, member: str, work: list[_Work], results: list[Any],
               inbox: dict[str, list[_Work]], outputs: list[list[GroupOutput]]) -> None:
         """Hand each result to the members that read it, and keep what leaves the group."""
-        drop = self.topology.agent(member).drop
+        drop = self.specs[member].drop
         is_join = isinstance(self.steps[member], GroupJoin)
         pairs = results if is_join else list(zip(work, results, strict=True))
         events: Counter[str] = Counter()
@@ -200,7 +200,7 @@ class GroupStep(Step):
             path = (*w.path, member)
             if isinstance(outcome, RecordError):
                 events[f"error:{type(outcome).__name__}"] += 1
-                outputs[w.index].append(GroupOutput(member, self.topology.dlq_of(member),
+                outputs[w.index].append(GroupOutput(member, self.dlqs[member],
                                                     w.payload, path, w.headers,
                                                     error=outcome))
                 continue
