@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import yaml
-from fixtures import TOPOLOGIES, trained
+from fixtures import TOPOLOGIES, import_topology_module, trained
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -260,3 +260,32 @@ def test_a_group_of_at_least_once_members_is_at_least_once(steps):
                   .replace('"STEPS:double"}', '"STEPS:double"}, delivery: exactly_once'),
                   "colocate: {all: [inc, double, square, mean]}")
     assert mixed.delivery_of("all") == "exactly_once"
+
+
+def test_a_colocated_mixture_of_experts_answers_as_the_one_across_topics(tmp_path):
+    trained("moe")
+    x = import_topology_module("moe.direct").load_test().x[:60]
+    text = (TOPOLOGIES / "moe.yaml").read_text()
+    together = tmp_path / "moe.yaml"
+    together.write_text(text.replace(
+        "agents:\n", "colocate: {experts: [gate, expert_a, expert_b, expert_c, combine]}\n"
+        "agents:\n", 1).replace("models/", f"{TOPOLOGIES}/models/"))
+    requests = [(f"m{i}", {"features": row.tolist()}) for i, row in enumerate(x)]
+    a = _by_id(LocalRunner(load_topology(TOPOLOGIES / "moe.yaml")).run(requests).results)
+    b = _by_id(LocalRunner(load_topology(together)).run(requests).results)
+    assert a.keys() == b.keys() and len(a) == 60
+    for rid in a:
+        assert a[rid].payload["label"] == b[rid].payload["label"]
+        np.testing.assert_allclose(a[rid].payload["proba"], b[rid].payload["proba"], rtol=1e-6)
+        assert a[rid].path[0] == b[rid].path[0] == "gate"
+
+
+def test_a_joiner_whose_branches_read_apart_from_outside_is_refused(tmp_path):
+    text = (TOPOLOGIES / "moe.yaml").read_text().replace(
+        "agents:\n", "colocate: {experts: [expert_a, expert_b, expert_c, combine]}\nagents:\n",
+        1)
+    (tmp_path / "moe.yaml").write_text(text)
+    with pytest.raises(TopologyError, match=r"moe\.gate\.expert_a, moe\.gate\.expert_b") as err:
+        load_topology(tmp_path / "moe.yaml")
+    assert "put the agent that fans out to them in the group too" in str(err.value)
+    assert "colocate.experts" in str(err.value)

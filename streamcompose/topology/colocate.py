@@ -179,6 +179,13 @@ def unit_of(t: Topology, agent: str) -> str:
     return group.name if group is not None else agent
 
 
+def _sources(t: Topology, agent: str, inside: set[str]) -> set[str]:
+    """The topics from outside the group whose records reach ``agent`` inside it."""
+    return {x for src in t.agent(agent).inputs
+            for x in ({input_topic(t, src, agent)} if src not in inside
+                      else _sources(t, src, inside))}
+
+
 def _reachable(t: Topology, start: Iterable[str], through: set[str]) -> set[str]:
     """Agents downstream of ``start`` by paths whose inner agents are all in ``through``."""
     seen: set[str] = set()
@@ -230,6 +237,12 @@ def _check_members(t: Topology, doc: Any, g: Colocation, key: str) -> None:
                 raise doc.error(f"joiner {m!r} joins in memory in group {g.name!r}, but its "
                                 f"branch {outside[0]!r} runs outside it; put its branches in "
                                 "the group, or the joiner out of it", key)
+            topics = sorted({x for b in spec.inputs for x in _sources(t, b, inside)})
+            if len(topics) > 1:
+                raise doc.error(f"joiner {m!r} joins in memory what one consumed record gives "
+                                f"its branches, but they read different topics from outside "
+                                f"group {g.name!r} ({', '.join(topics)}); put the agent that "
+                                "fans out to them in the group too", key)
         if spec.replicas != t.agent(g.members[0]).replicas:
             raise doc.error(f"the agents of a group run in one process per replica: {m!r} has "
                             f"replicas {spec.replicas}, {g.members[0]!r} has "
