@@ -289,3 +289,12 @@ def test_a_joiner_whose_branches_read_apart_from_outside_is_refused(tmp_path):
         load_topology(tmp_path / "moe.yaml")
     assert "put the agent that fans out to them in the group too" in str(err.value)
     assert "colocate.experts" in str(err.value)
+
+
+def test_inspect_also_writes_what_passes_in_memory(steps):
+    t = steps(FAN, "colocate: {all: {agents: [inc, double, square, mean], inspect: true}}")
+    run = LocalRunner(t).run([("r", {"x": 2})])
+    assert [r.payload for r in run.topics["fan.inc"]] == [{"x": 3}]
+    assert [r.payload for r in run.topics["fan.square"]] == [{"x": 3, "y": 9}]
+    assert run.topics["fan.square"][0].path == ("inc", "square")
+    assert [r.payload for r in run.results] == [{"x": 3, "y": 7.5}]

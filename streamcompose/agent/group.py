@@ -65,6 +65,7 @@ class GroupWorker(AgentWorker):
         assert group is not None
         self.colocation = group
         self.members = {m: AgentMetrics(topology.name, m, self.replica) for m in group.members}
+        self.dead_letter_topics = {topology.dlq_topic, *map(topology.dlq_of, group.members)}
 
     def output_topics(self) -> list[str]:
         return list(colocate.exits(self.topology, self.colocation))
@@ -101,7 +102,8 @@ class GroupWorker(AgentWorker):
         if item.error is not None or item.emissions is None:
             return super()._closing(item)  # not decodable, or the group's step failed
         outputs = [self._output(item, o) for o in item.emissions]  # type: ignore[arg-type]
-        self.metrics.records_out.inc(len(outputs))
+        self.metrics.records_out.inc(sum(o.topic not in self.dead_letter_topics
+                                         for o in outputs))
         return Closing(item.tp, item.record.offset, outputs)
 
     def _output(self, item: Item, o: GroupOutput) -> Output:
