@@ -11,6 +11,12 @@ a record is committed only once every output of every in-group path is stored.
 
 Each member keeps its own metrics series (``agent`` label: the member), served by the
 group's worker beside the group's own (records consumed, batches, records in flight).
+
+Example (needs a broker; ``deploy`` starts these for you)::
+
+    topology = load_topology("topologies/digits_ensemble_colocated.yaml")
+    worker = worker_class(topology, "ensemble")(topology, "ensemble", "127.0.0.1:9092")
+    mode.Worker(worker).execute_from_commandline()
 """
 
 from __future__ import annotations

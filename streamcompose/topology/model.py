@@ -173,7 +173,8 @@ class Topology:
     def input_topics(self, name: str) -> tuple[str, ...]:
         """The topics an agent consumes: its ``inputs`` (a router's edge to it where the
         input is a router), then, for a stateful router (fallback), its targets' results
-        and the dead letters."""
+        and the dead letters; for a co-located group, what its members read from outside
+        it."""
         group = self.group(name)
         if group is not None:
             return tuple(colocate.entries(self, group))
@@ -184,7 +185,8 @@ class Topology:
         return tuple(dict.fromkeys(topics))
 
     def topics(self) -> tuple[str, ...]:
-        """Every topic the topology uses, input first."""
+        """Every topic the topology uses, input first (not the ones a co-located group
+        passes in memory)."""
         names = [self.input_topic]
         for a in self.agents:
             names += [self.edge_topic(a.name, t) for t in self.targets(a.name)]
