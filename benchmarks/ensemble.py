@@ -1,7 +1,9 @@
-"""What an ensemble costs over Kafka, against its slowest member deployed alone.
+"""What an ensemble costs over Kafka, and co-located, against its slowest member deployed
+alone.
 
-Two deployments, one after the other in one run on the same broker, each a supervisor and
-one worker process per agent as :func:`streamcompose.deploy.deploy` starts them:
+Three deployments, one after the other in one run on the same broker, each a supervisor
+and one worker process per agent (or co-located group) as
+:func:`streamcompose.deploy.deploy` starts them:
 
 (1) ``<member> alone``: the ``features`` step of ``topologies/digits_ensemble.yaml`` and its
     slowest member, nothing else (2 workers). The topology is derived from that file at run
@@ -10,6 +12,9 @@ one worker process per agent as :func:`streamcompose.deploy.deploy` starts them:
 (2) ``ensemble``: ``topologies/digits_ensemble.yaml`` as is (6 workers): ``features``, fanned
     out to four members (logreg, forest: onnx; mlp, cnn: torch), joined by ``vote`` (soft
     vote, exactly once: one Kafka transaction per poll).
+(3) ``co-located``: ``topologies/digits_ensemble_colocated.yaml``, the same six agents in one
+    worker process (``colocate:``): records pass between them in memory, the four members
+    run at once on each batch, and each batch's results and offsets go in one transaction.
 
 The slowest member is found first, in this process: each member's step (the code a worker
 runs on a batch, model call included) is timed on the held-out digits in batches of the
@@ -50,11 +55,14 @@ same requests: held-out digits from ``topologies/models/digits_test.npz``
 is how torch's intra-op threads are capped (streamcompose does not set them; unset, each
 torch worker uses one per CPU).
 
-Ratios and added latencies are relative to the member alone, in the same run. Nothing
-here passes or fails; the script reports. Usage::
+Ratios and added latencies are relative to the member alone, in the same run; the
+machine's ``uptime`` before and after is printed with them (``--variants`` leaves some
+deployments out, the member alone always runs). Nothing here passes or fails; the script
+reports. Usage::
 
     python benchmarks/ensemble.py --bootstrap 127.0.0.1:9092 [--records 10000]
-        [--omp-threads 1] [--broker-pid PID] [--json benchmarks/out/ensemble.json]
+        [--omp-threads 1] [--broker-pid PID] [--variants ensemble co-located]
+        [--json benchmarks/out/ensemble.json]
 """
 
 from __future__ import annotations
@@ -64,6 +72,7 @@ import asyncio
 import importlib.metadata
 import os
 import signal
+import subprocess
 import sys
 import time
 import urllib.request
@@ -111,6 +120,9 @@ from streamcompose.topology import Topology, load_topology
 ROOT = Path(__file__).resolve().parent.parent
 TOPOLOGIES = ROOT / "topologies"
 ENSEMBLE = TOPOLOGIES / "digits_ensemble.yaml"
+COLOCATED = TOPOLOGIES / "digits_ensemble_colocated.yaml"
+#: the deployments measured against the slowest member alone: label -> topology file
+VARIANTS = {"ensemble": ENSEMBLE, "co-located": COLOCATED}
 DIGITS = TOPOLOGIES / "models" / "digits_test.npz"
 WARMUP_RECORDS = 600
 TIMING_ROUNDS = 5
@@ -291,12 +303,13 @@ class ModelCalls:
                    sum(p.seconds for p in items))
 
 
-def model_calls(port: int) -> ModelCalls:
-    """A worker's model calls, from its Prometheus metrics (served on this machine)."""
+def model_calls(port: int, agent: str) -> ModelCalls:
+    """A worker's model calls, from its Prometheus metrics (served on this machine); a
+    co-located group's worker serves its members' series too: only ``agent``'s count."""
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
         text = response.read().decode()
     samples = {s.name: s.value for family in text_string_to_metric_families(text)
-               for s in family.samples}
+               for s in family.samples if s.labels.get("agent") == agent}
     return ModelCalls(samples.get("streamcompose_batch_size_count", 0.0),
                       samples.get("streamcompose_batch_size_sum", 0.0),
                       samples.get("streamcompose_inference_duration_seconds_sum", 0.0))
@@ -358,9 +371,11 @@ class TopologyDeployment:
 
     def model_calls(self) -> dict[str, ModelCalls]:
         """What each agent's workers report in their metrics: model calls so far, the
-        records in them and the seconds they took (none for a joiner)."""
-        return {agent: ModelCalls.total(model_calls(port) for _, port in workers)
-                for agent, workers in self.workers.items()}
+        records in them and the seconds they took (none for a joiner); for a co-located
+        group, the group's batches and step time, then each member's calls."""
+        return {agent: ModelCalls.total(model_calls(port, agent) for _, port in workers)
+                for unit, workers in self.workers.items()
+                for agent in (unit, *self.topology.agent(unit).members)}
 
     @contextmanager
     def frozen(self) -> Iterator[None]:
@@ -386,11 +401,12 @@ def per_agent(records: int, cpu: tuple[dict[str, float], dict[str, float]],
     """Each agent's CPU µs per record, records per model call and µs per record in model
     calls (thread hand-off included), between two snapshots of each."""
     stats = {}
-    for agent in cpu[0]:
+    for agent in calls[0]:  # a co-located group's members have no processes of their own
         before, after = calls[0][agent], calls[1][agent]
         made = after.calls - before.calls
         stats[agent] = {
-            "cpu_us": (cpu[1][agent] - cpu[0][agent]) / records * 1e6,
+            "cpu_us": (cpu[1][agent] - cpu[0][agent]) / records * 1e6 if agent in cpu[0]
+            else None,
             "batch": (after.records - before.records) / made if made else None,
             "model_us": (after.seconds - before.seconds) / records * 1e6 if made else None}
     return stats
@@ -450,10 +466,10 @@ async def drive(variant: TopologyDeployment, bootstrap: str, workload: Workload,
 
 def hop_latencies(topology: Topology, times: dict[str, dict[bytes, int]],
                   keys: list[bytes]) -> dict[str, dict[str, float]]:
-    """Each agent's share of the latency of ``keys``: the broker timestamp of its output
-    minus the latest of its inputs' (p50 and p99, ms)."""
+    """Each agent's (or co-located group's) share of the latency of ``keys``: the broker
+    timestamp of its output minus the latest of its inputs' (p50 and p99, ms)."""
     hops = {}
-    for agent in topology.agent_names:
+    for agent in topology.units():
         out = times[topology.topic_of(agent)]
         sources = [times[topic] for topic in topology.input_topics(agent)]
         latencies = [out[k] - max(source[k] for source in sources) for k in keys]
@@ -479,19 +495,20 @@ async def measure(variant: TopologyDeployment, bootstrap: str, workload: Workloa
             collector, agents, broker_us = await drive(variant, bootstrap, workload,
                                                        broker_pid)
             times = {variant.output: collector.times}
-            for topic in {t for a in topology.agent_names for t in topology.input_topics(a)}:
+            for topic in {t for a in topology.units() for t in topology.input_topics(a)}:
                 times[topic] = await broker_times(bootstrap, topic)
         finally:
             await delete_topics(bootstrap, list(variant.topics))
         inputs = times[variant.input]
         m = summarize(variant, workload, inputs, collector.times,
-                      sum(a["cpu_us"] for a in agents.values()), time.perf_counter() - started)
+                      sum(a["cpu_us"] for a in agents.values() if a["cpu_us"] is not None),
+                      time.perf_counter() - started)
         probe = [k for k, _, _ in workload.probe]
         hops = hop_latencies(topology, times, probe)
         readable = np.array([collector.received[k] - inputs[k] for k in probe])
         return Result(m, workers=sum(len(w) for w in variant.workers.values()),
                       partial=len(collector.partial), broker_cpu_us=broker_us,
-                      agents={a: {**stats, **hops[a]} for a, stats in agents.items()},
+                      agents={a: {**stats, **hops.get(a, {})} for a, stats in agents.items()},
                       readable_p50_ms=float(np.percentile(readable, 50)),
                       readable_p99_ms=float(np.percentile(readable, 99)))
     except Exception as exc:  # reported, not raised: the other deployment still runs
@@ -540,24 +557,31 @@ def print_report(info: dict[str, Any], workload: Workload, timings: dict[str, fl
               f"{_fmt(r['readable_p99_ms'], '.1f'):>9} {_fmt(r['cpu_us'], '.0f'):>10} "
               f"{_fmt(r['cpu_ratio'], '.2f'):>6} {_fmt(r['broker_cpu_us'], '.0f'):>9} "
               f"{_fmt(r['wall_s'], '.1f'):>7}")
+    print(f"uptime at start: {info['uptime_at_start']}\nuptime at end:   {info['uptime_at_end']}")
+    print("throughput / the slowest member alone: " + ", ".join(
+        f"{r['variant']} {_fmt(r['throughput_ratio'], '.2f')}" for r in rows[1:]))
     if any(r["partial"] for r in rows):
         print("partial: outputs the joiner sent after its timeout_ms without every member's "
               "result (the figures include them)")
     print("by agent: CPU µs/record, records per model call and µs/record in model calls "
           "(thread hand-off included) while draining the backlog; p50/p99 ms of its hop "
-          "(its output's broker time minus its latest input's) in the latency probe")
+          "(its output's broker time minus its latest input's) in the latency probe; a "
+          "co-located group's model time is its whole step, its members' rows (sharing its "
+          "process and CPU) their calls within it, a fan-out's branches overlapping")
     print(f"  {'variant':<16} {'agent':<10} {'CPU µs/rec':>10} {'rec/call':>8} "
           f"{'model µs/rec':>12} {'hop p50':>8} {'hop p99':>8}")
     for r in rows:
         for agent, a in (r["agents"] or {}).items():
             print(f"  {r['variant']:<16} {agent:<10} {_fmt(a['cpu_us'], '.0f'):>10} "
                   f"{_fmt(a['batch'], '.1f'):>8} {_fmt(a['model_us'], '.0f'):>12} "
-                  f"{_fmt(a['hop_p50_ms'], '.1f'):>8} {_fmt(a['hop_p99_ms'], '.1f'):>8}")
+                  f"{_fmt(a.get('hop_p50_ms'), '.1f'):>8} "
+                  f"{_fmt(a.get('hop_p99_ms'), '.1f'):>8}")
 
 
 async def run(args: argparse.Namespace, workdir: Path
               ) -> tuple[Workload, dict[str, float], list[Result]]:
-    """Time the members, then measure the slowest alone and the ensemble, in that order."""
+    """Time the members, then measure the slowest alone and each of ``args.variants``, in
+    that order."""
     ensemble = load_topology(ENSEMBLE)
     print("timing the members in-process ...", file=sys.stderr, flush=True)
     timings = await asyncio.to_thread(time_members, ensemble)
@@ -567,13 +591,20 @@ async def run(args: argparse.Namespace, workdir: Path
     variants = [
         TopologyDeployment(f"{slowest} alone", single_member_topology(slowest, single_name,
                                                                       workdir), single_name),
-        TopologyDeployment("ensemble", ENSEMBLE, f"bench-{run_id}-ensemble")]
+        *(TopologyDeployment(label, VARIANTS[label], f"bench-{run_id}-{label}")
+          for label in args.variants)]
     workload = make_workload(args.records, args.latency_records, args.latency_rate)
     results = []
     for variant in variants:
         print(f"measuring the {variant.label} ...", file=sys.stderr, flush=True)
         results.append(await measure(variant, args.bootstrap, workload, args.broker_pid))
     return workload, timings, results
+
+
+def uptime() -> str:
+    """What ``uptime`` says: the machine's load, which the figures depend on."""
+    return subprocess.run(["uptime"], capture_output=True, text=True, check=False
+                          ).stdout.strip()
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -591,6 +622,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--broker-pid", type=int, default=None,
                    help="the pid of the broker, when it runs on this machine: its CPU time "
                         "per record is reported too")
+    p.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS),
+                   help="the deployments measured against the slowest member alone")
     p.add_argument("--json", type=Path, default=None, help="also write the results here")
     return p.parse_args(argv)
 
@@ -601,11 +634,13 @@ def main(argv: list[str] | None = None) -> None:
     with temporary_home() as tmp:
         if args.omp_threads is not None:  # before torch is imported; the workers inherit it
             os.environ["OMP_NUM_THREADS"] = str(args.omp_threads)
-        info = {**machine(), **{pkg: importlib.metadata.version(pkg)
+        info = {**machine(), "uptime_at_start": uptime(),
+                **{pkg: importlib.metadata.version(pkg)
                                 for pkg in ("onnxruntime", "torch")},
                 "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS")}
         workload, timings, results = asyncio.run(run(args, tmp))
     info["loadavg_1m_at_end"] = round(os.getloadavg()[0], 2)
+    info["uptime_at_end"] = uptime()
     rows = rows_of(results)
     print_report(info, workload, timings, rows)
     write_json(args.json, machine=info, workload={

@@ -13,6 +13,7 @@ one module with its step, plus a line here (and its spec in the topology).
 
 from __future__ import annotations
 
+from streamcompose.colocate.step import GroupStep
 from streamcompose.errors import AgentError
 from streamcompose.join.step import JoinStep
 from streamcompose.route.fallback import FallbackStep
@@ -30,6 +31,7 @@ STEPS: dict[str, type[Step] | type[StatefulStep]] = {
     "shadow": ShadowStep,
     "join": JoinStep,
     "fallback": FallbackStep,
+    "colocate": GroupStep,
 }
 
 

@@ -9,7 +9,8 @@ waits on a timeout (a join missing branches, a silent primary) is decided by the
 own rule, and the run goes on. Time never runs backwards, so a result arriving after a
 request was answered is dropped as late, as in the workers. With tracing on
 (:mod:`streamcompose.observe.tracing`), each request starts a trace as the client's do
-and every hop records the spans the workers record.
+and every hop records the spans the workers record. A co-located group runs as
+its worker runs it: one step, its members passing records in memory.
 
 >>> from streamcompose.topology import load_topology_text
 >>> t = load_topology_text('''
@@ -33,10 +34,11 @@ from streamcompose.codec import MSGPACK, Trace, decode_payload, encode_payload
 from streamcompose.codec.deadletter import dead_letter_value
 from streamcompose.codec.reasons import exception_text
 from streamcompose.codec.record import new_request_id
+from streamcompose.colocate.step import GroupOutput, GroupRequest, GroupStep
 from streamcompose.kinds import build_step
 from streamcompose.observe import tracing
 from streamcompose.runtimes import RecordError
-from streamcompose.steps.base import Outcome, merge_result
+from streamcompose.steps.base import Emission, Outcome, merge_result
 from streamcompose.steps.stateful import Arrival, Send, StatefulStep
 from streamcompose.topology.model import Topology
 
@@ -82,7 +84,7 @@ class LocalRunner:
 
     def __init__(self, topology: Topology) -> None:
         self.topology = topology
-        self.steps = {a.name: build_step(topology, a.name) for a in topology.agents}
+        self.steps = {name: build_step(topology, name) for name in topology.units()}
         self.tracers: dict[str, tracing.HopTracer | None] = {}
 
     def run(self, requests: list[dict[str, Any]] | list[tuple[str, dict[str, Any]]]
@@ -105,7 +107,7 @@ class LocalRunner:
         now = 0
         while True:
             moved = False
-            for name in t.order():
+            for name in t.units():
                 for topic in t.input_topics(name):
                     records = out.topics[topic][read[name, topic]:]
                     read[name, topic] += len(records)
@@ -134,7 +136,8 @@ class LocalRunner:
             hops = [tracer.received(r.id, r.headers) if tracer else None for r in batch]
             started = time.time_ns()
             try:
-                outcomes = step([(r.id, r.payload) for r in batch])
+                outcomes = step([(r.id, GroupRequest(r.payload, r.topic, r.headers)
+                                  if isinstance(step, GroupStep) else r.payload) for r in batch])
             except Exception as exc:  # as the worker does: the batch is dead-lettered
                 outcomes = [RecordError(exception_text(exc, typed=True), agent=name)] * len(batch)
             if tracer:
@@ -152,7 +155,7 @@ class LocalRunner:
                     trace.request_id, decode_payload(s.value, trace.content_type), s.topic,
                     trace.path, trace.extra))
 
-    def _deliver(self, name: str, record: LocalRecord, outcome: Outcome,
+    def _deliver(self, name: str, record: LocalRecord, outcome: Outcome | list[GroupOutput],
                  out: LocalRun, hop: tracing.Hop | None = None) -> None:
         path, headers = (*record.path, name), record.headers
         tracer = self.tracers[name]
@@ -160,16 +163,31 @@ class LocalRunner:
             headers = tracer.produced(hop, Trace(record.id, 0, extra=headers), outcome
                                       if isinstance(outcome, RecordError) else None).extra
         if isinstance(outcome, RecordError):
-            dlq = self.topology.dlq_of(name)
-            letter = dead_letter_value(encode_payload(record.payload), agent=name,
-                                       topic=record.topic, partition=0, offset=-1,
-                                       error=outcome)
-            out.topics[dlq].append(LocalRecord(record.id, decode_payload(letter), dlq, path))
+            self._dead_letter(name, record, path, outcome, out)
+            return
+        if isinstance(self.steps[name], GroupStep):  # each output whole, from its member
+            for o in outcome:
+                assert isinstance(o, GroupOutput)
+                path = (*record.path, *o.path)
+                if o.error is not None:
+                    self._dead_letter(o.agent, record, path, o.error, out)
+                else:
+                    out.topics[o.topic].append(LocalRecord(record.id, _wire(o.payload),
+                                                           o.topic, path, o.headers))
             return
         for e in outcome:
+            assert isinstance(e, Emission)
             merged = merge_result(record.payload, e.fields, self.topology.agent(name).drop)
             out.topics[e.topic].append(LocalRecord(record.id, _wire(merged), e.topic, path,
                                                    (*headers, *e.headers)))
+
+    def _dead_letter(self, agent: str, record: LocalRecord, path: tuple[str, ...],
+                     error: RecordError, out: LocalRun) -> None:
+        """A dead letter naming ``agent``, holding the record it stems from."""
+        dlq = self.topology.dlq_of(agent)
+        letter = dead_letter_value(encode_payload(record.payload), agent=agent,
+                                   topic=record.topic, partition=0, offset=-1, error=error)
+        out.topics[dlq].append(LocalRecord(record.id, decode_payload(letter), dlq, path))
 
 
 def _wire(payload: dict[str, Any]) -> dict[str, Any]:

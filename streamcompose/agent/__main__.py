@@ -16,9 +16,9 @@ from pathlib import Path
 import click
 
 from streamcompose.agent.foreground import load_agent_topology, run_worker
+from streamcompose.agent.group import worker_class
 from streamcompose.agent.standby import Standby
 from streamcompose.agent.state import WorkerState
-from streamcompose.agent.worker import AgentWorker
 
 PARENT_POLL_S = 0.5
 PARENT_GONE_EXIT_S = 15.0
@@ -60,14 +60,15 @@ def _exit_with_parent(parent_pid: int) -> None:
 def main(topology_file: str, agent: str, name: str | None, bootstrap: str, replica: int,
          state_file: str | None, base_dir: str | None, parent_pid: int | None,
          metrics_port: int, standby_file: str | None, loglevel: str) -> None:
-    """Run one replica of AGENT from TOPOLOGY_FILE until SIGTERM."""
+    """Run one replica of AGENT (an agent, or a co-located group of agents) from
+    TOPOLOGY_FILE until SIGTERM."""
     if parent_pid is not None:
         _exit_with_parent(parent_pid)
     topology = load_agent_topology(topology_file, agent, name, base_dir)
     state = WorkerState(Path(standby_file or state_file) if standby_file or state_file else None)
     standby = Standby(Path(state_file) if state_file else None) if standby_file else None
-    run_worker(AgentWorker(topology, agent, bootstrap, replica, state, metrics_port,
-                           standby=standby), loglevel)
+    run_worker(worker_class(topology, agent)(topology, agent, bootstrap, replica, state,
+                                            metrics_port, standby=standby), loglevel)
 
 if __name__ == "__main__":
     main()

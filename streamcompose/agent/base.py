@@ -11,6 +11,7 @@ import mode
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.record.default_records import DefaultRecordBatchBuilder
+from prometheus_client import CollectorRegistry
 
 from streamcompose.agent.probes import Probes
 from streamcompose.agent.probes import serve as serve_probes
@@ -122,11 +123,15 @@ class WorkerBase(mode.Service):
     def serve_metrics(self) -> None:
         """Serve ``/metrics``, ``/healthz`` and ``/readyz`` on the metrics port."""
         probes = Probes(lambda: self.wstate.data)
-        port = serve_probes(probes, self.metrics.registry, self.metrics_port, self.metrics_host)
+        port = serve_probes(probes, self.registry(), self.metrics_port, self.metrics_host)
         self.wstate.update(status="loading", version=self.version, metrics_port=port)
         if self.wstate.path is not None:  # a deployed worker: announce it to Prometheus
             write_target(self.wstate.path, port, self.topology.name, self.agent, self.replica)
         self.add_future(self._heartbeat(probes))
+
+    def registry(self) -> CollectorRegistry:
+        """What ``/metrics`` serves."""
+        return self.metrics.registry
 
     async def _heartbeat(self, probes: Probes) -> None:
         while True:

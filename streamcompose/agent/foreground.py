@@ -67,9 +67,12 @@ def load_agent_topology(topology_file: str, agent: str, name: str | None,
         if name is not None and name != topology.name:
             raise click.BadParameter(f"{topology_file} is topology {topology.name!r}, not "
                                      f"{name!r}", param_hint="--name")
-    if agent not in topology.agent_names:
-        raise click.BadParameter(f"no agent {agent!r} in {topology_file} "
-                                 f"(agents: {', '.join(topology.agent_names)})")
+    if agent not in topology.units():
+        group = topology.group_of(agent)
+        raise click.BadParameter(
+            f"agent {agent!r} runs in the co-located group {group.name!r}: run the group"
+            if group is not None else f"no agent {agent!r} in {topology_file} "
+            f"(agents: {', '.join(topology.units())})")
     return topology
 
 

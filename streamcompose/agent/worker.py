@@ -57,6 +57,7 @@ from streamcompose.observe import tracing
 from streamcompose.observe.lag import report_lag
 from streamcompose.observe.monitor import build_monitor
 from streamcompose.runtimes import RecordError
+from streamcompose.serving.cache import cached_here
 from streamcompose.serving.gate import ServingGate
 from streamcompose.serving.lanes import LaneFetcher, lane_fetcher
 from streamcompose.steps.base import Emission, Step, merge_result
@@ -305,7 +306,10 @@ class AgentWorker(WorkerBase):
                       self.partition_of(dlq, record.partition))
 
     def _stamp(self, headers: list[tuple[str, bytes]], item: Item) -> list[tuple[str, bytes]]:
-        return self.lineage.stamp(headers, item.batch or self.lineage.next_batch(1))
+        entry = item.batch or self.lineage.next_batch(1)
+        if cached_here(item.trace, item.record.headers):
+            entry = {**entry, "cached": True}
+        return self.lineage.stamp(headers, entry)
 
     @mode.Service.task
     async def _deliver(self) -> None:

@@ -68,10 +68,11 @@ def worker(file: str, agent: str, bootstrap: str, name: str | None, base_dir: st
 
     Example: streamcompose worker topologies/digits_cascade.yaml cnn --log-format json
     """
-    from streamcompose.agent.worker import AgentWorker
+    from streamcompose.agent.group import worker_class
 
     topology = load_agent_topology(file, agent, name, base_dir)
-    w = AgentWorker(topology, agent, bootstrap, replica_number(replica), None, metrics_port)
+    w = worker_class(topology, agent)(topology, agent, bootstrap, replica_number(replica),
+                                      None, metrics_port)
     w.metrics_host = metrics_host
     run_worker(w, loglevel, log_format)
 

@@ -150,11 +150,22 @@ def inspect(name: str, agent: str, from_beginning: bool, count: int | None,
 
     Example: streamcompose inspect ocr detect --from-beginning --count 3
     """
-    spec = next((a for a in Deployment(name).manifest()["agents"] if a["name"] == agent), None)
-    if spec is None:
+    units = Deployment(name).manifest()["agents"]
+    spec = next((a for a in units if a["name"] == agent), None)
+    group = next((u for u in units if agent in u.get("members", {})), None)
+    if group is not None:
+        topics = group["members"][agent]["topics"]
+        if not topics:
+            raise click.BadParameter(
+                f"agent {agent!r} runs in the co-located group {group['name']!r}, which "
+                f"passes its results in memory ({', '.join(group['members'][agent]['in_memory'])}"
+                "); set `inspect: true` on the group to also write them to their topics",
+                param_hint="AGENT")
+    elif spec is None:
         raise click.BadParameter(f"deployment {name!r} has no agent {agent!r}",
                                  param_hint="AGENT")
-    topics = spec.get("edges") or [spec["output"]]
+    else:
+        topics = spec.get("outputs") or spec.get("edges") or [spec["output"]]
     _follow(topics, from_beginning, count, timeout, bootstrap)
 
 

@@ -39,8 +39,11 @@ def summary(t: Topology, file: Path | str) -> str:
     "ok: topology 'demo' (demo.yaml): 1 agent (inc); input demo.in -> output demo.out"
     """
     n = len(t.agents)
+    groups = "".join(f"; co-located in one process: {g.name} ({', '.join(g.members)})"
+                     for g in t.colocate)
     return (f"ok: topology {t.name!r} ({file}): {n} agent{'s' if n != 1 else ''} "
-            f"({', '.join(t.order())}); input {t.input_topic} -> output {t.output_topic}")
+            f"({', '.join(t.order())}); input {t.input_topic} -> output {t.output_topic}"
+            + groups)
 
 
 def report(t: Topology | None, error: StreamComposeError | None = None) -> dict:
@@ -53,6 +56,7 @@ def report(t: Topology | None, error: StreamComposeError | None = None) -> dict:
         "ok": error is None,
         "name": t.name if t else None,
         "agents": list(t.order()) if t else [],
+        "colocate": {g.name: list(g.members) for g in t.colocate} if t else {},
         "topics": list(t.topics()) if t else [],
         "input": t.input_topic if t else None,
         "output": t.output_topic if t else None,

@@ -33,6 +33,7 @@ from streamcompose.errors import DeploymentError
 from streamcompose.kafka.admin import broker_count, ensure_topics
 from streamcompose.runtimes import check_models
 from streamcompose.topology import Topology, load_topology
+from streamcompose.topology.colocate import manifest_fields
 
 JOIN_TIMEOUT_S = 180.0
 ORPHAN_STOP_TIMEOUT_S = 30.0
@@ -53,8 +54,9 @@ def _manifest(t: Topology, bootstrap: str, supervisor_pid: int | None,
                     "edges": [t.edge_topic(a.name, x) for x in t.targets(a.name)],
                     "inputs": list(t.input_topics(a.name)), "output": t.topic_of(a.name),
                     "here": a.name in here,
-                    "autoscale": asdict(a.autoscale) if a.autoscale else None}
-                   for a in t.agents],
+                    "autoscale": asdict(a.autoscale) if a.autoscale else None,
+                    **manifest_fields(t, a.name)}
+                   for a in map(t.agent, t.units())],
         "supervisor_pid": supervisor_pid, "deployed_at": time.time(),
     }
 
@@ -72,7 +74,7 @@ def create_topics(t: Topology, bootstrap: str) -> dict[str, int]:
                                        {"max.message.bytes": str(t.max_message_bytes),
                                         **replicated}, factor))
     for agent in t.agents:
-        if not t.is_stateful(agent.name):
+        if not t.is_stateful(agent.name) or t.group_of(agent.name) is not None:
             continue
         # a stateful step's entry holds up to one record of each of its inputs
         entry_bytes = t.max_message_bytes * (len(t.input_topics(agent.name)) + 1)
@@ -143,7 +145,7 @@ def _snapshot(path: Path, name: str) -> str:
 
 def _wait_joined(d: Deployment, t: Topology, proc: subprocess.Popen, timeout: float,
                  progress: Any, here: Sequence[str]) -> None:
-    workers = [(a.name, r) for a in t.agents if a.name in here for r in range(a.replicas)]
+    workers = [(u, r) for u in t.units() if u in here for r in range(t.agent(u).replicas)]
     deadline = time.monotonic() + timeout
     joined: set[tuple[str, int]] = set()
     while len(joined) < len(workers):
@@ -238,6 +240,7 @@ def _status_of(d: Deployment, with_lag: bool) -> dict[str, Any]:
                             "log": str(d.log_file(f"{a['name']}-{r}"))})
         agents.append(merge_group({"name": a["name"], "inputs": a["inputs"],
                                    "output": a["output"], "here": a.get("here", True),
+                                   "members": list(a.get("members", ())),
                                    "lag": None, "workers": workers},
                                   m, a, with_lag, d.supervisor().get("autoscale", {})))
     return {"name": m["name"], "file": m["file"], "bootstrap": m["bootstrap"],

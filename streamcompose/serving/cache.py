@@ -37,6 +37,16 @@ def cache_key(payload: dict[str, Any], fields: tuple[str, ...]) -> bytes | None:
     return hashlib.blake2b(encoded, digest_size=20).digest()
 
 
+def cached_here(trace: Trace, received: list[tuple[str, bytes]] | None) -> bool:
+    """Whether the agent that holds ``trace`` answered it from its cache: it is marked
+    now and was not when it came (``received``: the consumed record's headers).
+
+    >>> cached_here(mark_cached(Trace("r1", 0)), []), cached_here(Trace("r1", 0), [])
+    (True, False)
+    """
+    return (CACHE, HIT) in trace.extra and (CACHE, HIT) not in (received or ())
+
+
 def mark_cached(trace: Trace) -> Trace:
     """The trace of a request answered from a cache: its records carry ``sc-cache: hit``
     (kept downstream, like every header).

@@ -77,6 +77,10 @@ def to_mermaid(t: Topology) -> str:
         text = "<br/>".join(_mermaid_text(line) for line in n.lines)
         shape = _MERMAID_SHAPES.get(n.kind, '[("{}")]')
         out.append(f"    {n.id}{shape.format(text)}:::{_style(n)}")
+    for group in g.groups:
+        out.append(f'    subgraph {group.id}["{_mermaid_text(group.label)}"]')
+        out += [f"        {member}" for member in group.members]
+        out.append("    end")
     for e in g.edges:
         arrow = "-.->" if e.dashed else "-->"
         out.append(f'    {e.source} {arrow}|"{_mermaid_text(e.label)}"| {e.target}')
@@ -138,6 +142,11 @@ color="#8a6d1d"];
         shape = _DOT_SHAPES.get(n.kind, "shape=cylinder, style=filled")
         fill, stroke = COLOURS[_style(n)]
         out.append(f'    {n.id} [label={label}, {shape}, fillcolor="{fill}", color="{stroke}"];')
+    for group in g.groups:
+        out += [f"    subgraph cluster_{group.id} {{",
+                f'        label={_dot_text(group.label)}; style="rounded,dashed"; '
+                'color="#555555";',
+                *(f"        {member};" for member in group.members), "    }"]
     out.append(f"    {{ rank=same; {OUT_ID}; {DLQ_ID}; }}")
     out += [_dot_edge(e) for e in g.edges]
     out.append("}")

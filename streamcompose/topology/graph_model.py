@@ -16,17 +16,20 @@ are shadow copies and dead letters.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
+from streamcompose.topology.colocate import internal_topics
 from streamcompose.topology.model import INPUT, AgentSpec, RouterSpec, Topology
 from streamcompose.topology.routers import ROUTERS
 
-__all__ = ["DLQ_ID", "EDGE_KINDS", "IN_ID", "NODE_KINDS", "OUT_ID", "Edge", "Graph", "Node",
+__all__ = ["DLQ_ID", "EDGE_KINDS", "IN_ID", "IN_MEMORY", "NODE_KINDS", "OUT_ID", "Edge", "Graph",
+           "Group", "Node",
            "agent_lines", "graph_of", "route_label"]
 
 IN_ID, OUT_ID, DLQ_ID = "topic_in", "topic_out", "topic_dlq"
 NODE_KINDS = ("input", "output", "topic", "dlq", "model", "join", "router")
 EDGE_KINDS = ("data", "route", "copy", "return", "dlq")
+IN_MEMORY = "in memory"  # the label of an edge inside a co-located group
 
 
 @dataclass(frozen=True)
@@ -62,12 +65,23 @@ class Edge:
 
 
 @dataclass(frozen=True)
+class Group:
+    """A box around the agents of a co-located group (one worker process)."""
+
+    id: str
+    label: str
+    members: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class Graph:
-    """The nodes (input, agents upstream first, output, dlq, shadow topics) and edges."""
+    """The nodes (input, agents upstream first, output, dlq, shadow topics), edges and
+    co-located groups."""
 
     name: str
     nodes: tuple[Node, ...]
     edges: tuple[Edge, ...]
+    groups: tuple[Group, ...] = ()
 
     def node(self, node_id: str) -> Node:
         return next(n for n in self.nodes if n.id == node_id)
@@ -140,6 +154,7 @@ def graph_of(t: Topology) -> Graph:
               Node(DLQ_ID, "dlq", (t.dlq_topic,), last)]
     edges: list[Edge] = []
     dlq_edges: list[Edge] = []
+    hidden = {x for g in t.colocate if not g.inspect for x in internal_topics(t, g)}
     for name in order:
         agent = t.agent(name)
         for src in dict.fromkeys(agent.inputs):
@@ -150,6 +165,9 @@ def graph_of(t: Topology) -> Graph:
                                   t.edge_topic(src, name)))
             else:
                 edges.append(Edge(ids[src], ids[name], t.topic_of(src), topic=t.topic_of(src)))
+            if edges[-1].topic in hidden:  # passed in memory inside a co-located group
+                edges[-1] = replace(edges[-1], label=f"{IN_MEMORY} ({edges[-1].label})"
+                                    if edges[-1].kind != "data" else IN_MEMORY)
         for router in t.returns_to(name):  # a fallback's primary or backup answers it
             edges.append(Edge(ids[name], ids[router], t.topic_of(name), "return",
                               t.topic_of(name)))
@@ -162,4 +180,7 @@ def graph_of(t: Topology) -> Graph:
         elif t.emits_results(name) and t.is_sink(name):
             edges.append(Edge(ids[name], OUT_ID, t.output_topic, topic=t.output_topic))
         dlq_edges.append(Edge(ids[name], dlq_id, t.dlq_of(name), "dlq", t.dlq_of(name)))
-    return Graph(t.name, tuple(nodes), tuple(edges + dlq_edges))
+    groups = tuple(Group(f"group_{re.sub(r'[^A-Za-z0-9_]', '_', g.name)}",
+                         f"{g.name}: one process", tuple(ids[m] for m in g.members))
+                   for g in t.colocate)
+    return Graph(t.name, tuple(nodes), tuple(edges + dlq_edges), groups)

@@ -39,6 +39,7 @@ BLUE = ((227, 238, 251), (61, 111, 180))
 SHAPES = {"input": BLUE, "output": BLUE, "topic": ((236, 236, 236), (122, 122, 122)),
           "dlq": ((251, 228, 228), DLQ_INK), "model": ((255, 246, 216), (138, 109, 29)),
           "join": ((226, 243, 224), (59, 122, 53)), "router": ((236, 228, 247), (106, 74, 156))}
+GROUP_FILL = (248, 248, 250)
 EDGE_INK = {"return": (59, 122, 53), "copy": (122, 122, 122), "dlq": DLQ_INK}
 Rect = tuple[float, float, float, float]
 Point = tuple[float, float]
@@ -179,6 +180,17 @@ def _draw_box(d: ImageDraw.ImageDraw, g: Graph, b: Box) -> None:
         y += font(15).size + LINE_GAP
 
 
+def _draw_groups(d: ImageDraw.ImageDraw, g: Graph, boxes: list[Box]) -> None:
+    """A dashed frame, labelled, around the agents of each co-located group."""
+    for group in g.groups:
+        inside = [b for b in boxes if b.key in group.members]
+        x0, y0 = min(b.x for b in inside) - 12, min(b.y for b in inside) - 26
+        x1, y1 = max(b.x + b.w for b in inside) + 12, max(b.y + b.h for b in inside) + 12
+        d.rounded_rectangle((x0, y0, x1, y1), radius=10, fill=GROUP_FILL)
+        _dashed(d, [(x0, y0), (x1, y0), (x1, y1), (x0, y1), (x0, y0)], MUTED)
+        d.text((x0 + 10, y0 + 5), group.label, font=font(12, bold=True), fill=MUTED)
+
+
 def draw_png(g: Graph) -> Image.Image:
     """Lay out and draw the graph; returns an RGB image."""
     columns, chains = layout(g)
@@ -193,7 +205,8 @@ def draw_png(g: Graph) -> Image.Image:
     img = Image.new("RGB", (width, int(bar_top + 30 + MARGIN)), "white")
     d = ImageDraw.Draw(img)
     d.text((MARGIN, MARGIN - 6), f"topology {g.name}", font=font(16, bold=True), fill=INK)
-    # dead letters first, so that boxes and data arrows are drawn over them
+    # groups and dead letters first, so that boxes and data arrows are drawn over them
+    _draw_groups(d, g, boxes)
     _draw_dlq_bar(d, g, columns, (bar_left, bar_top, bar_right, bar_top + 30))
     paths = {id(c): _points(c) for c in chains}
     for c in chains:

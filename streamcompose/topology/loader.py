@@ -23,6 +23,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from streamcompose.topology.colocate import group_keys, parse_colocate, validate_colocate
 from streamcompose.topology.model import DELIVERIES, AgentSpec, Topology
 from streamcompose.topology.monitor_spec import MonitorSpec, parse_monitor
 from streamcompose.topology.parse_routers import ROUTER_KEYS, parse_router
@@ -34,7 +35,8 @@ from streamcompose.topology.validate import validate_topology
 from streamcompose.topology.yamlsource import YamlDocument, read_yaml_file, read_yaml_text
 
 TOPOLOGY_KEYS = {"name", "input", "output", "partitions", "output_format", "fields", "agents",
-                 "delivery", "max_message_bytes", "replication", "deadline_ms", "priorities"}
+                 "delivery", "max_message_bytes", "replication", "deadline_ms", "priorities",
+                 "colocate"}
 AGENT_KEYS = {"inputs", "model", "join", "batch", "replicas", "drop", "delivery", "autoscale",
               "resources", "deadline_ms", "cache", "monitor", *ROUTER_KEYS}
 MIN_MESSAGE_BYTES = 1 << 16
@@ -133,9 +135,12 @@ def topology_from_document(doc: YamlDocument, base_dir: Path,
         if "deadline_ms" in top else None,
         priorities=parse_priorities(r, top["priorities"], "priorities")
         if "priorities" in top else None,
+        colocate=parse_colocate(r, top["colocate"]) if "colocate" in top else (),
         where=doc.source_map(),
     )
     validate_topology(topology, doc)
+    if topology.colocate:
+        validate_colocate(topology, doc, group_keys(top["colocate"]))
     return topology
 
 

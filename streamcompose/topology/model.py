@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from streamcompose.errors import TopologyError
+from streamcompose.topology import colocate
 from streamcompose.topology.replication import ReplicationSpec
 from streamcompose.topology.routers import ROUTERS
 from streamcompose.topology.serving_specs import CacheSpec, PrioritySpec
@@ -67,6 +68,8 @@ class Topology:
     replication: ReplicationSpec = field(default_factory=ReplicationSpec)
     deadline_ms: float | None = None
     priorities: PrioritySpec | None = None
+    #: groups of agents that run in one worker process (streamcompose.topology.colocate)
+    colocate: tuple[colocate.Colocation, ...] = ()
     #: where each key was written, so that later checks can name file and line
     where: SourceMap = field(default_factory=SourceMap, compare=False, repr=False)
 
@@ -81,6 +84,11 @@ class Topology:
     @property
     def output_topic(self) -> str:
         return self.output or f"{self.name}.out"
+
+    def entry_topics(self) -> tuple[str, ...]:
+        """The topics requests enter by: every priority lane's, most urgent first, or the
+        input topic."""
+        return tuple(self.lane_topics().values()) or (self.input_topic,)
 
     def lane_topics(self) -> dict[str, str]:
         """Each priority lane's input topic, most urgent first; ``{}`` without lanes.
@@ -116,10 +124,27 @@ class Topology:
         return tuple(a.name for a in self.agents)
 
     def agent(self, name: str) -> AgentSpec:
+        """An agent's spec; a co-located group's name gives the group's own spec."""
         for spec in self.agents:
             if spec.name == name:
                 return spec
+        group = self.group(name)
+        if group is not None:
+            return colocate.group_spec(self, group)
         raise KeyError(name)
+
+    def group(self, name: str) -> colocate.Colocation | None:
+        """The co-located group called ``name``, if any."""
+        return next((g for g in self.colocate if g.name == name), None)
+
+    def group_of(self, agent: str) -> colocate.Colocation | None:
+        """The co-located group ``agent`` runs in, if any."""
+        return next((g for g in self.colocate if agent in g.members), None)
+
+    def units(self) -> tuple[str, ...]:
+        """What runs as worker processes: each co-located group once, every other agent,
+        upstream first."""
+        return tuple(dict.fromkeys(colocate.unit_of(self, a) for a in self.order()))
 
     def targets(self, name: str) -> tuple[str, ...]:
         """The agents a router sends requests to (none for other agents)."""
@@ -186,19 +211,22 @@ class Topology:
     def input_topics(self, name: str) -> tuple[str, ...]:
         """The topics an agent consumes: its ``inputs`` (a router's edge to it where the
         input is a router), then, for a stateful router (fallback), its targets' results
-        and the dead letters."""
+        and the dead letters; for a co-located group, what its members read from outside
+        it."""
+        group = self.group(name)
+        if group is not None:
+            return tuple(colocate.entries(self, group))
         topics = [t for src in self.agent(name).inputs for t in (
-            [self.edge_topic(src, name)] if name in self.targets(src) else
-            list(self.lane_topics().values()) or [self.input_topic] if src == INPUT else
-            [self.topic_of(src)])]
+            self.entry_topics() if src == INPUT else [colocate.input_topic(self, src, name)])]
         router = self.agent(name).router
         if router is not None and self.is_stateful(name):
             topics += [*(self.topic_of(t) for t in router.targets), self.dlq_topic]
         return tuple(dict.fromkeys(topics))
 
     def topics(self) -> tuple[str, ...]:
-        """Every topic the topology uses, input (lanes, most urgent first) first."""
-        names = [*self.lane_topics().values(), self.input_topic]
+        """Every topic the topology uses, input (lanes, most urgent first) first (not the
+        ones a co-located group passes in memory)."""
+        names = [*self.entry_topics()]
         for a in self.agents:
             names += [self.edge_topic(a.name, t) for t in self.targets(a.name)]
             if self.emits_results(a.name):
@@ -208,12 +236,14 @@ class Topology:
         names += [self.output_topic, self.dlq_topic]
         if any(self.takes_control(a.name) for a in self.agents):
             names.append(self.control_topic)
-        return tuple(dict.fromkeys(names))
+        hidden = {t for g in self.colocate if not g.inspect
+                  for t in colocate.internal_topics(self, g)}
+        return tuple(n for n in dict.fromkeys(names) if n not in hidden)
 
     def changelog_topics(self) -> tuple[str, ...]:
         """The changelog topics of the stateful agents (joiners, fallback routers)."""
         return tuple(self.changelog_topic(a.name) for a in self.agents
-                     if self.is_stateful(a.name))
+                     if self.is_stateful(a.name) and self.group_of(a.name) is None)
 
     def changelog_topic(self, name: str) -> str:
         """The compacted topic that makes a stateful agent's state durable."""

@@ -188,11 +188,15 @@ class AgentSpec:
     deadline_ms: float | None = None
     cache: CacheSpec | None = None
     monitor: MonitorSpec | None = None
+    #: set on the spec of a co-located group (see streamcompose.topology.colocate)
+    members: tuple[str, ...] = ()
 
     @property
     def kind(self) -> str:
-        """``model``, ``join``, or the router kind (``route``, ``switch``, ``split``,
-        ``shadow``, ``fallback``)."""
+        """``model``, ``join``, the router kind (``route``, ``switch``, ``split``,
+        ``shadow``, ``fallback``), or ``colocate`` for a group of co-located agents."""
+        if self.members:
+            return "colocate"
         if self.router is not None:
             return self.router.kind
         return "join" if self.join is not None else "model"

@@ -1,0 +1,163 @@
+"""The worker of a co-located group: the one worker core, running a group's step.
+
+A group (:mod:`streamcompose.topology.colocate`) is deployed like one agent: one worker
+process per replica, one consumer group, one transactional producer. It consumes every
+topic its members read from outside, batches what it fetched, runs the
+:class:`~streamcompose.colocate.step.GroupStep` on the batch (members in memory) and
+closes each consumed record with every record the group sends for it: results leaving
+the group, routed requests, the members' dead letters (each naming its member). Under
+exactly-once they go in one transaction with the record's offset, as any agent's do, so
+a record is committed only once every output of every in-group path is stored.
+
+Each member keeps its own metrics series (``agent`` label: the member), served by the
+group's worker beside the group's own (records consumed, batches, records in flight).
+
+Example (needs a broker; ``deploy`` starts these for you)::
+
+    topology = load_topology("topologies/digits_ensemble_colocated.yaml")
+    worker = worker_class(topology, "ensemble")(topology, "ensemble", "127.0.0.1:9092")
+    mode.Worker(worker).execute_from_commandline()
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from prometheus_client import CollectorRegistry
+from prometheus_client.metrics_core import Metric
+
+from streamcompose.agent.worker import DEAD_LETTER_ROOM, AgentWorker, Item
+from streamcompose.codec import Trace, encode_payload
+from streamcompose.codec.deadletter import dead_letter_value
+from streamcompose.codec.lineage import read_lineage, with_lineage
+from streamcompose.colocate.step import GroupOutput, GroupRequest, GroupStep
+from streamcompose.delivery import Closing, Output
+from streamcompose.errors import StreamComposeError
+from streamcompose.metrics import AgentMetrics
+from streamcompose.runtimes import RecordError
+from streamcompose.topology import colocate
+from streamcompose.topology.model import Topology
+from streamcompose.topology.versions import agent_version
+
+log = logging.getLogger("streamcompose.agent")
+
+
+class _Merged:
+    """A Prometheus collector serving several registries as one exposition: the series
+    of each metric family, whichever registry holds them, under one family."""
+
+    def __init__(self, registries: list[CollectorRegistry]) -> None:
+        self.registries = registries
+
+    def collect(self) -> list[Metric]:
+        families: dict[str, Metric] = {}
+        for registry in self.registries:
+            for family in registry.collect():
+                if family.name in families:
+                    families[family.name].samples.extend(family.samples)
+                else:
+                    merged = Metric(family.name, family.documentation, family.type,
+                                    family.unit)
+                    merged.samples = list(family.samples)
+                    families[family.name] = merged
+        return list(families.values())
+
+
+class GroupWorker(AgentWorker):
+    """Runs one replica of a co-located group of agents."""
+
+    def __init__(self, topology: Topology, agent: str, *args: Any, **kwargs: Any) -> None:
+        super().__init__(topology, agent, *args, **kwargs)
+        group = topology.group(agent)
+        assert group is not None
+        self.colocation = group
+        self.members = {m: AgentMetrics(topology.name, m, self.replica) for m in group.members}
+        self.dead_letter_topics = {topology.dlq_topic, *map(topology.dlq_of, group.members)}
+        self.versions = {m: agent_version(topology, m) for m in group.members}
+
+    def output_topics(self) -> list[str]:
+        return list(colocate.exits(self.topology, self.colocation))
+
+    def registry(self) -> CollectorRegistry:
+        registry = CollectorRegistry(auto_describe=False)
+        registry.register(_Merged([self.metrics.registry,
+                                   *(m.registry for m in self.members.values())]))
+        return registry
+
+    async def on_start(self) -> None:
+        await super().on_start()
+        assert isinstance(self.step, GroupStep)
+        self.step.observer = self
+
+    def called(self, member: str, size: int, seconds: float) -> None:
+        m = self.members[member]
+        m.records_in.inc(size)
+        m.batch_size.observe(size)
+        m.inference_seconds.observe(seconds)
+
+    def counted(self, member: str, events: Any) -> None:
+        self.members[member].step_events(events)
+
+    def _decode(self, record: Any) -> Item:
+        item = super()._decode(record)
+        if item.payload is not None:
+            item.payload = GroupRequest(item.payload, record.topic, item.trace.extra)
+        return item
+
+    def _closing(self, item: Item) -> Closing:
+        if item.error is not None or item.emissions is None:
+            return super()._closing(item)  # not decodable, or the group's step failed
+        outputs = [self._output(item, o) for o in item.emissions]  # type: ignore[arg-type]
+        self.metrics.records_out.inc(sum(o.topic not in self.dead_letter_topics
+                                         for o in outputs))
+        return Closing(item.tp, item.record.offset, outputs)
+
+    def _output(self, item: Item, o: GroupOutput) -> Output:
+        trace = Trace(item.trace.request_id, item.trace.entered_ms, (*item.trace.path, *o.path),
+                      extra=o.headers)
+        if o.error is not None:
+            return self._member_dead_letter(item, o.agent, trace, o.error)
+        try:
+            output = Output(o.topic, encode_payload(o.payload, o.content_type), trace.key,
+                            self._stamp_members(trace.headers(o.content_type), item, o.path),
+                            self.partition_of(o.topic, item.record.partition))
+        except StreamComposeError as exc:
+            return self._failed(item, o.agent, trace, f"the result cannot be encoded: {exc}")
+        refused = self.too_large(output)
+        return output if refused is None else self._failed(
+            item, o.agent, trace, f"the result cannot be stored: {refused}")
+
+    def _stamp_members(self, headers: list[tuple[str, bytes]], item: Item,
+                       members: tuple[str, ...]) -> list[tuple[str, bytes]]:
+        """Lineage: an entry for each member a result passed, in the group's batch."""
+        batch = item.batch or self.lineage.next_batch(1)
+        entries = [{**batch, "agent": m, "version": self.versions[m], "group": self.agent}
+                   for m in members]
+        headers = list(headers)
+        return with_lineage(headers, [*read_lineage(headers), *entries])
+
+    def _failed(self, item: Item, agent: str, trace: Trace, reason: str) -> Output:
+        error = RecordError(reason, agent=agent)
+        self.members[agent].error(type(error).__name__)
+        return self._member_dead_letter(item, agent, trace, error)
+
+    def _member_dead_letter(self, item: Item, agent: str, trace: Trace,
+                            error: RecordError) -> Output:
+        """A member's dead letter: it names the member; its original is the record the
+        group consumed (redriving it runs the group again)."""
+        record = item.record
+        log.warning("agent %s (group %s): %s[%d]@%d -> dead letter: %s", agent, self.agent,
+                    record.topic, record.partition, record.offset, error)
+        dlq = self.topology.dlq_of(agent)
+        room = self.limits.get(dlq, self.topology.max_message_bytes) - DEAD_LETTER_ROOM
+        value = dead_letter_value(record.value, agent=agent, topic=record.topic,
+                                  partition=record.partition, offset=record.offset,
+                                  error=error, max_original=room)
+        return Output(dlq, value, trace.key, trace.headers(), self.partition_of(
+            dlq, record.partition))
+
+
+def worker_class(topology: Topology, name: str) -> type[AgentWorker]:
+    """The worker that runs ``name``: a group's, or an agent's."""
+    return GroupWorker if topology.group(name) is not None else AgentWorker

@@ -1,0 +1,128 @@
+"""Co-located groups on the real broker: the co-located digits ensemble answers as the
+ensemble does, a member's dead letter names the member, every member has its metrics,
+and a group's worker SIGKILLed mid-stream loses, duplicates and splits nothing under
+exactly-once."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import urllib.request
+
+import numpy as np
+import pytest
+from fixtures import TOPOLOGIES, read_all, subscribe, trained
+from probe import Probe, kill_worker
+
+from streamcompose.testing import LocalRunner
+from streamcompose.topology import load_topology
+
+pytestmark = pytest.mark.integration
+
+STEPS = '''
+import time
+
+def inc(batch):
+    time.sleep(0.002)
+    return [{"x": p["x"] + 1} for p in batch]
+
+def double(batch):
+    return [{"y": p["x"] * 2} for p in batch]
+
+def square(batch):
+    time.sleep(0.003)
+    out = []
+    for p in batch:
+        if p["x"] < 0:
+            raise ValueError("square refuses negative x")
+        out.append({"y": p["x"] ** 2})
+    return out
+'''
+
+FAN = '''
+name: fan
+fields: [x]
+colocate: {all: [inc, double, square, mean]}
+agents:
+  inc: {inputs: [$input], model: {runtime: python, entrypoint: "STEPS:inc"},
+        batch: {max_size: 16, max_wait_ms: 5}}
+  double: {inputs: [inc], model: {runtime: python, entrypoint: "STEPS:double"},
+           batch: {max_size: 8, max_wait_ms: 5}}
+  square: {inputs: [inc], model: {runtime: python, entrypoint: "STEPS:square"},
+           batch: {max_size: 16, max_wait_ms: 5}}
+  mean:
+    inputs: [double, square]
+    join: {strategy: weighted_average, field: y}
+'''
+
+
+def _metrics(port: int) -> str:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as r:
+        return r.read().decode()
+
+
+def test_colocated_digits_ensemble_answers_as_the_ensemble(cli, deploy):
+    trained("digits")
+    m = deploy(TOPOLOGIES / "digits_ensemble_colocated.yaml")
+    assert [a["name"] for a in m["agents"]] == ["ensemble"]
+    assert m["topics"] == [m["input"], m["output"], m["dlq"]]
+    digits = np.load(TOPOLOGIES / "models" / "digits_test.npz")["X"][:60]
+    lines = "\n".join(json.dumps({"id": f"d{i}", "pixels": x.tolist()})
+                      for i, x in enumerate(digits))
+    cli("publish", m["name"], input=lines + "\n")
+    got = {r["id"]: r for r in subscribe(cli, m["name"], len(digits))}
+    apart = LocalRunner(load_topology(TOPOLOGIES / "digits_ensemble.yaml")).run(
+        [(f"d{i}", {"pixels": x.tolist()}) for i, x in enumerate(digits)])
+    for want in apart.results:
+        assert got[want.id]["payload"]["label"] == want.payload["label"]
+        np.testing.assert_allclose(got[want.id]["payload"]["proba"], want.payload["proba"],
+                                   rtol=1e-6)
+        assert got[want.id]["path"] == list(want.path)
+    (unit,) = json.loads(cli("status", m["name"], "--json").stdout)["agents"]
+    assert unit["members"] == ["features", "logreg", "forest", "mlp", "cnn", "vote"]
+    (worker,) = unit["workers"]
+    text = _metrics(worker["metrics_port"])
+    for member in ("features", "logreg", "forest", "mlp", "cnn", "vote"):
+        assert f'streamcompose_records_in_total{{agent="{member}"' in text
+
+
+def test_a_dead_letter_inside_a_group_names_the_member(cli, deploy, write_topology):
+    m = deploy(write_topology(FAN, STEPS))
+    cli("publish", m["name"], input='{"id": "bad", "x": -5}\n{"id": "good", "x": 1}\n')
+    results = {r["id"]: r["payload"] for r in subscribe(cli, m["name"], 2)}
+    assert results["good"] == {"x": 2, "y": 4.0}
+    assert results["bad"]["missing"] == ["square"]
+    (letter,) = read_all(cli, m["dlq"])
+    assert letter["id"] == "bad"
+    assert letter["payload"]["agent"] == "square"
+    assert "square refuses negative x" in letter["payload"]["error"]
+    assert letter["payload"]["topic"] == m["input"]
+    assert letter["path"] == ["inc", "square"]
+
+
+@pytest.mark.reliability
+def test_group_worker_killed_exactly_once(cli, deploy, write_topology, bootstrap):
+    requests, rate = 2000, 250.0
+    m = deploy(write_topology(FAN, STEPS))
+    probe = Probe(bootstrap, m, requests, rate, lambda i: {"x": i}).start()
+
+    def kill_twice() -> None:
+        for n in (1, 2):
+            while probe.sent < requests * n / 3:
+                time.sleep(0.05)
+            kill_worker(cli, m["name"], "all")
+
+    killer = threading.Thread(target=kill_twice)
+    killer.start()
+    seen = probe.wait(240)
+    killer.join()
+    assert seen.lost(probe.ids) == []
+    assert seen.duplicated() == []
+    assert seen.dead == []
+    partial = [rid for rid, p, _ in seen.results if "missing" in p]
+    assert partial == []
+    for rid, payload, _ in seen.results:
+        x = int(rid[1:]) + 1
+        assert payload == {"x": x, "y": (2 * x + x * x) / 2}
+    assert seen.longest_gap() < 3.0, f"output stalled {seen.longest_gap():.1f}s after a kill"
