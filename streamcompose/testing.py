@@ -95,7 +95,7 @@ class LocalRunner:
             if isinstance(step, StatefulStep):
                 self.steps[name] = build_step(t, name)
         out = LocalRun(output=t.output_topic, dlq=t.dlq_topic)
-        self.tracers = {a.name: tracing.hop_tracer(a.name) for a in t.agents}
+        self.tracers = {name: tracing.hop_tracer(name) for name in t.units()}
         for item in requests:
             rid, payload = item if isinstance(item, tuple) else (new_request_id(), item)
             span, headers = tracing.start_request(f"publish {t.name}", rid)

@@ -19,6 +19,7 @@ from pathlib import Path
 import click
 
 from streamcompose.cli.deploy_cmd import plain_name
+from streamcompose.cli.render_cmd import render
 from streamcompose.deploy import status as deployment_status
 from streamcompose.deploy.registry import Deployment
 from streamcompose.errors import DeploymentError
@@ -37,11 +38,6 @@ def _emit(text: str, output: Path | None) -> None:
     else:
         output.write_text(text, encoding="utf-8")
         click.echo(f"wrote {output}", err=True)
-
-
-@click.group()
-def render() -> None:
-    """Write configuration for monitoring tools (Grafana, Prometheus)."""
 
 
 @render.command()
@@ -120,4 +116,4 @@ def top(name: str, interval: float, once: bool, as_json: bool) -> None:
         before, started = after, now
 
 
-COMMANDS = [render, top]
+COMMANDS = [top]

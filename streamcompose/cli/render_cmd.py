@@ -48,7 +48,8 @@ def _toleration(text: str) -> dict[str, str]:
 
 @click.group()
 def render() -> None:
-    """Render a topology for a cluster (nothing is applied or started)."""
+    """Render a topology for a cluster (k8s, compose), or the configuration of monitoring
+    tools (grafana, prometheus); nothing is applied or started."""
 
 
 @render.command("k8s")

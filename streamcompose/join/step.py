@@ -38,8 +38,8 @@ class JoinEntry(RequestEntry):
 
     def trace(self, request_id: str, agent: str) -> Trace:
         trace = super().trace(request_id, agent)
-        return Trace(trace.request_id, trace.entered_ms, trace.path,
-                     extra=tuple(with_lineage([], self.lineage)))
+        return Trace(trace.request_id, trace.entered_ms, trace.path, extra=tuple(
+            with_lineage(trace.extra, self.lineage)) if self.lineage else trace.extra)
 
 
 class JoinStep(StatefulStep):
