@@ -75,6 +75,7 @@ class GroupWorker(AgentWorker):
         self.members = {m: AgentMetrics(topology.name, m, self.replica) for m in group.members}
         self.dead_letter_topics = {topology.dlq_topic, *map(topology.dlq_of, group.members)}
         self.versions = {m: agent_version(topology, m) for m in group.members}
+        self.serves = group.members
 
     def output_topics(self) -> list[str]:
         return list(colocate.exits(self.topology, self.colocation))

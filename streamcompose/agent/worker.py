@@ -116,6 +116,7 @@ class AgentWorker(WorkerBase):
     def __init__(self, *args: Any, standby: Standby | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.standby = standby
+        self.serves: tuple[str, ...] = (self.agent,)  # whose redriven requests it takes
         self.batcher: MicroBatcher[Item] = MicroBatcher(
             self.spec.batch.max_size, self.spec.batch.max_wait_ms, on_batch=self._on_batch)
         self.deliveries: asyncio.Queue[list[Processed]] = asyncio.Queue(DELIVERY_QUEUE)
@@ -195,7 +196,7 @@ class AgentWorker(WorkerBase):
     def _decode(self, record: ConsumerRecord) -> Item:
         trace = Trace.from_record(record.key, record.headers)
         epoch = self.epochs.get(TopicPartition(record.topic, record.partition), 0)
-        if not meant_for(self.agent, record.topic, record.headers):
+        if not any(meant_for(a, record.topic, record.headers) for a in self.serves):
             return Item(record, trace, None, epoch=epoch, skipped=True)
         if self.stateful is not None:  # a stateful step reads the raw values it needs
             return Item(record, trace, None, epoch=epoch)

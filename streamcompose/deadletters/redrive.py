@@ -38,7 +38,7 @@ from streamcompose.errors import BrokerError, DeploymentError
 from streamcompose.kafka.admin import ensure_topics, topic_partitions
 from streamcompose.kafka.clients import make_producer
 from streamcompose.kafka.ranges import read_range
-from streamcompose.topology import Topology, load_topology_text
+from streamcompose.topology import Topology, colocate, load_topology_text
 
 DROPPED_HEADERS = ("content-type", "sc-deadline", REDRIVE)
 CHUNK = 100  # dead letters per transaction at most
@@ -76,7 +76,7 @@ def why_not(t: Topology, letter: DeadLetter) -> str | None:
     if fallbacks:
         return (f"fallback router {fallbacks[0]!r} already handled this dead letter of "
                 f"{letter.agent!r}")
-    if letter.source_topic not in t.input_topics(letter.agent):
+    if letter.source_topic not in t.input_topics(colocate.unit_of(t, letter.agent)):
         return f"{letter.source_topic!r} is no longer an input of {letter.agent!r}"
     return None
 

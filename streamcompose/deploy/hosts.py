@@ -30,15 +30,18 @@ from streamcompose.topology import Topology
 
 
 def hosted_agents(t: Topology, agents: Sequence[str] | None) -> tuple[str, ...]:
-    """The agents this host runs: ``agents`` (checked to exist), or all of them."""
+    """The worker units this host runs: ``agents`` (checked to exist; an agent of a
+    co-located group stands for its group), or all of them."""
+    units = t.units()
     if agents is None:
-        return t.agent_names
-    unknown = [a for a in agents if a not in t.agent_names]
+        return units
+    named = {g.name if (g := t.group_of(a)) is not None else a for a in agents}
+    unknown = [a for a in named if a not in units]
     if unknown or not agents:
         raise DeploymentError(f"no agent {', '.join(map(repr, unknown)) or 'given'} in "
-                              f"topology {t.name!r} (agents: {', '.join(t.agent_names)})",
+                              f"topology {t.name!r} (agents: {', '.join(units)})",
                               topology=t.name)
-    return tuple(a for a in t.agent_names if a in agents)
+    return tuple(u for u in units if u in named)
 
 
 def local_replicas(agent: dict[str, Any], supervised: dict[str, Any]) -> list[int]:

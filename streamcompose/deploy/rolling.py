@@ -60,6 +60,7 @@ class RollingUpgrade:
                  workers: dict[int, Any], spawn: Callable[[Any], subprocess.Popen]) -> None:
         self.d, self.request = deployment, request
         self.agent: str = request["agent"]
+        self.unit: str = request.get("unit") or self.agent  # the worker that runs it
         self.workers = workers  # replica -> the supervisor's WorkerProcess
         self.state, self.error = "warming", ""
         self.handovers = [Handover(r, spawn(w)) for r, w in sorted(workers.items())]
@@ -101,12 +102,12 @@ class RollingUpgrade:
                 continue
             code = h.standby.poll()
             if code is not None:
-                return self._fail(f"the new {self.agent}-{h.replica} exited with {code} while "
-                                  f"loading; see {self.d.log_file(f'{self.agent}-{h.replica}')}")
+                return self._fail(f"the new {self.unit}-{h.replica} exited with {code} while "
+                                  f"loading; see {self.d.log_file(f'{self.unit}-{h.replica}')}")
             if now - h.since > WARM_TIMEOUT_S:
-                return self._fail(f"the new {self.agent}-{h.replica} was not warm within "
+                return self._fail(f"the new {self.unit}-{h.replica} was not warm within "
                                   f"{WARM_TIMEOUT_S:.0f}s")
-            if self.d.read(self.d.standby_state_file(self.agent, h.replica)).get(
+            if self.d.read(self.d.standby_state_file(self.unit, h.replica)).get(
                     "status") == "warm":
                 h.phase, changed = "warm", True
         if all(h.phase == "warm" for h in self.handovers):
@@ -132,7 +133,7 @@ class RollingUpgrade:
 
     def _drain(self, h: Handover, now: float) -> bool:
         if h.standby.poll() is not None:
-            return self._fail(f"the new {self.agent}-{h.replica} exited with "
+            return self._fail(f"the new {self.unit}-{h.replica} exited with "
                               f"{h.standby.returncode} before taking over")
         w = self.workers[h.replica]
         h.old, w.process, w.next_start = w.process, None, float("inf")
@@ -154,7 +155,7 @@ class RollingUpgrade:
 
     def _closed(self, old: subprocess.Popen, replica: int) -> bool:
         """Whether ``old`` has committed and closed its Kafka clients."""
-        state = self.d.worker_state(self.agent, replica)
+        state = self.d.worker_state(self.unit, replica)
         return state.get("pid") == old.pid and state.get("status") == "stopped"
 
     def _joined(self, h: Handover, now: float) -> bool:
@@ -162,13 +163,13 @@ class RollingUpgrade:
         if w.process is not h.standby:  # it died after taking over; the supervisor restarts
             h.phase = "done"
             return True
-        state = self.d.worker_state(self.agent, h.replica)
+        state = self.d.worker_state(self.unit, h.replica)
         if (state.get("pid") == h.standby.pid and state.get("status") == "running"
                 and state.get("joined")):
             h.phase = "done"
             return True
         if now - h.since > JOIN_TIMEOUT_S:
-            return self._fail(f"the new {self.agent}-{h.replica} did not join within "
+            return self._fail(f"the new {self.unit}-{h.replica} did not join within "
                               f"{JOIN_TIMEOUT_S:.0f}s; replicas handed over so far run the "
                               "new version")
         return False

@@ -154,7 +154,8 @@ class Supervisor:
         d.upgrade_file.unlink(missing_ok=True)
         if not request or (self.upgrade is not None and not self.upgrade.finished):
             return
-        replicas = {w.replica: w for w in self.workers if w.agent == request["agent"]}
+        unit = request.get("unit") or request["agent"]
+        replicas = {w.replica: w for w in self.workers if w.agent == unit}
         print(f"upgrading {request['agent']} from {request['from_version']} to "
               f"{request['to_version']}", flush=True)
         self.upgrade = RollingUpgrade(d, request, replicas, self._spawn_standby)

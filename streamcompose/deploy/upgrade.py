@@ -24,6 +24,7 @@ import yaml
 from streamcompose.deploy.registry import Deployment, signal_deployment_process
 from streamcompose.errors import DeploymentError
 from streamcompose.runtimes import check_models
+from streamcompose.topology import colocate
 from streamcompose.topology.loader import topology_from_document
 from streamcompose.topology.model import Topology
 from streamcompose.topology.versions import agent_version
@@ -114,7 +115,8 @@ def _roll(d: Deployment, data: dict[str, Any], agent: str, model: dict[str, Any]
         raise DeploymentError(f"an upgrade of {running.get('agent')!r} is under way in "
                               f"{d.name!r}; wait for it (streamcompose status {d.name})",
                               topology=d.name)
-    request = {"id": uuid.uuid4().hex, "kind": kind, "agent": agent, "from_version": old,
+    request = {"id": uuid.uuid4().hex, "kind": kind, "agent": agent,
+               "unit": colocate.unit_of(nxt, agent), "from_version": old,
                "to_version": new, "from_model": old_model, "asked_at": time.time()}
     d.next_snapshot_file.write_text(text, encoding="utf-8")
     d.write(d.upgrade_file, request)

@@ -70,7 +70,7 @@ def render_compose(t: Topology, o: RenderOptions) -> dict[str, Any]:
     services: dict[str, Any] = {"kafka": _kafka(), "topics": topics}
     probe = ("import urllib.request; urllib.request.urlopen("
              f"'http://127.0.0.1:{o.metrics_port}/healthz', timeout=5)")
-    for agent in t.agent_names:
+    for agent in t.units():
         service = {**_service(o, worker_args(o, agent)),
                    "depends_on": {"topics": {"condition": "service_completed_successfully"}},
                    "restart": "unless-stopped", "stop_grace_period": f"{DRAIN_GRACE_S}s",

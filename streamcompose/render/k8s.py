@@ -171,7 +171,7 @@ def render_k8s(t: Topology, o: RenderOptions) -> list[dict[str, Any]]:
               "metadata": _meta(t, dns_name(t.name, "topology"), "topology"),
               "data": {"topology.yaml": topology_text(t)}}
     objects = [config, topics_job(t, o)]
-    for agent in t.agent_names:
+    for agent in t.units():
         objects += [deployment(t, agent, o), disruption_budget(t, agent)]
         scaler = scaled_object(t, agent, o)
         if scaler is not None:
