@@ -94,6 +94,8 @@ class Supervisor:
         self.stopping = False
         self.preexec = _die_with_parent()
         self.autoscaler = Autoscaler(manifest, self._count, self._scale)
+        self.upgrade_asked = False
+        self.upgrade: RollingUpgrade | None = None
 
     def _count(self, agent: str) -> int:
         return sum(w.agent == agent and not w.retiring for w in self.workers)
@@ -113,8 +115,6 @@ class Supervisor:
             w = WorkerProcess(agent, next(free))
             self.workers.append(w)
             self._start(w)
-        self.upgrade_asked = False
-        self.upgrade: RollingUpgrade | None = None
 
     def _command(self, w: WorkerProcess, snapshot: Path | None = None) -> list[str]:
         return [sys.executable, "-m", "streamcompose.agent",
