@@ -173,6 +173,7 @@ GROUP_ERRORS = [
     ("colocate: {g: {agents: [inc, double], replicas: 2}}", 4, "colocate.g.replicas",
      "unknown key 'replicas'"),
     ("colocate: 3", 4, "colocate", "must map group names"),
+    ("colocate: [[inc, double], [inc, double]]", 4, "colocate.1", "is given twice"),
 ]
 
 
