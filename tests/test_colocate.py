@@ -173,6 +173,7 @@ GROUP_ERRORS = [
     ("colocate: {g: {agents: [inc, double], replicas: 2}}", 4, "colocate.g.replicas",
      "unknown key 'replicas'"),
     ("colocate: 3", 4, "colocate", "must map group names"),
+    ("colocate: [[inc, double], [inc, double]]", 4, "colocate.1", "is given twice"),
 ]
 
 
@@ -298,3 +299,14 @@ def test_inspect_also_writes_what_passes_in_memory(steps):
     assert [r.payload for r in run.topics["fan.square"]] == [{"x": 3, "y": 9}]
     assert run.topics["fan.square"][0].path == ("inc", "square")
     assert [r.payload for r in run.results] == [{"x": 3, "y": 7.5}]
+
+
+def test_a_member_is_not_run_alone():
+    from click.testing import CliRunner
+
+    from streamcompose.agent.__main__ import main
+
+    result = CliRunner().invoke(main, [str(TOPOLOGIES / "digits_ensemble_colocated.yaml"),
+                                       "cnn"])
+    assert result.exit_code == 2
+    assert "agent 'cnn' runs in the co-located group 'ensemble': run the group" in result.output

@@ -88,7 +88,9 @@ def test_colocated_digits_ensemble_answers_as_the_ensemble(cli, deploy):
 
 
 def test_a_dead_letter_inside_a_group_names_the_member(cli, deploy, write_topology):
-    m = deploy(write_topology(FAN, STEPS))
+    inspected = "colocate: {all: {agents: [inc, double, square, mean], inspect: true}}"
+    m = deploy(write_topology(FAN.replace("colocate: {all: [inc, double, square, mean]}",
+                                          inspected), STEPS))
     cli("publish", m["name"], input='{"id": "bad", "x": -5}\n{"id": "good", "x": 1}\n')
     results = {r["id"]: r["payload"] for r in subscribe(cli, m["name"], 2)}
     assert results["good"] == {"x": 2, "y": 4.0}
@@ -99,6 +101,11 @@ def test_a_dead_letter_inside_a_group_names_the_member(cli, deploy, write_topolo
     assert "square refuses negative x" in letter["payload"]["error"]
     assert letter["payload"]["topic"] == m["input"]
     assert letter["path"] == ["inc", "square"]
+    # inspect: true writes what passes in memory to its topic too
+    shown = cli("inspect", m["name"], "square", "--from-beginning", "--count", "1",
+                "--timeout", "30").stdout.splitlines()
+    square = json.loads(shown[0])
+    assert (square["id"], square["payload"]) == ("good", {"x": 2, "y": 4})
 
 
 @pytest.mark.reliability

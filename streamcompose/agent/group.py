@@ -22,6 +22,7 @@ Example (needs a broker; ``deploy`` starts these for you)::
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from typing import Any
 
 from prometheus_client import CollectorRegistry
@@ -97,7 +98,7 @@ class GroupWorker(AgentWorker):
         m.batch_size.observe(size)
         m.inference_seconds.observe(seconds)
 
-    def counted(self, member: str, events: Any) -> None:
+    def counted(self, member: str, events: Counter[str]) -> None:
         self.members[member].step_events(events)
 
     def _decode(self, record: Any) -> Item:

@@ -118,7 +118,7 @@ class GroupStep(Step):
         for m, spec in self.specs.items():
             self.steps[m] = (GroupJoin(spec.join, spec.inputs, topology.base_dir, m)
                              if spec.join is not None else build_step(topology, m))
-        self.pool = ThreadPoolExecutor(max(len(w) for w in self.waves),
+        self.pool = ThreadPoolExecutor(max(1, max(len(w) for w in self.waves) - 1),
                                        thread_name_prefix=f"group-{name}")
         self.observer: GroupObserver | None = None
 
@@ -138,10 +138,9 @@ class GroupStep(Step):
         for wave in self.waves:
             jobs = [(m, inbox.pop(m, [])) for m in wave]
             jobs = [(m, work) for m, work in jobs if work]
-            if len(jobs) == 1:
-                done = [self._run(*jobs[0])]
-            else:
-                done = list(self.pool.map(lambda job: self._run(*job), jobs))
+            # the first member runs in this thread, the others at once on the pool
+            pending = [self.pool.submit(self._run, *job) for job in jobs[1:]]
+            done = [self._run(*jobs[0]), *(f.result() for f in pending)] if jobs else []
             for (m, work), results in zip(jobs, done, strict=True):
                 self._pass(m, work, results, inbox, outputs)
         return outputs

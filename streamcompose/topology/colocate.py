@@ -62,6 +62,8 @@ def parse_colocate(r: Reader, raw: Any) -> tuple[Colocation, ...]:
         groups = {}
         for i, members in enumerate(raw):
             names = r.strings(members, f"colocate.{i}")
+            if "-".join(names) in groups:
+                raise r.doc.error(f"the group {list(names)} is given twice", f"colocate.{i}")
             groups["-".join(names)] = (names, False, f"colocate.{i}")
     elif isinstance(raw, dict):
         groups = {}
@@ -125,7 +127,8 @@ def entries(t: Topology, g: Colocation) -> dict[str, tuple[str, ...]]:
 
 
 def writes(t: Topology, name: str) -> list[str]:
-    """Every topic an agent (outside any group) writes: results, routed requests."""
+    """Every topic an agent writes results or routed requests to (unless a group passes
+    them in memory)."""
     topics = [t.edge_topic(name, x) for x in t.targets(name)]
     if t.emits_results(name):
         topics.append(t.topic_of(name))
