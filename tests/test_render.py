@@ -16,6 +16,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from streamcompose.errors import TopologyError
 from streamcompose.render.common import RenderOptions
 from streamcompose.render.compose import render_compose
 from streamcompose.render.k8s import render_k8s
@@ -219,3 +220,13 @@ def test_the_checks_reject_what_their_schemas_do_not_know(scaled: Topology):
     schema = json.loads((DATA / "compose-spec.schema.json").read_text())
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.Draft7Validator(schema).validate(compose)
+
+
+def test_agents_whose_kubernetes_names_collide_are_refused(tmp_path: Path):
+    path = tmp_path / "clash.yaml"
+    path.write_text(SCALING + "  Gpu-Model: {inputs: [prep], model: {runtime: python, "
+                    "entrypoint: 'math:floor'}}\n")
+    with pytest.raises(TopologyError) as info:
+        render_k8s(load_topology(path), _options())
+    assert info.value.key == "agents.Gpu-Model" and info.value.line == 20
+    assert "'scaled-gpu-model' is also that of 'gpu_model'" in str(info.value)

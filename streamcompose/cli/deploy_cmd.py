@@ -106,6 +106,9 @@ def status(name: str | None, as_json: bool, no_lag: bool) -> None:
 
 def _print_cluster(agent: dict) -> None:
     """The agent's group members on every host, lag per partition, autoscaling."""
+    if agent.get("members") == []:
+        click.echo(f"    no worker on any host is in its consumer group "
+                   f"({agent.get('group_state', 'Empty')})")
     for member in agent.get("members", []):
         where = "here" if member["local"] else "remote"
         click.echo(f"    member {member['client_id']} on {member['host']} ({where}): "

@@ -1,7 +1,8 @@
 """A docker compose file of a topology: an Apache Kafka broker (KRaft, one node), a
 one-shot service creating the topics, and one service per agent (its ``replicas``, a GPU
 reserved for ``device: cuda`` agents). The topology file is given to the services as a
-compose ``config``; the Kafka connection as ``$STREAMCOMPOSE_BOOTSTRAP``.
+compose ``config``; the Kafka connection as ``$STREAMCOMPOSE_BOOTSTRAP``. From the host,
+the broker answers on ``localhost:9094``.
 
 >>> from streamcompose.topology import load_topology
 >>> from streamcompose.render.common import RenderOptions
@@ -28,6 +29,8 @@ from streamcompose.topology import Topology
 
 KAFKA_IMAGE = "apache/kafka:4.1.1"
 KAFKA_BOOTSTRAP = "kafka:9092"
+#: the broker as the host that runs compose reaches it (publish, subscribe, status)
+HOST_BOOTSTRAP = "HOST://localhost:9094"
 
 
 def _kafka() -> dict[str, Any]:
@@ -36,10 +39,11 @@ def _kafka() -> dict[str, Any]:
         "environment": {
             "KAFKA_NODE_ID": "1",
             "KAFKA_PROCESS_ROLES": "broker,controller",
-            "KAFKA_LISTENERS": "PLAINTEXT://:9092,CONTROLLER://:9093",
-            "KAFKA_ADVERTISED_LISTENERS": f"PLAINTEXT://{KAFKA_BOOTSTRAP}",
+            "KAFKA_LISTENERS": "PLAINTEXT://:9092,CONTROLLER://:9093,HOST://:9094",
+            "KAFKA_ADVERTISED_LISTENERS": f"PLAINTEXT://{KAFKA_BOOTSTRAP},{HOST_BOOTSTRAP}",
             "KAFKA_CONTROLLER_LISTENER_NAMES": "CONTROLLER",
-            "KAFKA_LISTENER_SECURITY_PROTOCOL_MAP": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+            "KAFKA_LISTENER_SECURITY_PROTOCOL_MAP":
+                "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,HOST:PLAINTEXT",
             "KAFKA_CONTROLLER_QUORUM_VOTERS": "1@kafka:9093",
             "KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR": "1",
             "KAFKA_TRANSACTION_STATE_LOG_REPLICATION_FACTOR": "1",
@@ -49,6 +53,7 @@ def _kafka() -> dict[str, Any]:
             "test": ["CMD", "/opt/kafka/bin/kafka-broker-api-versions.sh",
                      "--bootstrap-server", "localhost:9092"],
             "interval": "5s", "timeout": "10s", "retries": 20},
+        "ports": ["127.0.0.1:9094:9094"],
         "volumes": ["kafka-data:/var/lib/kafka/data"],
     }
 

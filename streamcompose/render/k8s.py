@@ -165,8 +165,20 @@ def scaled_object(t: Topology, agent: str, o: RenderOptions) -> dict[str, Any] |
                      "triggers": triggers}}
 
 
+def _check_names(t: Topology) -> None:
+    """Object names are lower-case RFC 1123 labels: agents whose names differ only in
+    case or ``_``/``-`` would give one object two meanings."""
+    seen: dict[str, str] = {dns_name(t.name, x): x for x in ("topology", "topics")}
+    for agent in t.agent_names:
+        other = seen.setdefault(dns_name(t.name, agent), agent)
+        if other != agent:
+            raise t.error(f"its Kubernetes name {dns_name(t.name, agent)!r} is also that of "
+                          f"{other!r}; rename one of them", f"agents.{agent}")
+
+
 def render_k8s(t: Topology, o: RenderOptions) -> list[dict[str, Any]]:
     """Every object of the topology, in the order to apply them."""
+    _check_names(t)
     config = {"apiVersion": "v1", "kind": "ConfigMap",
               "metadata": _meta(t, dns_name(t.name, "topology"), "topology"),
               "data": {"topology.yaml": topology_text(t)}}
