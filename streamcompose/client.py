@@ -29,10 +29,10 @@ from aiokafka.errors import KafkaConnectionError
 from streamcompose.codec import JSON, MSGPACK, Trace, decode_payload, encode_payload, to_jsonable
 from streamcompose.codec.record import new_request_id, now_ms
 from streamcompose.deploy.registry import Deployment
-from streamcompose.errors import BrokerError, ModelError, RequestTimeoutError
+from streamcompose.errors import ModelError, RequestTimeoutError
 from streamcompose.kafka.admin import topic_partitions
 from streamcompose.kafka.clients import make_consumer, make_producer
-from streamcompose.kafka.diagnose import raise_security_failure
+from streamcompose.kafka.diagnose import raise_security_failure, unreachable
 
 __all__ = ["Client", "Result", "resolve_topics"]
 
@@ -100,9 +100,7 @@ async def _start(client: Any, bootstrap: str) -> None:
     except (KafkaConnectionError, OSError) as exc:
         await client.stop()
         await raise_security_failure(bootstrap)
-        raise BrokerError(f"cannot reach Kafka at {bootstrap}: {exc}; start the local broker "
-                          "with `streamcompose broker start` or pass --bootstrap",
-                          bootstrap=bootstrap, retriable=True) from exc
+        raise unreachable(bootstrap, exc) from exc
 
 
 async def _assigned_consumer(bootstrap: str, topics: Iterable[str],

@@ -4,7 +4,8 @@ aiokafka reports any failed bootstrap as "unable to bootstrap"; a worker would t
 for the broker forever. :func:`security_failure` opens one connection to each bootstrap
 server itself and returns a non-retriable :class:`BrokerError` naming the mechanism, the
 user and the broker when the broker refused the credentials or the TLS handshake failed,
-or None when the broker simply cannot be reached (an outage, worth waiting for).
+or None when the broker simply cannot be reached (an outage, worth waiting for):
+:func:`unreachable` is the error then.
 
 Example (needs a broker)::
 
@@ -73,6 +74,19 @@ async def security_failure(bootstrap: str,
             continue  # unreachable, or a mismatch we cannot tell: the caller's own error
         conn.close()
     return None
+
+
+def unreachable(bootstrap: str, exc: Exception) -> BrokerError:
+    """The error of a broker that cannot be reached (retriable: it may come back).
+
+    >>> print(unreachable("127.0.0.1:1", OSError("refused")))  # doctest: +ELLIPSIS
+    cannot reach Kafka at 127.0.0.1:1 (refused) with security.protocol PLAINTEXT; ...
+    """
+    protocol = load_security().protocol
+    return BrokerError(f"cannot reach Kafka at {bootstrap} ({exc}) with security.protocol "
+                       f"{protocol}; start the local broker with `streamcompose broker start`, "
+                       "or pass --bootstrap, or the security settings the broker needs "
+                       "(--kafka-config)", bootstrap=bootstrap, retriable=True)
 
 
 async def raise_security_failure(bootstrap: str) -> None:
