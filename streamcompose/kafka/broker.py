@@ -169,6 +169,8 @@ def _node_count(data_dir: Path, port: int, asked: int | None) -> int:
     try:
         found = json.loads((data_dir / CLUSTER_FILE).read_text())
     except (OSError, ValueError):
+        found = {"nodes": 1, "port": port} if (data_dir / "server.properties").exists() else {}
+    if not found:
         return asked or 1
     if asked is not None and asked != found["nodes"]:
         raise BrokerError(f"{data_dir} holds a {found['nodes']}-node broker, not {asked} "
