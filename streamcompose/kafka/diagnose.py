@@ -21,6 +21,7 @@ from aiokafka.conn import create_conn
 from aiokafka.errors import (
     AuthenticationFailedError,
     IllegalSaslStateError,
+    KafkaConnectionError,
     KafkaError,
     SaslAuthenticationFailed,
     UnsupportedSaslMechanismError,
@@ -70,9 +71,17 @@ async def security_failure(bootstrap: str,
                 f"(security.protocol {security.protocol}, {security.how()}): {exc}; check "
                 f"ssl.cafile, ssl.certfile and ssl.keyfile in {security.source}, and that "
                 "the listener speaks TLS", bootstrap=bootstrap)
+        except KafkaConnectionError as exc:
+            if security.tls and security.certfile is None:  # closed after the handshake
+                return BrokerError(
+                    f"the broker at {broker} closed the TLS connection (security.protocol "
+                    f"{security.protocol}, {security.how()}, no client certificate): {exc}; "
+                    "if it requires client certificates, set ssl.certfile and ssl.keyfile "
+                    f"in {security.source}", bootstrap=bootstrap)
         except (OSError, KafkaError, TimeoutError):
             continue  # unreachable, or a mismatch we cannot tell: the caller's own error
-        conn.close()
+        else:
+            conn.close()
     return None
 
 
