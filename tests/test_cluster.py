@@ -120,6 +120,7 @@ def _kill_and_restart(probe: Probe, info: BrokerInfo, node_id: int, port: int,
     events["restarted"] = time.monotonic()
 
 
+@pytest.mark.timeout(480)  # three JVMs start, one twice: minutes on a loaded machine
 def test_broker_killed_under_a_cascade_and_a_joiner(cli, write_topology, unique, cluster,
                                                     monkeypatch):
     port, data_dir, kafka_home = cluster
