@@ -149,7 +149,12 @@ def test_broker_killed_under_a_cascade_and_a_joiner(cli, write_topology, unique,
         assert partial == [], f"{len(partial)} partial answers, e.g. {partial[:5]}"
         assert all(p["label"] == 0 and p["x"] == int(rid[1:]) + 1
                    for rid, p, _ in seen.results)
-        assert broker_status(port, data_dir).running
+        nodes = json.loads(cli("broker", "status", "--port", str(port), "--data-dir",
+                               str(data_dir), "--json").stdout)["nodes"]
+        assert [(n["node_id"], n["port"], n["controller_port"], n["running"]) for n in nodes] \
+            == [(k, port + 2 * (k - 1), port + 2 * k - 1, True) for k in range(1, NODES + 1)]
+        restarted = next(n for n in nodes if n["node_id"] == leaders[0])
+        assert restarted["pid"] not in (None, *(n.pid for n in info.nodes))
         status = json.loads(cli("status", unique, "--json", "--no-lag").stdout)
         assert all(w["alive"] for a in status["agents"] for w in a["workers"])
     finally:
