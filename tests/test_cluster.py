@@ -11,7 +11,6 @@ import asyncio
 import json
 import os
 import signal
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -20,6 +19,7 @@ from pathlib import Path
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+from fixtures import free_ports
 from probe import Probe
 
 from streamcompose.kafka.broker import (
@@ -64,25 +64,13 @@ agents:
 '''
 
 
-def _free_block(count: int) -> int:
-    """The first of ``count`` consecutive free ports."""
-    if pinned := os.environ.get("STREAMCOMPOSE_CLUSTER_PORT"):
-        return int(pinned)
-    for base in range(29400, 32700, 20):
-        try:
-            for port in range(base, base + count):
-                socket.create_server(("127.0.0.1", port)).close()
-        except OSError:
-            continue
-        return base
-    raise AssertionError("no block of free ports")
-
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int, Path, str]]:
     """The cluster's first port, data dir and Kafka home (the folder of the jars, found
     before a test moves ``$STREAMCOMPOSE_HOME`` elsewhere)."""
-    port, data_dir = _free_block(2 * NODES), tmp_path_factory.mktemp("cluster")
+    port = free_ports(2 * NODES, "STREAMCOMPOSE_CLUSTER_PORT", 29400)
+    data_dir = tmp_path_factory.mktemp("cluster")
     kafka_home = str(Path(ensure_kafka_classpath()).parent.parent)
     start_broker(port, data_dir, fresh=True, nodes=NODES, timeout=180)
     yield port, data_dir, kafka_home

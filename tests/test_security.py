@@ -10,19 +10,18 @@ appears nowhere.
 from __future__ import annotations
 
 import json
-import os
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from fixtures import subscribe
+from fixtures import free_ports, subscribe
 
 from streamcompose.kafka.broker import SecureListeners, start_broker, stop_broker
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration,
+              pytest.mark.timeout(480)]  # the first pays for the broker: minutes when loaded
 
 USER, PASSWORD = "alice", "alice-Pa55-word"
 
@@ -40,18 +39,6 @@ agents:
   inc: {inputs: [$input], model: {runtime: python, entrypoint: "STEPS:inc"}}
 '''
 
-
-def _free_block(count: int) -> int:
-    if pinned := os.environ.get("STREAMCOMPOSE_SECURE_PORT"):
-        return int(pinned)
-    for base in range(29700, 32700, 10):
-        try:
-            for port in range(base, base + count):
-                socket.create_server(("127.0.0.1", port)).close()
-        except OSError:
-            continue
-        return base
-    raise AssertionError("no block of free ports")
 
 
 def _openssl(*args: str) -> None:
@@ -81,7 +68,7 @@ def make_certificates(folder: Path) -> dict[str, Path]:
 def secured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, object]]:
     """The secured broker: its listeners' addresses and client properties files."""
     folder = tmp_path_factory.mktemp("secured")
-    port = _free_block(4)
+    port = free_ports(4, "STREAMCOMPOSE_SECURE_PORT", 29700)
     pems = make_certificates(folder)
     data_dir = folder / "broker"
     start_broker(port, data_dir, fresh=True, secure=SecureListeners(
