@@ -31,7 +31,6 @@ from streamcompose.codec.lineage import read_lineage
 from streamcompose.codec.record import new_request_id, now_ms
 from streamcompose.deploy.registry import Deployment
 from streamcompose.errors import (
-    BrokerError,
     ModelError,
     RequestExpiredError,
     RequestTimeoutError,
@@ -39,7 +38,7 @@ from streamcompose.errors import (
 )
 from streamcompose.kafka.admin import topic_partitions
 from streamcompose.kafka.clients import make_consumer, make_producer
-from streamcompose.kafka.diagnose import raise_security_failure
+from streamcompose.kafka.diagnose import raise_security_failure, unreachable
 from streamcompose.observe import tracing
 from streamcompose.serving.deadline import deadline_header
 from streamcompose.topology.serving_specs import PrioritySpec
@@ -140,9 +139,7 @@ async def _start(client: Any, bootstrap: str) -> None:
     except (KafkaConnectionError, OSError) as exc:
         await client.stop()
         await raise_security_failure(bootstrap)
-        raise BrokerError(f"cannot reach Kafka at {bootstrap}: {exc}; start the local broker "
-                          "with `streamcompose broker start` or pass --bootstrap",
-                          bootstrap=bootstrap, retriable=True) from exc
+        raise unreachable(bootstrap, exc) from exc
 
 
 async def _assigned_consumer(bootstrap: str, topics: Iterable[str],

@@ -8,6 +8,7 @@ import asyncio
 import importlib
 import json
 import os
+import socket
 import subprocess
 import sys
 import uuid
@@ -146,3 +147,18 @@ def write_double_onnx(path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     save(model, str(path))
     return path
+
+
+def free_ports(count: int, pin_variable: str, first: int) -> int:
+    """The first of ``count`` consecutive free ports from ``first`` on, for a broker a test
+    starts itself; ``$pin_variable`` pins it (on a machine where ports are shared out)."""
+    if pinned := os.environ.get(pin_variable):
+        return int(pinned)
+    for base in range(first, 32700, 2 * count):
+        try:
+            for port in range(base, base + count):
+                socket.create_server(("127.0.0.1", port)).close()
+        except OSError:
+            continue
+        return base
+    raise AssertionError(f"no {count} consecutive free ports from {first}")

@@ -4,11 +4,14 @@ topology's ``replication:`` key."""
 
 from __future__ import annotations
 
+import os
 import ssl
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
+from streamcompose.cli.main import _register, cli
 from streamcompose.errors import BrokerError, DeploymentError, TopologyError
 from streamcompose.kafka.broker_config import SecureListeners, cluster_nodes, server_properties
 from streamcompose.kafka.security import CONFIG_ENV, load_security
@@ -146,3 +149,15 @@ agents:
   a: {{inputs: [$input], model: {{runtime: python, entrypoint: "copy:copy"}}}}
 """)
     assert message in str(info.value)
+
+
+def test_kafka_config_option_names_the_bad_line(tmp_path, monkeypatch):
+    monkeypatch.setenv(CONFIG_ENV, "")  # the option sets it: undone after the test
+    bad = tmp_path / "client.properties"
+    bad.write_text("security.protocol=SASL_PLAINTEXT\nsasl.mechanism=SCRAM-SHA-1\n")
+    _register()
+    done = CliRunner().invoke(cli, ["--kafka-config", str(bad), "broker", "status", "--port",
+                                    "1", "--data-dir", str(tmp_path / "none")])
+    assert done.exit_code == 2
+    assert f"{bad}:2: sasl.mechanism: expected one of" in done.output
+    assert os.environ[CONFIG_ENV] == str(bad)

@@ -1,27 +1,27 @@
 """Secured Kafka: a broker of the test's own with a SASL_PLAINTEXT listener (SCRAM-SHA-512,
 the user created by ``kafka-storage format --add-scram``) and a TLS listener (a CA and
-broker certificate made here with openssl). Deploy, publish and subscribe work with the
-right settings; wrong credentials fail within seconds with exit code 1 and a message
-naming the mechanism and the broker; the password appears nowhere.
+broker certificate made here with openssl, client certificates required). Deploy,
+publish and subscribe work with the right settings; wrong credentials fail within
+seconds with exit code 1 and a message naming the mechanism and the broker; the password
+appears nowhere.
 
 ``$STREAMCOMPOSE_SECURE_PORT`` pins the first of the four ports the broker needs."""
 
 from __future__ import annotations
 
 import json
-import os
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from fixtures import subscribe
+from fixtures import free_ports, subscribe
 
 from streamcompose.kafka.broker import SecureListeners, start_broker, stop_broker
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration,
+              pytest.mark.timeout(480)]  # the first pays for the broker: minutes when loaded
 
 USER, PASSWORD = "alice", "alice-Pa55-word"
 
@@ -40,48 +40,40 @@ agents:
 '''
 
 
-def _free_block(count: int) -> int:
-    if pinned := os.environ.get("STREAMCOMPOSE_SECURE_PORT"):
-        return int(pinned)
-    for base in range(29700, 32700, 10):
-        try:
-            for port in range(base, base + count):
-                socket.create_server(("127.0.0.1", port)).close()
-        except OSError:
-            continue
-        return base
-    raise AssertionError("no block of free ports")
-
 
 def _openssl(*args: str) -> None:
     subprocess.run(["openssl", *args], check=True, capture_output=True)
 
 
 def make_certificates(folder: Path) -> dict[str, Path]:
-    """A CA, and a broker certificate for 127.0.0.1 it signed (PEM, unencrypted keys)."""
-    ca_key, ca, key, csr, cert = (folder / n for n in
-                                  ("ca.key", "ca.pem", "broker.key", "broker.csr", "broker.pem"))
+    """A CA, and a broker certificate for 127.0.0.1 and a client certificate it signed
+    (PEM, unencrypted keys)."""
+    ca_key, ca = folder / "ca.key", folder / "ca.pem"
     _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(ca_key),
              "-out", str(ca), "-days", "2", "-subj", "/CN=streamcompose test CA")
-    _openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(csr),
-             "-subj", "/CN=127.0.0.1")
     (folder / "san.ext").write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
-    _openssl("x509", "-req", "-in", str(csr), "-CA", str(ca), "-CAkey", str(ca_key),
-             "-CAcreateserial", "-out", str(cert), "-days", "2",
-             "-extfile", str(folder / "san.ext"))
-    return {"ca": ca, "key": key, "cert": cert}
+    made = {"ca": ca}
+    for who, subject in (("broker", "/CN=127.0.0.1"), ("client", "/CN=streamcompose")):
+        key, csr, cert = (folder / f"{who}.{ext}" for ext in ("key", "csr", "pem"))
+        _openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(csr),
+                 "-subj", subject)
+        _openssl("x509", "-req", "-in", str(csr), "-CA", str(ca), "-CAkey", str(ca_key),
+                 "-CAcreateserial", "-out", str(cert), "-days", "2",
+                 "-extfile", str(folder / "san.ext"))
+        made[f"{who}_key"], made[f"{who}_cert"] = key, cert
+    return made
 
 
 @pytest.fixture(scope="module")
 def secured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, object]]:
     """The secured broker: its listeners' addresses and client properties files."""
     folder = tmp_path_factory.mktemp("secured")
-    port = _free_block(4)
+    port = free_ports(4, "STREAMCOMPOSE_SECURE_PORT", 29700)
     pems = make_certificates(folder)
     data_dir = folder / "broker"
     start_broker(port, data_dir, fresh=True, secure=SecureListeners(
         sasl_port=port + 2, scram_users={USER: PASSWORD}, ssl_port=port + 3,
-        ssl_cert=pems["cert"], ssl_key=pems["key"]))
+        ssl_cert=pems["broker_cert"], ssl_key=pems["broker_key"], ssl_client_ca=pems["ca"]))
 
     def properties(name: str, text: str) -> Path:
         path = folder / f"{name}.properties"
@@ -97,8 +89,12 @@ def secured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, obje
                            "security.scram.ScramLoginModule required \\\n"
                            f'  username="{USER}" password="{PASSWORD}";\n'),
         "wrong": properties("wrong", f"{scram}sasl.username={USER}\nsasl.password=nope\n"),
-        "tls": properties("tls", f"security.protocol=SSL\nssl.cafile={pems['ca']}\n"),
+        "tls": properties("tls", f"security.protocol=SSL\nssl.cafile={pems['ca']}\n"
+                                 f"ssl.certfile={pems['client_cert']}\n"
+                                 f"ssl.keyfile={pems['client_key']}\n"),
         "untrusted": properties("untrusted", "security.protocol=SSL\n"),
+        "anonymous": properties("anonymous",
+                                f"security.protocol=SSL\nssl.cafile={pems['ca']}\n"),
     }
     stop_broker(port, data_dir)
 
@@ -130,6 +126,7 @@ def test_deploy_publish_subscribe_over_sasl_and_tls(cli, write_topology, unique,
 @pytest.mark.parametrize(("settings", "listener", "named"), [
     ("wrong", "sasl", "SASL SCRAM-SHA-512 as 'alice'"),
     ("untrusted", "ssl", "TLS handshake"),
+    ("anonymous", "ssl", "closed the TLS connection"),  # without a client certificate
 ])
 def test_wrong_credentials_fail_fast_naming_mechanism_and_broker(
         cli, write_topology, unique, secured, settings, listener, named):

@@ -16,18 +16,12 @@ from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import KafkaConnectionError, KafkaError
 
 from streamcompose.errors import BrokerError
-from streamcompose.kafka.diagnose import raise_security_failure
+from streamcompose.kafka.diagnose import raise_security_failure, unreachable
 from streamcompose.kafka.security import client_options
 
 CONNECT_TIMEOUT_S = 10.0
 COUNTED_GAP = 64  # gaps up to this many offsets are counted record by record
 COUNT_TIMEOUT_S = 3.0
-
-
-def _unreachable(bootstrap: str, exc: Exception) -> BrokerError:
-    return BrokerError(f"cannot reach Kafka at {bootstrap} ({exc}); start the local broker "
-                       "with `streamcompose broker start` or pass --bootstrap",
-                       bootstrap=bootstrap, retriable=True)
 
 
 async def _admin(bootstrap: str) -> AIOKafkaAdminClient:
@@ -38,7 +32,7 @@ async def _admin(bootstrap: str) -> AIOKafkaAdminClient:
     except (KafkaConnectionError, TimeoutError, OSError) as exc:
         await admin.close()
         await raise_security_failure(bootstrap)
-        raise _unreachable(bootstrap, exc) from exc
+        raise unreachable(bootstrap, exc) from exc
     return admin
 
 
@@ -137,7 +131,7 @@ async def partition_lag(bootstrap: str, group: str, topics: list[str]
         small = {tp: s for tp, s in spans.items() if s[1] - s[0] <= COUNTED_GAP}
         counted = await _records_between(consumer, small) if small else {}
     except KafkaError as exc:
-        raise _unreachable(bootstrap, exc) from exc
+        raise unreachable(bootstrap, exc) from exc
     finally:
         await consumer.stop()
         await admin.close()

@@ -26,7 +26,7 @@ from aiokafka import AIOKafkaClient
 from aiokafka.errors import KafkaError
 
 from streamcompose.errors import BrokerError
-from streamcompose.kafka.broker_config import HOST, SecureListeners, cluster_nodes
+from streamcompose.kafka.broker_config import HOST, Node, SecureListeners, cluster_nodes
 from streamcompose.kafka.broker_process import (
     alive,
     cluster_id,
@@ -110,9 +110,14 @@ def start_broker(port: int = 9092, data_dir: Path | None = None, fresh: bool = F
     status.data_dir.mkdir(parents=True, exist_ok=True)
     if count > 1:
         (status.data_dir / CLUSTER_FILE).write_text(json.dumps({"nodes": count, "port": port}))
-    for node in down:
-        launch(node, layout, _node_dir(status.data_dir, node.node_id, count), classpath,
-               cluster_id(status.data_dir), secure)
+    identity = cluster_id(status.data_dir)
+
+    def start(node: Node) -> int:
+        return launch(node, layout, _node_dir(status.data_dir, node.node_id, count), classpath,
+                      identity, secure)
+
+    with ThreadPoolExecutor(max(1, len(down))) as pool:  # each formats its storage first: a JVM run
+        list(pool.map(start, down))
     info = broker_status(port, data_dir)
     _wait_ready(info, time.monotonic() + timeout)
     return info
@@ -169,6 +174,8 @@ def _node_count(data_dir: Path, port: int, asked: int | None) -> int:
     try:
         found = json.loads((data_dir / CLUSTER_FILE).read_text())
     except (OSError, ValueError):
+        found = {"nodes": 1, "port": port} if (data_dir / "server.properties").exists() else {}
+    if not found:
         return asked or 1
     if asked is not None and asked != found["nodes"]:
         raise BrokerError(f"{data_dir} holds a {found['nodes']}-node broker, not {asked} "

@@ -93,7 +93,11 @@ def launch(node: Node, layout: list[Node], data_dir: Path, classpath: str, clust
     if secure and secure.ssl_port is not None:
         if secure.ssl_cert is None or secure.ssl_key is None:
             raise BrokerError("a TLS listener needs the broker's certificate and key (PEM)")
-        keystore.write_text(Path(secure.ssl_key).read_text() + Path(secure.ssl_cert).read_text())
+        try:
+            keystore.write_text(Path(secure.ssl_key).read_text()
+                                + Path(secure.ssl_cert).read_text())
+        except OSError as exc:
+            raise BrokerError(f"cannot read the broker's TLS key and certificate: {exc}") from exc
         keystore.chmod(0o600)
     config = data_dir / "server.properties"
     config.write_text(server_properties(node, layout, data_dir / "kraft", secure, keystore))

@@ -4,7 +4,8 @@ aiokafka reports any failed bootstrap as "unable to bootstrap"; a worker would t
 for the broker forever. :func:`security_failure` opens one connection to each bootstrap
 server itself and returns a non-retriable :class:`BrokerError` naming the mechanism, the
 user and the broker when the broker refused the credentials or the TLS handshake failed,
-or None when the broker simply cannot be reached (an outage, worth waiting for).
+or None when the broker simply cannot be reached (an outage, worth waiting for):
+:func:`unreachable` is the error then.
 
 Example (needs a broker)::
 
@@ -20,6 +21,7 @@ from aiokafka.conn import create_conn
 from aiokafka.errors import (
     AuthenticationFailedError,
     IllegalSaslStateError,
+    KafkaConnectionError,
     KafkaError,
     SaslAuthenticationFailed,
     UnsupportedSaslMechanismError,
@@ -69,10 +71,31 @@ async def security_failure(bootstrap: str,
                 f"(security.protocol {security.protocol}, {security.how()}): {exc}; check "
                 f"ssl.cafile, ssl.certfile and ssl.keyfile in {security.source}, and that "
                 "the listener speaks TLS", bootstrap=bootstrap)
+        except KafkaConnectionError as exc:
+            if security.tls and security.certfile is None:  # closed after the handshake
+                return BrokerError(
+                    f"the broker at {broker} closed the TLS connection (security.protocol "
+                    f"{security.protocol}, {security.how()}, no client certificate): {exc}; "
+                    "if it requires client certificates, set ssl.certfile and ssl.keyfile "
+                    f"in {security.source}", bootstrap=bootstrap)
         except (OSError, KafkaError, TimeoutError):
             continue  # unreachable, or a mismatch we cannot tell: the caller's own error
-        conn.close()
+        else:
+            conn.close()
     return None
+
+
+def unreachable(bootstrap: str, exc: Exception) -> BrokerError:
+    """The error of a broker that cannot be reached (retriable: it may come back).
+
+    >>> print(unreachable("127.0.0.1:1", OSError("refused")))  # doctest: +ELLIPSIS
+    cannot reach Kafka at 127.0.0.1:1 (refused) with security.protocol PLAINTEXT; ...
+    """
+    protocol = load_security().protocol
+    return BrokerError(f"cannot reach Kafka at {bootstrap} ({exc}) with security.protocol "
+                       f"{protocol}; start the local broker with `streamcompose broker start`, "
+                       "or pass --bootstrap, or the security settings the broker needs "
+                       "(--kafka-config)", bootstrap=bootstrap, retriable=True)
 
 
 async def raise_security_failure(bootstrap: str) -> None:
