@@ -39,9 +39,8 @@ from streamcompose.errors import (
 from streamcompose.kafka.admin import topic_partitions
 from streamcompose.kafka.clients import make_consumer, make_producer
 from streamcompose.serving.deadline import deadline_header
+from streamcompose.serving.lanes import PRIORITY
 from streamcompose.topology.serving_specs import PrioritySpec
-
-PRIORITY = "sc-priority"
 
 __all__ = ["Client", "Result", "resolve_topics"]
 
