@@ -41,9 +41,8 @@ from streamcompose.kafka.clients import make_consumer, make_producer
 from streamcompose.kafka.diagnose import raise_security_failure, unreachable
 from streamcompose.observe import tracing
 from streamcompose.serving.deadline import deadline_header
+from streamcompose.serving.lanes import PRIORITY
 from streamcompose.topology.serving_specs import PrioritySpec
-
-PRIORITY = "sc-priority"
 
 __all__ = ["Client", "Result", "resolve_topics"]
 

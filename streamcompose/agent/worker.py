@@ -9,8 +9,10 @@ its hot path consumes with aiokafka's batch ``getmany``. Three tasks form a pipe
 1. ``_consume``: fetch records, register each with the :class:`Checkpoint`, decode it
    and put it into the :class:`MicroBatcher` (waiting while it is full). A value that
    cannot be decoded travels on as an item bound for the dead-letter topic.
-2. ``_infer``: take a batch, run the step in the model thread so that the event loop
-   keeps fetching and heartbeating, encode one result (or dead letter) per record.
+2. ``_infer``: take a batch, let the serving gate dead-letter expired requests and
+   answer cached ones (:mod:`streamcompose.serving`), run the step on the rest in the
+   model thread so that the event loop keeps fetching and heartbeating, encode one
+   result (or dead letter) per record.
 3. ``_deliver``: close the batches through the checkpoint (one transaction under
    exactly-once; acknowledged sends under at-least-once) while the next batch runs;
    batches that piled up during a transaction are closed together in the next one.
@@ -236,7 +238,8 @@ class AgentWorker(WorkerBase):
                 log.exception("agent %s: step failed on a batch of %d", self.agent, len(good))
                 error = RecordError(exception_text(exc, typed=True), agent=self.agent)
                 outcomes = [error] * len(good)
-            self.metrics.inference_seconds.observe(loop.time() - started)
+            if good:
+                self.metrics.inference_seconds.observe(loop.time() - started)
             if self.tracing:
                 self.tracing.batch([i.hop for i in good if i.hop], started_ns, time.time_ns())
             for item, outcome in zip(good, outcomes, strict=True):

@@ -28,6 +28,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from streamcompose.topology.model import Topology
 
 Fetched = dict[TopicPartition, list[Any]]
+PRIORITY = "sc-priority"  # the header naming a request's lane, set by its publisher
 
 
 class LaneScheduler:
