@@ -123,3 +123,34 @@ def test_without_opentelemetry_nothing_is_traced(monkeypatch):
     trained("digits")
     run = LocalRunner(load_topology(ENSEMBLE)).run([("r1", {"pixels": PIXELS})])
     assert [k for k, _ in run.results[0].headers] == []
+
+
+FALLBACK = '''
+name: fb
+agents:
+  safe: {inputs: [$input], fallback: {primary: big, backup: small, deadline_ms: 100}}
+  big: {inputs: [safe], model: {runtime: python, entrypoint: "STEPS:fail"}}
+  small: {inputs: [safe], model: {runtime: python, entrypoint: "STEPS:ok"}}
+'''
+FALLBACK_STEPS = '''
+def fail(batch):
+    raise ValueError("primary down")
+
+def ok(batch):
+    return [{"y": 1} for _ in batch]
+'''
+
+
+def test_a_fallback_keeps_the_request_in_its_trace(exporter, write_topology):
+    run = LocalRunner(load_topology(write_topology(FALLBACK, FALLBACK_STEPS))).run(
+        [("r1", {"x": 1})])
+    assert run.results[0].payload["served_by"] == "small"
+    spans = exporter.get_finished_spans()
+    (publish,) = [s for s in spans if s.name == "publish fb"]
+    assert {s.context.trace_id for s in spans if not s.name.endswith(" batch")} == {
+        publish.context.trace_id}
+    forwards = [s for s in spans if s.name == "safe join"]
+    assert len(forwards) == 2  # to the primary, then to the backup
+    assert all(s.parent.span_id == publish.context.span_id for s in forwards)
+    (big,) = [s for s in spans if s.name == "big"]
+    assert not big.status.is_ok  # its request was dead-lettered

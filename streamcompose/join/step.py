@@ -68,7 +68,7 @@ class JoinStep(StatefulStep):
             self.events["duplicate" if branch in entry.branches else "late"] += 1
             return
         entry.branches[branch] = arrival.value or b""
-        entry.traced(arrival.trace)
+        self.remember_trace(entry, arrival.trace)
         entry.entered_ms = min(entry.entered_ms, arrival.trace.entered_ms)
         self.store.changed(rid)
         if self.rule.verdict(entry.branches, entry.expect).complete:

@@ -89,7 +89,7 @@ class FallbackStep(StatefulStep):
         first = max(self.now, arrival.timestamp)
         self.store.open(rid, FallbackEntry(arrival.partition, first, trace.entered_ms,
                                            list(trace.path), value))
-        self.store.pending_entry(rid).traced(trace)
+        self.remember_trace(self.store.pending_entry(rid), trace)
         self._forward(rid, self.primary)
 
     def _forward(self, rid: str, target: str) -> None:
