@@ -154,3 +154,17 @@ def test_a_fallback_keeps_the_request_in_its_trace(exporter, write_topology):
     assert all(s.parent.span_id == publish.context.span_id for s in forwards)
     (big,) = [s for s in spans if s.name == "big"]
     assert not big.status.is_ok  # its request was dead-lettered
+
+
+def test_a_malformed_traceparent_starts_a_new_trace(exporter):
+    tracer = tracing.hop_tracer("vote")
+    good = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    trace = tracer.joined(Trace("r1", 0), ["not a traceparent", good], first_ms=5)
+    (span,) = [s for s in exporter.get_finished_spans() if s.name == "vote join"]
+    assert f"{span.parent.trace_id:032x}" == "0af7651916cd43dd8448eb211c80319c"
+    assert not span.links
+    assert tracing.traceparent_of(trace).split("-")[1] == "0af7651916cd43dd8448eb211c80319c"
+    hop = tracer.received("r2", [("traceparent", b"garbage")])
+    tracer.done([hop])
+    (root,) = [s for s in exporter.get_finished_spans() if s.name == "vote"]
+    assert root.parent is None
