@@ -261,3 +261,24 @@ def test_workers_export_their_spans_over_otlp(cli, deploy, bootstrap, sc_env, wr
     finally:
         collector.shutdown()
         collector.server_close()
+
+
+def test_a_restarted_worker_counts_its_restarts(monkeypatch, tmp_path):
+    from streamcompose.agent.base import WorkerBase
+    from streamcompose.agent.state import WorkerState
+    from streamcompose.metrics import RESTARTS_ENV
+    from streamcompose.topology import load_topology_text
+
+    topology = load_topology_text("name: demo\nagents:\n  same: {inputs: [$input], model: "
+                                  "{runtime: python, entrypoint: \"copy:copy\"}}\n")
+    monkeypatch.setenv(RESTARTS_ENV, "2")
+    state = WorkerState(tmp_path / "deployments" / "demo" / "workers" / "same-0.json")
+    worker = WorkerBase(topology, "same", "127.0.0.1:1", 0, state)
+    labels = {"topology": "demo", "agent": "same", "replica": "0"}
+    assert worker.metrics.registry.get_sample_value("streamcompose_restarts_total",
+                                                    labels) == 2
+    worker.serve_metrics()  # announces itself to Prometheus beside its state file
+    target = json.loads((tmp_path / "deployments" / "demo" / "targets" /
+                         "same-0.json").read_text())
+    assert target == [{"targets": [f"127.0.0.1:{state.data['metrics_port']}"],
+                       "labels": labels}]
