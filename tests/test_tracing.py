@@ -168,3 +168,13 @@ def test_a_malformed_traceparent_starts_a_new_trace(exporter):
     tracer.done([hop])
     (root,) = [s for s in exporter.get_finished_spans() if s.name == "vote"]
     assert root.parent is None
+
+
+def test_otel_variables_without_the_sdk_name_the_extra(monkeypatch, caplog):
+    import sys
+
+    pytest.importorskip("opentelemetry.trace")
+    monkeypatch.setitem(sys.modules, "opentelemetry.sdk.trace", None)
+    monkeypatch.setenv("OTEL_TRACES_EXPORTER", "otlp")
+    assert not tracing.configure()
+    assert 'pip install "streamcompose[otel]"' in caplog.text
