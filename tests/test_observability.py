@@ -3,7 +3,8 @@ real workers.
 
 A Prometheus server (Debian's ``prometheus`` package; ``.ci/run`` installs it) is started
 with the configuration ``streamcompose render prometheus`` writes, scrapes a deployed
-digits cascade under traffic (with a few bad requests, so that errors exist), and every
+two-agent cascade (the second with a drift monitor) under traffic, with a few bad
+requests so that errors exist, and every
 query of the dashboard is evaluated through its HTTP API: each must return data, except
 those on metrics other issues add (listed in ``NOT_YET_EXPORTED``)."""
 
@@ -22,19 +23,39 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import ClassVar
 
 import pytest
-from fixtures import ROOT, TOPOLOGIES, trained
+from fixtures import ROOT
 
 from streamcompose.client import Client
 from streamcompose.observe.dashboard import PANELS, dashboard_json, queries
 from streamcompose.observe.scrape import parse_metrics
 from streamcompose.observe.top import summarize, table
 
-CASCADE = TOPOLOGIES / "digits_cascade.yaml"
 #: metrics of issue 12 that the workers do not export yet (deadlines, the result cache)
 #: or that only an autoscaler writes; their queries may come back empty until then
 NOT_YET_EXPORTED = ("streamcompose_expired_total", "streamcompose_cache_requests_total",
                     "streamcompose_autoscale_decisions_total")
-PIXELS = [0, 0, 5, 13, 9, 1, 0, 0] * 8
+
+STEPS = '''
+def inc(batch):
+    return [{"x": p["x"] + 1, "label": p["x"] % 3, "proba": [0.3, 0.7]} for p in batch]
+
+inc.inputs = ("x",)
+inc.outputs = ("x", "label", "proba")
+'''
+
+TWO_HOPS = '''
+name: traced
+fields: [x]
+agents:
+  first:
+    inputs: [$input]
+    model: {runtime: python, entrypoint: "STEPS:inc"}
+    batch: {max_size: 8, max_wait_ms: 5}
+  second:
+    inputs: [first]
+    model: {runtime: python, entrypoint: "STEPS:inc"}
+    monitor: {label: label, confidence: proba, inputs: [x], reference: 50, window: 50}
+'''
 
 
 def test_the_dashboard_file_is_the_generated_one():
@@ -88,9 +109,9 @@ def _get(url: str) -> dict:
 def _traffic(bootstrap: str, name: str, stop: threading.Event) -> None:
     async def run() -> None:
         async with Client(bootstrap) as client:
-            await client.publish(name, [{"pixels": "not pixels"}, {"nothing": 1}])
+            await client.publish(name, [{"x": "not a number"}, {"nothing": 1}])
             while not stop.is_set():
-                await client.publish(name, [{"pixels": PIXELS}] * 20)
+                await client.publish(name, [{"x": i} for i in range(20)])
                 await asyncio.sleep(0.1)
 
     asyncio.run(run())
@@ -107,9 +128,8 @@ def prometheus_binary() -> str:
 
 @pytest.mark.integration
 def test_prometheus_evaluates_every_dashboard_query(cli, deploy, bootstrap, tmp_path,
-                                                    prometheus_binary):
-    trained("digits")
-    m = deploy(CASCADE)
+                                                    prometheus_binary, write_topology):
+    m = deploy(write_topology(TWO_HOPS, STEPS))
     name = m["name"]
     config = tmp_path / "prometheus.yml"
     cli("render", "prometheus", name, "--interval", "1s", "-o", str(config))
@@ -130,7 +150,7 @@ def test_prometheus_evaluates_every_dashboard_query(cli, deploy, bootstrap, tmp_
                 targets = _get(f"{api}/targets")["data"]["activeTargets"]
             except OSError:
                 targets = []
-            if len(targets) == 3 and all(t["health"] == "up" for t in targets):
+            if len(targets) == 2 and all(t["health"] == "up" for t in targets):
                 break
             assert time.monotonic() < deadline, f"targets: {targets}"
             time.sleep(0.5)
@@ -138,10 +158,10 @@ def test_prometheus_evaluates_every_dashboard_query(cli, deploy, bootstrap, tmp_
 
         top = json.loads(cli("top", name, "--json", "--interval", "1").stdout)
         rows = {r["agent"]: r for r in top["agents"]}
-        assert set(rows) == {"preprocess", "cnn", "postprocess"}
+        assert set(rows) == {"first", "second"}
         assert all(r["up"] == 1 and r["out_per_s"] > 0 for r in rows.values()), rows
-        assert rows["preprocess"]["errors"] == 2 and rows["cnn"]["batch"] >= 1
-        assert rows["postprocess"]["drift"] is not None
+        assert rows["first"]["errors"] == 2 and rows["first"]["batch"] >= 1
+        assert rows["second"]["drift"] is not None
 
         empty = []
         for title, expr in queries(name, rate_window="10s", time_range="1m"):
@@ -155,28 +175,6 @@ def test_prometheus_evaluates_every_dashboard_query(cli, deploy, bootstrap, tmp_
         feeder.join(30)
         server.terminate()
         server.wait(30)
-
-
-STEPS = '''
-def inc(batch):
-    return [{"x": p["x"] + 1} for p in batch]
-
-inc.inputs = ("x",)
-inc.outputs = ("x",)
-'''
-
-TWO_HOPS = '''
-name: traced
-fields: [x]
-agents:
-  first:
-    inputs: [$input]
-    model: {runtime: python, entrypoint: "STEPS:inc"}
-    batch: {max_size: 8, max_wait_ms: 5}
-  second:
-    inputs: [first]
-    model: {runtime: python, entrypoint: "STEPS:inc"}
-'''
 
 
 class _Collector(BaseHTTPRequestHandler):
@@ -263,3 +261,24 @@ def test_workers_export_their_spans_over_otlp(cli, deploy, bootstrap, sc_env, wr
     finally:
         collector.shutdown()
         collector.server_close()
+
+
+def test_a_restarted_worker_counts_its_restarts(monkeypatch, tmp_path):
+    from streamcompose.agent.base import WorkerBase
+    from streamcompose.agent.state import WorkerState
+    from streamcompose.metrics import RESTARTS_ENV
+    from streamcompose.topology import load_topology_text
+
+    topology = load_topology_text("name: demo\nagents:\n  same: {inputs: [$input], model: "
+                                  "{runtime: python, entrypoint: \"copy:copy\"}}\n")
+    monkeypatch.setenv(RESTARTS_ENV, "2")
+    state = WorkerState(tmp_path / "deployments" / "demo" / "workers" / "same-0.json")
+    worker = WorkerBase(topology, "same", "127.0.0.1:1", 0, state)
+    labels = {"topology": "demo", "agent": "same", "replica": "0"}
+    assert worker.metrics.registry.get_sample_value("streamcompose_restarts_total",
+                                                    labels) == 2
+    worker.serve_metrics()  # announces itself to Prometheus beside its state file
+    target = json.loads((tmp_path / "deployments" / "demo" / "targets" /
+                         "same-0.json").read_text())
+    assert target == [{"targets": [f"127.0.0.1:{state.data['metrics_port']}"],
+                       "labels": labels}]

@@ -123,3 +123,58 @@ def test_without_opentelemetry_nothing_is_traced(monkeypatch):
     trained("digits")
     run = LocalRunner(load_topology(ENSEMBLE)).run([("r1", {"pixels": PIXELS})])
     assert [k for k, _ in run.results[0].headers] == []
+
+
+FALLBACK = '''
+name: fb
+agents:
+  safe: {inputs: [$input], fallback: {primary: big, backup: small, deadline_ms: 100}}
+  big: {inputs: [safe], model: {runtime: python, entrypoint: "STEPS:fail"}}
+  small: {inputs: [safe], model: {runtime: python, entrypoint: "STEPS:ok"}}
+'''
+FALLBACK_STEPS = '''
+def fail(batch):
+    raise ValueError("primary down")
+
+def ok(batch):
+    return [{"y": 1} for _ in batch]
+'''
+
+
+def test_a_fallback_keeps_the_request_in_its_trace(exporter, write_topology):
+    run = LocalRunner(load_topology(write_topology(FALLBACK, FALLBACK_STEPS))).run(
+        [("r1", {"x": 1})])
+    assert run.results[0].payload["served_by"] == "small"
+    spans = exporter.get_finished_spans()
+    (publish,) = [s for s in spans if s.name == "publish fb"]
+    assert {s.context.trace_id for s in spans if not s.name.endswith(" batch")} == {
+        publish.context.trace_id}
+    forwards = [s for s in spans if s.name == "safe join"]
+    assert len(forwards) == 2  # to the primary, then to the backup
+    assert all(s.parent.span_id == publish.context.span_id for s in forwards)
+    (big,) = [s for s in spans if s.name == "big"]
+    assert not big.status.is_ok  # its request was dead-lettered
+
+
+def test_a_malformed_traceparent_starts_a_new_trace(exporter):
+    tracer = tracing.hop_tracer("vote")
+    good = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    trace = tracer.joined(Trace("r1", 0), ["not a traceparent", good], first_ms=5)
+    (span,) = [s for s in exporter.get_finished_spans() if s.name == "vote join"]
+    assert f"{span.parent.trace_id:032x}" == "0af7651916cd43dd8448eb211c80319c"
+    assert not span.links
+    assert tracing.traceparent_of(trace).split("-")[1] == "0af7651916cd43dd8448eb211c80319c"
+    hop = tracer.received("r2", [("traceparent", b"garbage")])
+    tracer.done([hop])
+    (root,) = [s for s in exporter.get_finished_spans() if s.name == "vote"]
+    assert root.parent is None
+
+
+def test_otel_variables_without_the_sdk_name_the_extra(monkeypatch, caplog):
+    import sys
+
+    pytest.importorskip("opentelemetry.trace")
+    monkeypatch.setitem(sys.modules, "opentelemetry.sdk.trace", None)
+    monkeypatch.setenv("OTEL_TRACES_EXPORTER", "otlp")
+    assert not tracing.configure()
+    assert 'pip install "streamcompose[otel]"' in caplog.text

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from streamcompose.errors import DeploymentError
+from streamcompose.observe.prometheus_config import TARGETS_DIR
 
 NAME_RE = re.compile(r"^[A-Za-z0-9._-]+$")
 SUPERVISOR_MODULE = "streamcompose.deploy.supervisor"
@@ -208,8 +209,10 @@ class Deployment:
                 if pid and runs_deployment(pid, self.name)}
 
     def clear_workers(self) -> None:
-        for f in (self.dir / "workers").glob("*.json"):
-            f.unlink()
+        """Forget the workers' state files and their Prometheus targets."""
+        for folder in ("workers", TARGETS_DIR):
+            for f in (self.dir / folder).glob("*.json"):
+                f.unlink()
 
     def remove_manifest(self) -> None:
         self.manifest_file.unlink(missing_ok=True)

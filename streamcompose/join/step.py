@@ -79,7 +79,7 @@ class JoinStep(StatefulStep):
             return
         entry.branches[branch] = arrival.value or b""
         entry.lineage = merge_lineage(entry.lineage, read_lineage(arrival.trace.extra))
-        entry.traced(arrival.trace)
+        self.remember_trace(entry, arrival.trace)
         entry.entered_ms = min(entry.entered_ms, arrival.trace.entered_ms)
         self.store.changed(rid)
         if self.rule.verdict(entry.branches, entry.expect).complete:

@@ -36,36 +36,56 @@ def _index(expected: np.ndarray, actual: np.ndarray) -> float:
     return float(np.sum((actual - expected) * np.log(actual / expected)))
 
 
+class NumericReference:
+    """A reference sample of numbers, binned once: in ``bins`` bins of equal reference
+    share (fewer where it repeats values), plus one below and one above its range (so
+    that even a constant reference sees a shift)."""
+
+    def __init__(self, values: Sequence[float] | np.ndarray, bins: int = DEFAULT_BINS) -> None:
+        ref = np.asarray(values, dtype=np.float64)
+        self.empty = not len(ref)
+        self.edges = np.unique(np.quantile(ref, np.linspace(0, 1, bins + 1)[1:-1])) \
+            if len(ref) else np.array([])
+        self.lo, self.hi = (ref.min(), ref.max()) if len(ref) else (0.0, 0.0)
+        self.shares = _shares(self._counts(ref))
+
+    def _counts(self, x: np.ndarray) -> np.ndarray:
+        where = np.searchsorted(self.edges, x, side="right") + 1
+        where[x < self.lo], where[x > self.hi] = 0, len(self.edges) + 2
+        return np.bincount(where, minlength=len(self.edges) + 3)
+
+    def psi(self, recent: Sequence[float] | np.ndarray) -> float:
+        now = np.asarray(recent, dtype=np.float64)
+        if self.empty or not len(now):
+            return 0.0
+        return _index(self.shares, _shares(self._counts(now)))
+
+
+class CategoryReference:
+    """A reference sample of categories (predicted labels), counted once."""
+
+    def __init__(self, values: Sequence[str]) -> None:
+        self.counts = Counter(values)
+
+    def psi(self, recent: Sequence[str]) -> float:
+        if not self.counts or not recent:
+            return 0.0
+        now = Counter(recent)
+        names = sorted(set(self.counts) | set(now))
+        return _index(_shares(np.array([self.counts[n] for n in names], dtype=np.float64)),
+                      _shares(np.array([now[n] for n in names], dtype=np.float64)))
+
+
 def psi(reference: Sequence[float] | np.ndarray, recent: Sequence[float] | np.ndarray,
         bins: int = DEFAULT_BINS) -> float:
-    """The PSI of numbers ``recent`` against ``reference``, in ``bins`` bins of equal
-    reference share (fewer where the reference repeats values), plus one below and one
-    above the reference's range (so that even a constant reference sees a shift).
+    """The PSI of numbers ``recent`` against ``reference`` (:class:`NumericReference`).
 
     >>> psi([1.0] * 50, [1.0] * 50), psi([1.0] * 50, [2.0] * 50) > 1
     (0.0, True)
     """
-    ref = np.asarray(reference, dtype=np.float64)
-    now = np.asarray(recent, dtype=np.float64)
-    if not len(ref) or not len(now):
-        return 0.0
-    edges = np.unique(np.quantile(ref, np.linspace(0, 1, bins + 1)[1:-1]))
-    lo, hi = ref.min(), ref.max()
-
-    def counts(x: np.ndarray) -> np.ndarray:
-        # two more bins, empty in the reference: values beyond its smallest and largest
-        where = np.searchsorted(edges, x, side="right") + 1
-        where[x < lo], where[x > hi] = 0, len(edges) + 2
-        return np.bincount(where, minlength=len(edges) + 3)
-
-    return _index(_shares(counts(ref)), _shares(counts(now)))
+    return NumericReference(reference, bins).psi(recent)
 
 
 def category_psi(reference: Sequence[str], recent: Sequence[str]) -> float:
     """The PSI of categories (predicted labels) ``recent`` against ``reference``."""
-    if not reference or not recent:
-        return 0.0
-    ref, now = Counter(reference), Counter(recent)
-    names = sorted(set(ref) | set(now))
-    return _index(_shares(np.array([ref[n] for n in names], dtype=np.float64)),
-                  _shares(np.array([now[n] for n in names], dtype=np.float64)))
+    return CategoryReference(reference).psi(recent)

@@ -38,7 +38,7 @@ from prometheus_client import Counter, Gauge, Histogram
 
 from streamcompose.errors import AgentError
 from streamcompose.metrics import LABELS, AgentMetrics
-from streamcompose.observe.drift import category_psi, psi
+from streamcompose.observe.drift import CategoryReference, NumericReference
 from streamcompose.topology.monitor_spec import MonitorSpec
 
 log = logging.getLogger("streamcompose.drift")
@@ -81,6 +81,7 @@ class Monitor:
         self.recent: dict[str, deque] = {f: deque(maxlen=spec.window) for f in spec.features()}
         self.reference: dict[str, list] = {f: [] for f in spec.features()}
         self.captured = False
+        self._binned: dict[str, CategoryReference | NumericReference] = {}
         if spec.reference_file is not None:
             self._load(spec.reference_file)
         self.scores: dict[str, float] = {}
@@ -122,7 +123,13 @@ class Monitor:
             raise AgentError(f"drift reference {path}: expected a JSON object with the values "
                              f"of {', '.join(self.reference)} under 'features': "
                              f"{type(exc).__name__}: {exc}", agent=self.agent) from None
+        self._bin()
+
+    def _bin(self) -> None:
+        """The reference is complete: bin (or count) it once."""
         self.captured = True
+        self._binned = {f: CategoryReference(v) if f == "output:label" else
+                        NumericReference(v, self.spec.bins) for f, v in self.reference.items()}
 
     def observe(self, payloads: Sequence[dict[str, Any]],
                 results: Sequence[dict[str, Any]]) -> None:
@@ -158,7 +165,7 @@ class Monitor:
                                  else "other").inc()
 
     def _captured(self) -> None:
-        self.captured = True
+        self._bin()
         for window in self.recent.values():
             window.clear()  # compare later traffic only
         log.info("agent %s: drift reference captured (%d requests)%s", self.agent,
@@ -184,9 +191,7 @@ class Monitor:
             if not self.reference[feature] or \
                     len(window) < min(self.spec.window, len(self.reference[feature])):
                 continue  # nothing to compare with, or too few requests since
-            score = (category_psi(self.reference[feature], list(window))
-                     if feature == "output:label" else
-                     psi(self.reference[feature], window, self.spec.bins))
+            score = self._binned[feature].psi(list(window))
             self.scores[feature] = score
             self._score.labels(*self._values, feature).set(score)
         self._raise(max(self.scores.items(), key=lambda kv: kv[1], default=("", 0.0)))

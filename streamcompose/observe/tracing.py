@@ -227,8 +227,8 @@ class HopTracer:
         """A stateful step answers a request made of several records (a joiner's
         branches): its span hangs under the first and links to the others; returns
         ``trace`` naming its produce span."""
-        contexts = [otel.get_current_span(_context([(TRACEPARENT, b.encode())]))
-                    .get_span_context() for b in branches]
+        contexts = [c for b in branches if (c := otel.get_current_span(
+            _context([(TRACEPARENT, b.encode())])).get_span_context()).is_valid]
         parent = (otel.set_span_in_context(otel.NonRecordingSpan(contexts[0])) if contexts
                   else Context())
         span = self.tracer.start_span(

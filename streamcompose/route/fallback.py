@@ -91,7 +91,7 @@ class FallbackStep(StatefulStep):
                               request=value)
         entry.take_deadline(self.arrived(arrival))
         self.store.open(rid, entry)
-        entry.traced(trace)
+        self.remember_trace(entry, trace)
         self._forward(rid, self.primary)
 
     def _forward(self, rid: str, target: str) -> None:

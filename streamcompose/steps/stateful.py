@@ -98,6 +98,11 @@ class StatefulStep(ABC):
         self._sends: list[Send] = []
         self.tracing = hop_tracer(agent)
 
+    def remember_trace(self, entry: RequestEntry, trace: Trace) -> None:
+        """With tracing on, keep the trace context of a record of an open request."""
+        if self.tracing is not None:
+            entry.traced(trace)
+
     def answer_trace(self, request_id: str, entry: RequestEntry) -> Trace:
         """The trace of the answer to an open request: with tracing on, under a span
         that joins the traces of the records it was made of."""
