@@ -108,12 +108,13 @@ def _report(requests: dict[str, Request], live: dict[str, Answer],
 
 def replay(name: str, agent: str, candidate: str, sel: Selection = Selection(), *,
            options: dict[str, Any] | None = None, keep: bool = False,
-           timeout: float = 60.0, deploy_timeout: float = 180.0,
-           bar: BarFactory = Bar) -> Report:
+           rate: float | None = None, timeout: float = 60.0,
+           deploy_timeout: float = 180.0, bar: BarFactory = Bar) -> Report:
     """Run the requests live ``agent`` of deployment ``name`` received through
     ``candidate`` (a model file or ``module:callable``) in a side deployment, and
-    compare. ``timeout``: how long to wait for the candidate's next answer. The side
-    deployment and its topics are removed afterwards unless ``keep``."""
+    compare. ``rate``: requests a second fed to the candidate (all at once when None);
+    ``timeout``: how long to wait for the candidate's next answer. The side deployment
+    and its topics are removed afterwards unless ``keep``."""
     m, t, snapshot = _live(name)
     _model_agent(t, agent)
     bootstrap = m["bootstrap"]
@@ -128,7 +129,7 @@ def replay(name: str, agent: str, candidate: str, sel: Selection = Selection(), 
     try:
         side.start(deploy_timeout)
         with bar("replayed", len(requests)) as b:
-            sent = asyncio.run(side.feed(list(requests.values()), b.update))
+            sent = asyncio.run(side.feed(list(requests.values()), b.update, rate))
         with bar("candidate answers", len(requests)) as b:
             answers = asyncio.run(collect(bootstrap, side.side, sent, timeout, None, b.update))
     finally:

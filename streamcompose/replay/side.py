@@ -113,17 +113,22 @@ class SideDeployment:
         self.topology = load_topology(file, base_dir=self.live.base_dir)
         deploy(file, self.bootstrap, timeout=timeout, base_dir=self.live.base_dir)
 
-    async def feed(self, requests: list[Request], progress: Callable[[int], None]
-                   ) -> dict[str, int]:
+    async def feed(self, requests: list[Request], progress: Callable[[int], None],
+                   rate: float | None = None) -> dict[str, int]:
         """Copy the requests (key, value and headers) onto the side input, each to the
-        partition number it had; returns id -> when it was sent (ms since the epoch)."""
+        partition number it had, at most ``rate`` a second; returns id -> when it was sent
+        (ms since the epoch)."""
         assert self.topology is not None
         producer = make_producer(self.bootstrap, f"{self.name}.feed",
                                  max_message_bytes=self.live.max_message_bytes)
         await producer.start()
         try:
             pending = []
-            for r in requests:
+            loop = asyncio.get_running_loop()
+            started = loop.time()
+            for n, r in enumerate(requests):
+                if rate is not None:
+                    await asyncio.sleep(max(0.0, started + n / rate - loop.time()))
                 pending.append((r.id, now_ms(), await producer.send(
                     self.topology.input_topic, r.record.value, key=r.record.key,
                     headers=list(r.record.headers),
