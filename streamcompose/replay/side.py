@@ -22,6 +22,7 @@ from typing import Any
 import yaml
 
 from streamcompose.codec.record import now_ms
+from streamcompose.codec.redrive import NOT_REPUBLISHED
 from streamcompose.deploy import deploy, stop
 from streamcompose.deploy.registry import Deployment, check_name
 from streamcompose.errors import DeploymentError
@@ -115,9 +116,9 @@ class SideDeployment:
 
     async def feed(self, requests: list[Request], progress: Callable[[int], None],
                    rate: float | None = None) -> dict[str, int]:
-        """Copy the requests (key, value and headers) onto the side input, each to the
-        partition number it had, at most ``rate`` a second; returns id -> when it was sent
-        (ms since the epoch)."""
+        """Copy the requests (key, value and headers, less a deadline) onto the side
+        input, each to the partition number it had, at most ``rate`` a second; returns
+        id -> when it was sent (ms since the epoch)."""
         assert self.topology is not None
         producer = make_producer(self.bootstrap, f"{self.name}.feed",
                                  max_message_bytes=self.live.max_message_bytes)
@@ -131,7 +132,7 @@ class SideDeployment:
                     await asyncio.sleep(max(0.0, started + n / rate - loop.time()))
                 pending.append((r.id, now_ms(), await producer.send(
                     self.topology.input_topic, r.record.value, key=r.record.key,
-                    headers=list(r.record.headers),
+                    headers=[(k, v) for k, v in r.record.headers if k not in NOT_REPUBLISHED],
                     partition=r.record.partition % self.topology.partitions)))
             stored = {}
             for rid, sent_ms, delivery in pending:
