@@ -72,6 +72,9 @@ def test_one_sided_and_failed_answers():
     assert data["only_live"] == ["live"] and data["only_candidate"] == ["cand"]
     assert data["agreement"] == 1.0
     assert "only v1: 1" in report.render()
+    report.keyless = 2
+    assert "left out: 2 records without a key" in report.render()
+    assert report.to_json()["keyless"] == 2
 
 
 def test_fields_compared_are_those_the_agent_produced():
