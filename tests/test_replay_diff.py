@@ -156,3 +156,13 @@ def test_redriven_request_headers():
     assert read_redrive(headers) == provenance == Redrive("demo.dlq", 1, 9, "a", "demo.in", 500)
     assert meant_for("a", "demo.in", headers) and not meant_for("b", "demo.in", headers)
     assert meant_for("b", "demo.a", headers)
+
+
+def test_a_failing_candidate_is_told_by_its_last_error(tmp_path: Path):
+    from streamcompose.replay.side import _last_error
+
+    log = tmp_path / "cnn-0.log"
+    log.write_text("starting\nTraceback (most recent call last):\n  File x\n"
+                   "RuntimeError: Expected 4D input\n[INFO] Stopping...\n[INFO] Closing\n")
+    assert _last_error(log).splitlines()[-1] == "RuntimeError: Expected 4D input"
+    assert _last_error(tmp_path / "none.log") == "(no log)"
