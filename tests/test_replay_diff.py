@@ -17,7 +17,7 @@ from streamcompose.errors import DeploymentError
 from streamcompose.kafka.ranges import parse_position
 from streamcompose.replay.diff import Answer, compare, compare_field, produced_fields
 from streamcompose.replay.report import summarize
-from streamcompose.replay.side import candidate_model
+from streamcompose.replay.side import candidate_model, last_error
 from streamcompose.topology import load_topology_text
 
 
@@ -158,11 +158,9 @@ def test_redriven_request_headers():
     assert meant_for("b", "demo.a", headers)
 
 
-def test_a_failing_candidate_is_told_by_its_last_error(tmp_path: Path):
-    from streamcompose.replay.side import _last_error
-
+def test_a_failing_candidate_is_told_by_itslast_error(tmp_path: Path):
     log = tmp_path / "cnn-0.log"
     log.write_text("starting\nTraceback (most recent call last):\n  File x\n"
                    "RuntimeError: Expected 4D input\n[INFO] Stopping...\n[INFO] Closing\n")
-    assert _last_error(log).splitlines()[-1] == "RuntimeError: Expected 4D input"
-    assert _last_error(tmp_path / "none.log") == "(no log)"
+    assert last_error(log).splitlines()[-1] == "RuntimeError: Expected 4D input"
+    assert last_error(tmp_path / "none.log") == "(no log)"

@@ -139,7 +139,7 @@ class SideDeployment:
         while not started.wait(WATCH_S):
             for worker, info in self.deployment.supervisor().get("workers", {}).items():
                 if len(info.get("exit_codes", [])) >= CRASHES:
-                    crashed.append(_last_error(self.deployment.log_file(worker)))
+                    crashed.append(last_error(self.deployment.log_file(worker)))
                     stop(self.name)
                     return
 
@@ -181,7 +181,7 @@ class SideDeployment:
         shutil.rmtree(self.deployment.dir, ignore_errors=True)
 
 
-def _last_error(log: Path) -> str:
+def last_error(log: Path) -> str:
     """The lines of a worker's log up to its last error (its last lines if none)."""
     try:
         lines = log.read_text(errors="replace").splitlines()
