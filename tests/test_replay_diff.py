@@ -17,7 +17,7 @@ from streamcompose.errors import DeploymentError
 from streamcompose.kafka.ranges import parse_position
 from streamcompose.replay.diff import Answer, compare, compare_field, produced_fields
 from streamcompose.replay.report import summarize
-from streamcompose.replay.side import candidate_model
+from streamcompose.replay.side import candidate_model, last_error
 from streamcompose.topology import load_topology_text
 
 
@@ -72,6 +72,9 @@ def test_one_sided_and_failed_answers():
     assert data["only_live"] == ["live"] and data["only_candidate"] == ["cand"]
     assert data["agreement"] == 1.0
     assert "only v1: 1" in report.render()
+    report.keyless = 2
+    assert "left out: 2 records without a key" in report.render()
+    assert report.to_json()["keyless"] == 2
 
 
 def test_fields_compared_are_those_the_agent_produced():
@@ -153,3 +156,11 @@ def test_redriven_request_headers():
     assert read_redrive(headers) == provenance == Redrive("demo.dlq", 1, 9, "a", "demo.in", 500)
     assert meant_for("a", "demo.in", headers) and not meant_for("b", "demo.in", headers)
     assert meant_for("b", "demo.a", headers)
+
+
+def test_a_failing_candidate_is_told_by_itslast_error(tmp_path: Path):
+    log = tmp_path / "cnn-0.log"
+    log.write_text("starting\nTraceback (most recent call last):\n  File x\n"
+                   "RuntimeError: Expected 4D input\n[INFO] Stopping...\n[INFO] Closing\n")
+    assert last_error(log).splitlines()[-1] == "RuntimeError: Expected 4D input"
+    assert last_error(tmp_path / "none.log") == "(no log)"

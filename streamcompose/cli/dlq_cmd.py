@@ -26,7 +26,8 @@ def _filter_options(command: Any) -> Any:
     for option in reversed([
             click.option("--reason", default=None,
                          help="Only dead letters whose reason contains TEXT (any case)."),
-            click.option("--agent", default=None, help="Only those agent A failed."),
+            click.option("--agent", default=None, metavar="AGENT",
+                         help="Only the dead letters of this agent."),
             click.option("--since", callback=position_option, default=None, metavar="TIME|OFFSET",
                          help="From this time, age (10m, 2h) or offset on."),
             click.option("--id", "ids", multiple=True, help="Only this request id "

@@ -111,11 +111,15 @@ def _show(report: Report, as_json: bool, out: Path | None, fail_below: float | N
               help="The candidate model's options (default: the live agent's, when the "
                    "runtime is the same).")
 @click.option("--keep", is_flag=True, help="Keep the side deployment and its topics.")
+@click.option("--rate", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Feed the candidate at most N requests a second (default: all at once, "
+                   "so its latency includes the queue of the whole replay).")
 @click.option("--timeout", type=float, default=60.0, show_default=True,
               help="Seconds to wait for the candidate's next answer.")
 @_selection_options
 def replay_command(name: str, agent_candidate: tuple[str, str], options: dict[str, Any] | None,
-                   keep: bool, timeout: float, start: Position | None, end: Position | None,
+                   keep: bool, rate: float | None, timeout: float, start: Position | None,
+                   end: Position | None,
                    limit: int | None, fields: tuple[str, ...], tolerance: float,
                    as_json: bool, out: Path | None, fail_below: float | None,
                    no_progress: bool) -> None:
@@ -131,8 +135,8 @@ def replay_command(name: str, agent_candidate: tuple[str, str], options: dict[st
     """
     agent, candidate = agent_candidate
     sel = Selection(start, end, limit, fields, tolerance)
-    report = replay(name, agent, candidate, sel, options=options, keep=keep, timeout=timeout,
-                    bar=_bar(no_progress))
+    report = replay(name, agent, candidate, sel, options=options, keep=keep, rate=rate,
+                    timeout=timeout, bar=_bar(no_progress))
     _show(report, as_json, out, fail_below)
 
 

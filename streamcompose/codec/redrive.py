@@ -23,6 +23,9 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
 REDRIVE = "sc-redrive"
+#: headers a request published again (by ``dlq redrive`` or ``replay``) leaves behind: its
+#: deadline (issue 12's ``sc-deadline``) passed long ago, the new run is asked for now
+NOT_REPUBLISHED = ("sc-deadline",)
 
 
 @dataclass(frozen=True)

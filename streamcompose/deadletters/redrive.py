@@ -31,7 +31,7 @@ from typing import Any
 from aiokafka.errors import KafkaError, ProducerFenced
 
 from streamcompose.codec.record import ENTERED, PATH, now_ms
-from streamcompose.codec.redrive import REDRIVE, Redrive, redrive_header
+from streamcompose.codec.redrive import NOT_REPUBLISHED, REDRIVE, Redrive, redrive_header
 from streamcompose.deadletters.letters import DeadLetter, Filters, read_letters
 from streamcompose.deploy.registry import Deployment
 from streamcompose.errors import BrokerError, DeploymentError
@@ -40,7 +40,7 @@ from streamcompose.kafka.clients import make_producer
 from streamcompose.kafka.ranges import read_range
 from streamcompose.topology import Topology, colocate, load_topology_text
 
-DROPPED_HEADERS = ("content-type", "sc-deadline", REDRIVE)
+DROPPED_HEADERS = ("content-type", REDRIVE, *NOT_REPUBLISHED)
 CHUNK = 100  # dead letters per transaction at most
 
 

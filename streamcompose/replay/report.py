@@ -74,6 +74,7 @@ class Report:
                                                                          "candidate": []})
     differences: list[RequestDiff] = field(default_factory=list)
     title: str = ""
+    keyless: int = 0  # records left out: without a key, so without a request id to match
 
     def add(self, d: RequestDiff) -> None:
         self.requests += 1
@@ -104,7 +105,8 @@ class Report:
     def to_json(self) -> dict[str, Any]:
         """The report as JSON-ready values, the per-request differences included."""
         return {"title": self.title, "live": self.live, "candidate": self.candidate,
-                "requests": self.requests, "compared": self.compared, "agreed": self.agreed,
+                "requests": self.requests, "keyless": self.keyless,
+                "compared": self.compared, "agreed": self.agreed,
                 "agreement": self.agreement,
                 "outcomes": {s: self.statuses.get(s, 0) for s in STATUSES},
                 "failed": dict(self.failed),
@@ -135,6 +137,9 @@ class Report:
                       f"only {self.candidate}: {s['only_candidate']}   neither: {s['neither']}",
                   f"dead-lettered: {self.live} {self.failed['live']}, {self.candidate} "
                   f"{self.failed['candidate']}"]
+        if self.keyless:
+            lines.append(f"left out: {self.keyless} records without a key (no request id to "
+                         "match)")
         return "\n".join(lines)
 
 

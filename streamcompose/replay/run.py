@@ -86,7 +86,7 @@ def _model_agent(t: Topology, agent: str) -> None:
 
 
 async def _requests(bootstrap: str, t: Topology, side: Side, sel: Selection
-                    ) -> dict[str, Request]:
+                    ) -> tuple[dict[str, Request], int]:
     records = await read_range(bootstrap, list(side.inputs), sel.start, sel.end, sel.limit)
     found, keyless = requests_of(records)
     if not found:
@@ -94,31 +94,34 @@ async def _requests(bootstrap: str, t: Topology, side: Side, sel: Selection
                               f"{', '.join(side.inputs)} in the range asked"
                               + (f" ({keyless} records without a key, so without a request "
                                  "id to match)" if keyless else ""), topology=t.name)
-    return found
+    return found, keyless
 
 
-def _report(requests: dict[str, Request], live: dict[str, Answer],
+def _report(requests: dict[str, Request], keyless: int, live: dict[str, Answer],
             candidate: dict[str, Answer], sel: Selection, live_label: str,
             candidate_label: str, title: str) -> Report:
-    return summarize((compare(rid, r.payload, live.get(rid), candidate.get(rid),
-                              list(sel.fields) or None, sel.tolerance)
-                      for rid, r in requests.items()),
-                     live=live_label, candidate=candidate_label, title=title)
+    report = summarize((compare(rid, r.payload, live.get(rid), candidate.get(rid),
+                                list(sel.fields) or None, sel.tolerance)
+                        for rid, r in requests.items()),
+                       live=live_label, candidate=candidate_label, title=title)
+    report.keyless = keyless
+    return report
 
 
 def replay(name: str, agent: str, candidate: str, sel: Selection = Selection(), *,
            options: dict[str, Any] | None = None, keep: bool = False,
-           timeout: float = 60.0, deploy_timeout: float = 180.0,
-           bar: BarFactory = Bar) -> Report:
+           rate: float | None = None, timeout: float = 60.0,
+           deploy_timeout: float = 180.0, bar: BarFactory = Bar) -> Report:
     """Run the requests live ``agent`` of deployment ``name`` received through
     ``candidate`` (a model file or ``module:callable``) in a side deployment, and
-    compare. ``timeout``: how long to wait for the candidate's next answer. The side
-    deployment and its topics are removed afterwards unless ``keep``."""
+    compare. ``rate``: requests a second fed to the candidate (all at once when None);
+    ``timeout``: how long to wait for the candidate's next answer. The side deployment
+    and its topics are removed afterwards unless ``keep``."""
     m, t, snapshot = _live(name)
     _model_agent(t, agent)
     bootstrap = m["bootstrap"]
     live = Side("live", agent, t.input_topics(agent), (t.topic_of(agent),), t.dlq_of(agent))
-    requests = asyncio.run(_requests(bootstrap, t, live, sel))
+    requests, keyless = asyncio.run(_requests(bootstrap, t, live, sel))
     first_ms = min(r.timestamp_ms for r in requests.values())
     with bar("live answers", len(requests)) as b:
         live_answers = asyncio.run(collect(
@@ -128,7 +131,7 @@ def replay(name: str, agent: str, candidate: str, sel: Selection = Selection(), 
     try:
         side.start(deploy_timeout)
         with bar("replayed", len(requests)) as b:
-            sent = asyncio.run(side.feed(list(requests.values()), b.update))
+            sent = asyncio.run(side.feed(list(requests.values()), b.update, rate))
         with bar("candidate answers", len(requests)) as b:
             answers = asyncio.run(collect(bootstrap, side.side, sent, timeout, None, b.update))
     finally:
@@ -136,7 +139,7 @@ def replay(name: str, agent: str, candidate: str, sel: Selection = Selection(), 
             side.remove()
     title = (f"replay of {name}/{agent}: candidate {candidate} against the live agent"
              + (f" (side deployment kept: {side.name})" if keep else ""))
-    return _report(requests, live_answers, answers, sel, "live", "candidate", title)
+    return _report(requests, keyless, live_answers, answers, sel, "live", "candidate", title)
 
 
 def _shadow_pair(t: Topology, agent: str) -> tuple[str, str]:
@@ -169,7 +172,7 @@ def shadow_report(name: str, agent: str, sel: Selection = Selection(), *,
         return Side(label, a, (t.edge_topic(router, a),), (t.topic_of(a),), t.dlq_of(a))
 
     shadow_side, primary_side = side_of(shadow, shadow), side_of(primary, primary)
-    requests = asyncio.run(_requests(bootstrap, t, shadow_side, sel))
+    requests, keyless = asyncio.run(_requests(bootstrap, t, shadow_side, sel))
     first_ms = min(r.timestamp_ms for r in requests.values())
     primary_got = asyncio.run(read_range(bootstrap, list(primary_side.inputs),
                                          Position(time_ms=first_ms - CLOCK_SKEW_MS), None))
@@ -183,5 +186,6 @@ def shadow_report(name: str, agent: str, sel: Selection = Selection(), *,
             answers[label] = asyncio.run(collect(bootstrap, side, sent, RECORDED_QUIET_S,
                                                  first_ms - CLOCK_SKEW_MS, b.update))
     title = f"shadow report of {name}/{router}: shadow {shadow} against primary {primary}"
-    return _report(requests, answers[primary], answers[shadow], sel, primary, shadow, title)
+    return _report(requests, keyless, answers[primary], answers[shadow], sel, primary, shadow,
+                   title)
 

@@ -13,7 +13,9 @@ a candidate model, deployed under its own name, so on its own topics
 from __future__ import annotations
 
 import asyncio
+import re
 import shutil
+import threading
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -22,6 +24,7 @@ from typing import Any
 import yaml
 
 from streamcompose.codec.record import now_ms
+from streamcompose.codec.redrive import NOT_REPUBLISHED
 from streamcompose.deploy import deploy, stop
 from streamcompose.deploy.registry import Deployment, check_name
 from streamcompose.errors import DeploymentError
@@ -32,6 +35,10 @@ from streamcompose.topology import Topology, load_topology
 
 #: the runtime of a candidate model file, by its suffix
 RUNTIME_OF_SUFFIX = {".onnx": "onnx", ".pt": "torch", ".pth": "torch", ".ts": "torch"}
+CRASHES = 2  # exits of the candidate's worker before the replay gives up
+WATCH_S = 0.5
+LOG_LINES = 15
+ERROR_RE = re.compile(r"\w+(Error|Exception)\b|\[ERROR\]")
 MODEL_KEYS_KEPT = ("device", "fallback", "input_map", "output_map", "outputs",
                    "allow_nonfinite")
 
@@ -106,27 +113,55 @@ class SideDeployment:
                     t.dlq_of(self.agent))
 
     def start(self, timeout: float) -> None:
-        """Write the side topology into the side deployment's folder and deploy it."""
+        """Write the side topology into the side deployment's folder and deploy it; a
+        candidate whose worker keeps exiting stops the deployment at once."""
         file = self.deployment.dir / "candidate.yaml"
         file.parent.mkdir(parents=True, exist_ok=True)
         file.write_text(yaml.safe_dump(self.document, sort_keys=False), encoding="utf-8")
         self.topology = load_topology(file, base_dir=self.live.base_dir)
-        deploy(file, self.bootstrap, timeout=timeout, base_dir=self.live.base_dir)
+        crashed: list[str] = []
+        started = threading.Event()
+        watcher = threading.Thread(target=self._watch, args=(started, crashed), daemon=True)
+        watcher.start()
+        try:
+            deploy(file, self.bootstrap, timeout=timeout, base_dir=self.live.base_dir)
+        except DeploymentError as exc:
+            if crashed:
+                raise DeploymentError(f"the candidate's worker of {self.name!r} keeps "
+                                      f"exiting; its log ends:\n{crashed[0]}",
+                                      topology=self.live.name) from exc
+            raise
+        finally:
+            started.set()
+            watcher.join()
 
-    async def feed(self, requests: list[Request], progress: Callable[[int], None]
-                   ) -> dict[str, int]:
-        """Copy the requests (key, value and headers) onto the side input, each to the
-        partition number it had; returns id -> when it was sent (ms since the epoch)."""
+    def _watch(self, started: threading.Event, crashed: list[str]) -> None:
+        while not started.wait(WATCH_S):
+            for worker, info in self.deployment.supervisor().get("workers", {}).items():
+                if len(info.get("exit_codes", [])) >= CRASHES:
+                    crashed.append(last_error(self.deployment.log_file(worker)))
+                    stop(self.name)
+                    return
+
+    async def feed(self, requests: list[Request], progress: Callable[[int], None],
+                   rate: float | None = None) -> dict[str, int]:
+        """Copy the requests (key, value and headers, less a deadline) onto the side
+        input, each to the partition number it had, at most ``rate`` a second; returns
+        id -> when it was sent (ms since the epoch)."""
         assert self.topology is not None
         producer = make_producer(self.bootstrap, f"{self.name}.feed",
                                  max_message_bytes=self.live.max_message_bytes)
         await producer.start()
         try:
             pending = []
-            for r in requests:
+            loop = asyncio.get_running_loop()
+            started = loop.time()
+            for n, r in enumerate(requests):
+                if rate is not None:
+                    await asyncio.sleep(max(0.0, started + n / rate - loop.time()))
                 pending.append((r.id, now_ms(), await producer.send(
                     self.topology.input_topic, r.record.value, key=r.record.key,
-                    headers=list(r.record.headers),
+                    headers=[(k, v) for k, v in r.record.headers if k not in NOT_REPUBLISHED],
                     partition=r.record.partition % self.topology.partitions)))
             stored = {}
             for rid, sent_ms, delivery in pending:
@@ -144,3 +179,14 @@ class SideDeployment:
         if self.topology is not None:
             asyncio.run(delete_topics(self.bootstrap, list(self.topology.topics())))
         shutil.rmtree(self.deployment.dir, ignore_errors=True)
+
+
+def last_error(log: Path) -> str:
+    """The lines of a worker's log up to its last error (its last lines if none)."""
+    try:
+        lines = log.read_text(errors="replace").splitlines()
+    except OSError:
+        return "(no log)"
+    end = max((i for i, line in enumerate(lines) if ERROR_RE.search(line)),
+              default=len(lines) - 1)
+    return "\n".join(lines[max(0, end - LOG_LINES + 1):end + 1])
