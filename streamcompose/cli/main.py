@@ -42,9 +42,16 @@ def cli() -> None:
 
 
 def _register() -> None:
-    from streamcompose.cli import broker_cmd, deploy_cmd, io_cmd, lifecycle_cmd, topology_cmd
+    from streamcompose.cli import (
+        broker_cmd,
+        deploy_cmd,
+        io_cmd,
+        lifecycle_cmd,
+        topology_cmd,
+        trace_cmd,
+    )
 
-    for module in (broker_cmd, deploy_cmd, io_cmd, topology_cmd, lifecycle_cmd):
+    for module in (broker_cmd, deploy_cmd, io_cmd, topology_cmd, lifecycle_cmd, trace_cmd):
         for command in module.COMMANDS:
             cli.add_command(command)
 
