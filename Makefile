@@ -84,6 +84,7 @@ bench: models broker  ## every benchmark (ratios in one run; see benchmarks/READ
 	$(PY) benchmarks/delivery.py --bootstrap $(BOOTSTRAP)
 	$(PY) benchmarks/soak.py --bootstrap $(BOOTSTRAP)
 	$(PY) benchmarks/text.py --bootstrap $(BOOTSTRAP)
+	$(PY) benchmarks/upgrade.py --bootstrap $(BOOTSTRAP)
 	$(PY) benchmarks/gpu.py --device cpu
 
 clean: broker-stop
