@@ -97,3 +97,22 @@ def test_upgrade_refuses_before_touching_anything(tmp_path, monkeypatch):
     with pytest.raises(DeploymentError, match="no earlier version to roll back to"):
         rollback("here", "a")
     assert not d.next_snapshot_file.exists() and not d.upgrade_file.exists()
+
+
+FALLBACK = '''
+name: f
+agents:
+  safe: {inputs: [$input], fallback: {primary: big, backup: small, deadline_ms: 200}}
+  big: {inputs: [safe], model: {runtime: python, entrypoint: "STEPS:inc"}}
+  small: {inputs: [safe], model: {runtime: python, entrypoint: "STEPS:inc"}}
+'''
+
+
+def test_fallback_router_forwards_the_lineage_it_got(tmp_path):
+    module = f"fallback_{tmp_path.name}"
+    (tmp_path / f"{module}.py").write_text(STEPS)
+    step = build_step(load_topology_text(FALLBACK.replace("STEPS", module), tmp_path), "safe")
+    upstream = [{"agent": "client-side", "version": "1", "replica": 0, "batch": "0-1-1"}]
+    sends = step.handle([branch("f.in", "r1", upstream)], 20)
+    (forwarded,) = [s for s in sends if s.topic == "f.safe.big"]
+    assert read_lineage(forwarded.headers) == upstream

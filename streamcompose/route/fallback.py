@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from streamcompose.codec import decode_payload, encode_payload
+from streamcompose.codec.lineage import read_lineage
 from streamcompose.errors import RequestTimeoutError, StreamComposeError
 from streamcompose.steps.stateful import Arrival, RequestEntry, StatefulStep
 from streamcompose.steps.store import RequestStore
@@ -88,7 +89,8 @@ class FallbackStep(StatefulStep):
         # worker catches up (its clock behind), from when the request was written
         first = max(self.now, arrival.timestamp)
         self.store.open(rid, FallbackEntry(arrival.partition, first, trace.entered_ms,
-                                           list(trace.path), value))
+                                           list(trace.path), value,
+                                           lineage=read_lineage(trace.extra)))
         self._forward(rid, self.primary)
 
     def _forward(self, rid: str, target: str) -> None:

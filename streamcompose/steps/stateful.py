@@ -13,9 +13,11 @@ from abc import ABC, abstractmethod
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 from streamcompose.codec import MSGPACK, Trace
 from streamcompose.codec.deadletter import dead_letter_value
+from streamcompose.codec.lineage import with_lineage
 from streamcompose.steps.base import result_content_type
 from streamcompose.steps.store import Entry, RequestStore
 from streamcompose.topology.model import Topology
@@ -37,15 +39,17 @@ class Arrival:
 
 @dataclass
 class RequestEntry(Entry):
-    """An open request of a stateful step: with when it entered the topology and the
-    agents it passed, so that its answer carries its trace on."""
+    """An open request of a stateful step: with when it entered the topology, the
+    agents it passed and their lineage, so that its answer carries its trace on."""
 
     entered_ms: int = 0
     path: list[str] = field(default_factory=list)
+    lineage: list[dict[str, Any]] = field(default_factory=list, kw_only=True)
 
     def trace(self, request_id: str, agent: str) -> Trace:
         """The trace of this request's answer, written by ``agent``."""
-        return Trace(request_id, self.entered_ms, (*self.path, agent))
+        return Trace(request_id, self.entered_ms, (*self.path, agent),
+                     extra=tuple(with_lineage([], self.lineage)))
 
 
 @dataclass(frozen=True)
