@@ -31,7 +31,7 @@ from streamcompose.topology.versions import agent_version
 
 pytestmark = pytest.mark.integration
 
-RATE = 40.0  # requests per second
+RATE = 20.0  # requests per second
 MARGIN_S = 1.5  # of the stream before the upgrade, and after it returned
 
 
