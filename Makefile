@@ -85,6 +85,7 @@ bench: models broker  ## every benchmark (ratios in one run; see benchmarks/READ
 	$(PY) benchmarks/soak.py --bootstrap $(BOOTSTRAP)
 	$(PY) benchmarks/text.py --bootstrap $(BOOTSTRAP)
 	$(PY) benchmarks/serving.py --bootstrap $(BOOTSTRAP)
+	$(PY) benchmarks/upgrade.py --bootstrap $(BOOTSTRAP)
 	$(PY) benchmarks/gpu.py --device cpu
 	$(PY) benchmarks/observe.py
 

@@ -31,18 +31,21 @@ from streamcompose.topology.versions import agent_version
 
 pytestmark = pytest.mark.integration
 
-RATE = 40.0  # requests per second
+RATE = 20.0  # requests per second
 MARGIN_S = 1.5  # of the stream before the upgrade, and after it returned
 
 
 @pytest.fixture(scope="session")
-def cnn_v2(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The digits CNN retrained with another seed, by the training script."""
+def cnn_v2(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The digits CNN retrained with another seed, by the training script (kept in
+    pytest's cache between runs, where it has one)."""
     trained("digits")
-    out = tmp_path_factory.mktemp("cnn-v2")
-    subprocess.run([sys.executable, str(ROOT / "scripts" / "train_digits.py"), "--only",
-                    "digits_cnn.pt", "--seed", "1", "--out", str(out)], check=True,
-                   capture_output=True)
+    cache = getattr(request.config, "cache", None)
+    out = cache.mkdir("cnn-v2") if cache is not None else tmp_path_factory.mktemp("cnn-v2")
+    if not (out / "digits_cnn.pt").exists():
+        subprocess.run([sys.executable, str(ROOT / "scripts" / "train_digits.py"), "--only",
+                        "digits_cnn.pt", "--seed", "1", "--out", str(out)], check=True,
+                       capture_output=True)
     return out / "digits_cnn.pt"
 
 

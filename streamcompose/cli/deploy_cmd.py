@@ -86,6 +86,11 @@ def status(name: str | None, as_json: bool, no_lag: bool) -> None:
                        f"{d['supervisor']['pid']} {sup}")
             click.echo(f"  {'agent':<16}{'replica':>8}{'pid':>9}  {'status':<10}{'restarts':>9}"
                        f"{'metrics':>9}{'lag':>8}  version")
+            upgrading = d.get("upgrade") or {}
+            if upgrading.get("state") not in (None, "done", "failed"):
+                click.echo(f"  {upgrading['kind']} of {upgrading['agent']} under way: "
+                           f"{upgrading['from_version']} -> {upgrading['to_version']}, "
+                           f"{upgrading['state']}")
             for a in d["agents"]:
                 if not a["workers"]:
                     where = "no worker here" if a["here"] else "not on this host"

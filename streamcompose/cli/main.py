@@ -79,10 +79,11 @@ def _register() -> None:
         render_cmd,
         replay_cmd,
         topology_cmd,
+        trace_cmd,
     )
 
     for module in (broker_cmd, deploy_cmd, io_cmd, topology_cmd, cluster_cmd, render_cmd,
-                   lifecycle_cmd, replay_cmd, dlq_cmd, observe_cmd):
+                   lifecycle_cmd, replay_cmd, dlq_cmd, observe_cmd, trace_cmd):
         for command in module.COMMANDS:
             cli.add_command(command)
 

@@ -121,6 +121,8 @@ def deploy(file: str | Path, bootstrap: str = "127.0.0.1:9092", name: str | None
         raise DeploymentError(f"{t.name!r} is still running: {pids}; run `streamcompose stop "
                               f"{t.name}` first", topology=t.name)
     create_topics(t, bootstrap)
+    for left in (d.next_snapshot_file, d.upgrade_file, d.history_file):  # a former life's
+        left.unlink(missing_ok=True)
     d.write_snapshot(_snapshot(path, t.name))
     d.write_manifest(_manifest(t, bootstrap, None, here))
     d.clear_workers()
@@ -246,6 +248,7 @@ def _status_of(d: Deployment, with_lag: bool) -> dict[str, Any]:
     return {"name": m["name"], "file": m["file"], "bootstrap": m["bootstrap"],
             "input": m["input"], "output": m["output"], "dlq": m["dlq"],
             "snapshot": str(d.snapshot_file),
+            "upgrade": d.supervisor().get("upgrade"),
             "supervisor": {"pid": m["supervisor_pid"],
                            "alive": runs_deployment(m["supervisor_pid"], d.name)},
             "agents": agents}

@@ -13,8 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from streamcompose.codec import Trace, decode_payload, encode_payload
-from streamcompose.codec.lineage import merge_lineage, read_lineage, with_lineage
+from streamcompose.codec import decode_payload, encode_payload
+from streamcompose.codec.lineage import merge_lineage, read_lineage
 from streamcompose.codec.record import EXPECT
 from streamcompose.errors import RequestExpiredError, StreamComposeError
 from streamcompose.join.aggregate import Aggregator
@@ -34,12 +34,6 @@ class JoinEntry(RequestEntry):
 
     expect: list[str] | None = None
     branches: dict[str, bytes] = field(default_factory=dict)
-    lineage: list[dict[str, Any]] = field(default_factory=list)  # the branches', merged
-
-    def trace(self, request_id: str, agent: str) -> Trace:
-        trace = super().trace(request_id, agent)
-        return Trace(trace.request_id, trace.entered_ms, trace.path, extra=tuple(
-            with_lineage(trace.extra, self.lineage)) if self.lineage else trace.extra)
 
 
 class JoinStep(StatefulStep):

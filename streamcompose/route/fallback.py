@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from streamcompose.codec import decode_payload, encode_payload
+from streamcompose.codec.lineage import read_lineage
 from streamcompose.errors import RequestExpiredError, RequestTimeoutError, StreamComposeError
 from streamcompose.steps.stateful import Arrival, RequestEntry, StatefulStep
 from streamcompose.steps.store import RequestStore
@@ -88,7 +89,7 @@ class FallbackStep(StatefulStep):
         # worker catches up (its clock behind), from when the request was written
         first = max(self.now, arrival.timestamp)
         entry = FallbackEntry(arrival.partition, first, trace.entered_ms, list(trace.path),
-                              request=value)
+                              request=value, lineage=read_lineage(trace.extra))
         entry.take_deadline(self.arrived(arrival))
         self.store.open(rid, entry)
         self.remember_trace(entry, trace)

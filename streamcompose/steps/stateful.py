@@ -13,9 +13,11 @@ from abc import ABC, abstractmethod
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 from streamcompose.codec import MSGPACK, Trace
 from streamcompose.codec.deadletter import dead_letter_value, error_reason
+from streamcompose.codec.lineage import with_lineage
 from streamcompose.observe.tracing import hop_tracer, traceparent_of
 from streamcompose.serving.deadline import deadline_header, deadline_of, expired_error, with_default
 from streamcompose.steps.base import result_content_type
@@ -39,13 +41,14 @@ class Arrival:
 
 @dataclass
 class RequestEntry(Entry):
-    """An open request of a stateful step: with when it entered the topology and the
-    agents it passed, so that its answer carries its trace on."""
+    """An open request of a stateful step: with when it entered the topology, the
+    agents it passed and their lineage, so that its answer carries its trace on."""
 
     entered_ms: int = 0
     path: list[str] = field(default_factory=list)
     deadline: int | None = None  # ms since the epoch (header sc-deadline)
     traces: list[str] = field(default_factory=list, kw_only=True)  # its records' traceparents
+    lineage: list[dict[str, Any]] = field(default_factory=list, kw_only=True)
 
     def traced(self, trace: Trace) -> None:
         """Remember the trace context a record of this request carried."""
@@ -55,8 +58,10 @@ class RequestEntry(Entry):
 
     def trace(self, request_id: str, agent: str) -> Trace:
         """The trace of this request's answer, written by ``agent``."""
-        extra = (deadline_header(self.deadline),) if self.deadline is not None else ()
-        return Trace(request_id, self.entered_ms, (*self.path, agent), extra=extra)
+        extra = [deadline_header(self.deadline)] if self.deadline is not None else []
+        if self.lineage:
+            extra = with_lineage(extra, self.lineage)
+        return Trace(request_id, self.entered_ms, (*self.path, agent), extra=tuple(extra))
 
     def take_deadline(self, trace: Trace) -> None:
         """Keep the earliest deadline of the request's records."""
