@@ -74,7 +74,7 @@ def _check_scaled_object(obj: dict[str, Any], t: Topology) -> None:
     schema = json.loads((DATA / "keda_scaledobject.schema.json").read_text())
     jsonschema.validate(obj, schema)
     spec = obj["spec"]
-    agent = next(a for a in t.agents if obj["metadata"]["name"].endswith(
+    agent = next(a for a in map(t.agent, t.units()) if obj["metadata"]["name"].endswith(
         a.name.replace("_", "-")))
     assert agent.autoscale is not None
     assert spec["maxReplicaCount"] <= t.partitions
@@ -93,7 +93,7 @@ def test_every_example_renders_valid_kubernetes_objects(file: Path):
     t = load_topology(file)
     objects = render_k8s(t, _options())
     kinds = [o["kind"] for o in objects]
-    assert kinds.count("Deployment") == kinds.count("PodDisruptionBudget") == len(t.agents)
+    assert kinds.count("Deployment") == kinds.count("PodDisruptionBudget") == len(t.units())
     assert kinds.count("Job") == kinds.count("ConfigMap") == 1
     for obj in objects:
         if obj["kind"] == "ScaledObject":
@@ -169,10 +169,10 @@ def test_compose_file_follows_the_compose_specification(file: Path):
     compose = render_compose(t, _options())
     schema = json.loads((DATA / "compose-spec.schema.json").read_text())
     jsonschema.Draft7Validator(schema).validate(compose)  # the schema's draft
-    assert list(compose["services"]) == ["kafka", "topics", *t.agent_names]
+    assert list(compose["services"]) == ["kafka", "topics", *t.units()]
     kafka = compose["services"]["kafka"]["environment"]
     assert kafka["KAFKA_PROCESS_ROLES"] == "broker,controller"  # KRaft, no ZooKeeper
-    for agent in t.agents:
+    for agent in map(t.agent, t.units()):
         service = compose["services"][agent.name]
         assert service["command"][:3] == ["worker", "/etc/streamcompose/topology/topology.yaml",
                                           agent.name]
