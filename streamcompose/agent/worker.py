@@ -31,6 +31,8 @@ import asyncio
 import contextlib
 import logging
 import os
+import time
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -42,7 +44,9 @@ from aiokafka.abc import ConsumerRebalanceListener
 from streamcompose.agent.base import WorkerBase
 from streamcompose.agent.control import ControlFollower
 from streamcompose.agent.stateful import StatefulRunner
+from streamcompose.batching.adaptive import WaitPolicy
 from streamcompose.batching.batcher import MicroBatcher
+from streamcompose.batching.cost import cost_function
 from streamcompose.codec import MSGPACK, Trace, decode_payload, encode_payload
 from streamcompose.codec.deadletter import dead_letter_value, error_reason
 from streamcompose.codec.reasons import exception_text
@@ -57,6 +61,7 @@ log = logging.getLogger("streamcompose.agent")
 EXIT_SEND_FAILED = 3
 DEAD_LETTER_ROOM = 4096  # bytes a dead letter needs beside the original it carries
 DELIVERY_QUEUE = 16  # processed batches waiting for the checkpoint; closed together
+INFER_DEPTH = 2  # batches given to the model thread at once: one running, one waiting
 
 
 @dataclass
@@ -69,6 +74,7 @@ class Item:
     error: StreamComposeError | None = None
     emissions: list[Emission] | None = None
     epoch: int = 0  # of its partition's assignment when fetched (see AgentWorker.current)
+    cost: float = 0.0  # for cost-aware batching
 
     @property
     def tp(self) -> TopicPartition:
@@ -99,8 +105,12 @@ class AgentWorker(WorkerBase):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        b = self.spec.batch
+        self.cost = cost_function(b.cost, self.topology.base_dir) if b.cost else None
         self.batcher: MicroBatcher[Item] = MicroBatcher(
-            self.spec.batch.max_size, self.spec.batch.max_wait_ms, on_batch=self._on_batch)
+            b.max_size, b.max_wait_ms, on_batch=self._on_batch,
+            policy=WaitPolicy(b.max_size, b.max_wait_ms / 1000) if b.auto_wait else None,
+            cost=(lambda item: item.cost) if self.cost else None, max_cost=b.max_cost)
         self.deliveries: asyncio.Queue[list[tuple[Closing, int]]] = asyncio.Queue(
             DELIVERY_QUEUE)
         self.epochs: dict[TopicPartition, int] = {}
@@ -150,12 +160,10 @@ class AgentWorker(WorkerBase):
         while self._fetching and not self.should_stop:
             batches = await self.consumer.getmany(timeout_ms=self.settings.poll_ms,
                                                   max_records=self.settings.fetch_records)
-            for records in batches.values():
+            for tp, records in batches.items():  # bookkeeping once per partition's batch
                 self.metrics.records_in.inc(len(records))
-                for record in records:
-                    self.checkpoint.track(TopicPartition(record.topic, record.partition),
-                                          record.offset)
-                    await self.batcher.put(self._decode(record))
+                self.checkpoint.track_many(tp, [r.offset for r in records])
+                await self.batcher.put_many([self._decode(r) for r in records])
         self._consumed.set()
 
     def _decode(self, record: ConsumerRecord) -> Item:
@@ -164,10 +172,18 @@ class AgentWorker(WorkerBase):
         if self.stateful is not None:  # a stateful step reads the raw values it needs
             return Item(record, trace, None, epoch=epoch)
         try:
-            return Item(record, trace, decode_payload(record.value, trace.content_type),
+            item = Item(record, trace, decode_payload(record.value, trace.content_type),
                         epoch=epoch)
         except StreamComposeError as exc:
             return Item(record, trace, None, exc, epoch=epoch)
+        if self.cost is not None:
+            try:
+                item.cost = self.cost(item.payload or {})
+            except Exception as exc:  # the user's cost function: the record's fault
+                return Item(record, trace, None, RecordError(
+                    f"batch.cost {self.spec.batch.cost!r} failed: "
+                    f"{exception_text(exc, typed=True)}", agent=self.agent), epoch=epoch)
+        return item
 
     def current(self, tp: TopicPartition | None, epoch: int) -> bool:
         """Whether a record fetched in ``epoch`` of its partition's assignment may still
@@ -177,28 +193,65 @@ class AgentWorker(WorkerBase):
 
     @mode.Service.task
     async def _infer(self) -> None:
+        """Hand the model thread the next batch while it runs the current one: while the
+        event loop encodes a batch's results, the model already runs the next."""
         if self.stateful is not None:
             await self.stateful.run()
-        loop = asyncio.get_running_loop()
+        running: deque[tuple[list[Item], list[Item], asyncio.Future]] = deque()
+        gathering: asyncio.Future[list[Item]] | None = None
+        try:
+            while True:  # cancelled by mode after on_stop has drained the batcher
+                if gathering is None and len(running) < INFER_DEPTH:
+                    gathering = asyncio.ensure_future(self.batcher.next_batch())
+                waits = {f for f in (gathering, running[0][2] if running else None) if f}
+                await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+                if gathering is not None and gathering.done():
+                    running.append(self._submit(gathering.result()))
+                    gathering = None
+                while running and running[0][2].done():
+                    await self._finish(*running.popleft())
+        finally:
+            if gathering is not None:
+                gathering.cancel()
+
+    def _submit(self, taken: list[Item]) -> tuple[list[Item], list[Item], asyncio.Future]:
+        """Queue a batch for the model thread."""
+        batch = [i for i in taken if self.current(i.tp, i.epoch)]
+        good = [i for i in batch if i.payload is not None]
+        return batch, good, asyncio.get_running_loop().run_in_executor(
+            self.executor, self._run_step, [(i.trace.request_id, i.payload) for i in good])
+
+    def _run_step(self, requests: list[tuple[str, Any]]) -> tuple[Any, float]:
+        """In the model thread: the step's outcomes (or the exception it raised) and the
+        seconds it took."""
         assert self.step is not None
-        while True:  # cancelled by mode after on_stop has drained the batcher
-            batch = [i for i in await self.batcher.next_batch() if self.current(i.tp, i.epoch)]
-            good = [i for i in batch if i.payload is not None]
-            started = loop.time()
-            try:
-                outcomes = await loop.run_in_executor(
-                    self.executor, self.step, [(i.trace.request_id, i.payload) for i in good])
-            except Exception as exc:  # a bug in a step must not stop the agent
-                log.exception("agent %s: step failed on a batch of %d", self.agent, len(good))
-                error = RecordError(exception_text(exc, typed=True), agent=self.agent)
-                outcomes = [error] * len(good)
-            self.metrics.inference_seconds.observe(loop.time() - started)
-            for item, outcome in zip(good, outcomes, strict=True):
-                if isinstance(outcome, RecordError):
-                    item.error = outcome
-                else:
-                    item.emissions = outcome
-            await self.deliveries.put([(self._closing(item), item.epoch) for item in batch])
+        started = time.perf_counter()
+        try:
+            outcomes = self.step(requests)
+        except Exception as exc:  # a bug in a step must not stop the agent
+            outcomes = exc
+        return outcomes, time.perf_counter() - started
+
+    async def _finish(self, batch: list[Item], good: list[Item], done: asyncio.Future) -> None:
+        """Encode a batch's results (or dead letters) and queue them for delivery."""
+        outcomes, seconds = done.result()
+        if isinstance(outcomes, Exception):
+            log.error("agent %s: step failed on a batch of %d", self.agent, len(good),
+                      exc_info=outcomes)
+            outcomes = [RecordError(exception_text(outcomes, typed=True),
+                                    agent=self.agent)] * len(good)
+        self.metrics.inference_seconds.observe(seconds)
+        self.batcher.ran(len(good), seconds)
+        for item, outcome in zip(good, outcomes, strict=True):
+            if isinstance(outcome, RecordError):
+                item.error = outcome
+            else:
+                item.emissions = outcome
+        closings = [(self._closing(item), item.epoch) for item in batch]
+        self.metrics.records_out.inc(sum(len(c.outputs) for (c, _), item
+                                         in zip(closings, batch, strict=True)
+                                         if item.error is None))
+        await self.deliveries.put(closings)
 
     def _closing(self, item: Item) -> Closing:
         """The records a processed item gives: its results, or a dead letter."""
@@ -206,7 +259,6 @@ class AgentWorker(WorkerBase):
             assert item.payload is not None and item.emissions is not None
             outputs = self._encode(item, item.emissions, item.payload)
             if isinstance(outputs, list):
-                self.metrics.records_out.inc(len(outputs))
                 for e in item.emissions:
                     if e.target is not None:
                         self.metrics.routed(e.target)

@@ -76,6 +76,10 @@ class Checkpoint:
         """Register a consumed record before it is processed."""
         self.tracker.track(tp, offset)
 
+    def track_many(self, tp: TopicPartition, offsets: list[int]) -> None:
+        """Register the consumed records of one partition's fetch, in order."""
+        self.tracker.track_many(tp, offsets)
+
     def in_flight(self, partitions: Iterable[TopicPartition] | None = None) -> int:
         """Tracked records whose batch is not closed (or not acknowledged) yet."""
         return self.tracker.in_flight(partitions)
