@@ -10,15 +10,17 @@ record or less, so what the worker does around each record shows. One run:
    of ``--rounds`` interleaved rounds): records/s per size and the best size.
 2. *Streamed*: the model alone deployed as an onnx agent (``batch: {max_size: B,
    max_wait_ms: 5}``, ``intra_op_threads: 1``) at B = 1, at 64 and at the best in-process
-   size, each draining the same backlog: warm-up and ``--records`` timed records, all
-   produced before the worker starts (float32[256] each). Throughput is the timed
+   size, each draining the same backlog of ``--records`` records (float32[256] each),
+   written while the worker is frozen (SIGSTOP) after a warm-up. Throughput is the timed
    records over the span of their outputs' broker timestamps (``LogAppendTime``), as in
-   ``overhead.py``.
+   ``overhead.py``; the worker's CPU time while draining (all threads, from /proc) gives
+   its CPU µs per record, the steadier figure on a loaded machine.
 
 It reports the gain of batching (streamed at 64 and at the best size against streamed at
 1) and each streamed run against the in-process figure at the same size
-(streamed/offline). Deployment files go to a temporary ``STREAMCOMPOSE_HOME``; every
-topic is deleted at the end. Nothing passes or fails. Usage::
+(streamed/offline), in records/s and in CPU time per record. ``--adaptive`` adds a run
+with ``batch: {max_size: 64, max_wait_ms: auto}``. Deployment files go to a temporary
+``STREAMCOMPOSE_HOME``; every topic is deleted at the end. Nothing passes or fails. Usage::
 
     python benchmarks/batching.py --bootstrap 127.0.0.1:9092 [--records 4000]
         [--offline-records 512] [--rounds 3] [--json benchmarks/out/batching.json]
@@ -38,6 +40,7 @@ from typing import Any
 
 import numpy as np
 from aiokafka import AIOKafkaProducer
+from ensemble import OutputCollector, TopologyDeployment, wait_until
 from overhead import (
     PARTITIONS,
     Record,
@@ -47,7 +50,6 @@ from overhead import (
     temporary_home,
     write_json,
 )
-from text import leaders_known, output_times
 
 from streamcompose.codec import Trace, encode_payload
 from streamcompose.codec.record import now_ms
@@ -106,20 +108,22 @@ def session(path: Path) -> Any:
     return onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
-def offline(model: Path, rows: np.ndarray, rounds: int) -> dict[int, float]:
-    """In-process records/s at each batch size of :data:`SIZES`: the best of ``rounds``
-    interleaved rounds over the sizes."""
+def offline(model: Path, rows: np.ndarray, rounds: int) -> dict[int, tuple[float, float]]:
+    """In-process records/s and CPU µs per record at each batch size of :data:`SIZES`:
+    the best of ``rounds`` interleaved rounds over the sizes."""
     sess = session(model)
-    best = dict.fromkeys(SIZES, 0.0)
+    best = dict.fromkeys(SIZES, (0.0, float("inf")))
     for size in SIZES:
         sess.run(None, {"x": rows[:size]})
     for _ in range(rounds):
         for size in SIZES:
             calls = len(rows) // size
-            started = time.perf_counter()
+            started, cpu = time.perf_counter(), time.process_time()
             for c in range(calls):
                 sess.run(None, {"x": rows[c * size:(c + 1) * size]})
-            best[size] = max(best[size], calls * size / (time.perf_counter() - started))
+            rate = calls * size / (time.perf_counter() - started)
+            cpu_us = (time.process_time() - cpu) / (calls * size) * 1e6
+            best[size] = (max(best[size][0], rate), min(best[size][1], cpu_us))
     return best
 
 
@@ -131,39 +135,50 @@ def records(prefix: str, rows: np.ndarray) -> list[Record]:
 
 
 async def streamed(bootstrap: str, batch: str, rows: np.ndarray, model: Path,
-                   workdir: Path) -> float:
-    """Records/s of the model deployed with ``batch`` (a flow mapping) draining a
-    backlog of ``rows``."""
-    from streamcompose.deploy import deploy, stop  # after STREAMCOMPOSE_HOME is set
-
+                   workdir: Path) -> tuple[float, float]:
+    """Records/s and the worker's CPU µs per record of the model deployed with ``batch``
+    (a flow mapping) draining a backlog of ``rows``, produced while it was frozen."""
     name = f"bench-{uuid.uuid4().hex[:8]}-mlp"
-    topics = (f"{name}.in", f"{name}.out", f"{name}.dlq")
     file = workdir / f"{name}.yaml"
     file.write_text(TOPOLOGY.format(name=name, batch=batch, path=model))
+    deployment = TopologyDeployment(name, file, name)
     warmup = records("warmup", rows[:WARMUP_PER_PARTITION * PARTITIONS])
     timed = records("timed", rows)
-    await create_topics(bootstrap, topics)
+    await create_topics(bootstrap, deployment.topology.topics())
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=0)
+    collector = OutputCollector(bootstrap, deployment.output)
     await producer.start()
-    deployed = False
+    await collector.start()
+
+    async def outputs(target: int) -> None:
+        await wait_until(collector.count, lambda n: n >= target, f"{name}: outputs")
+
     try:
-        await leaders_known(bootstrap, topics[0])
-        await produce(producer, topics[0], warmup + timed)
-        await producer.stop()
-        await asyncio.to_thread(deploy, file, bootstrap, name=name, timeout=120.0)
-        deployed = True
-        outputs = await output_times(bootstrap, topics[1], {k for k, _, _ in warmup + timed})
+        await deployment.start(bootstrap)
+        await produce(producer, deployment.input, warmup)
+        await outputs(len(warmup))
+        with deployment.frozen():
+            await produce(producer, deployment.input, timed)
+            cpu = deployment.cpu_seconds()
+        await outputs(len(warmup) + len(timed))
+        cpu = deployment.cpu_seconds() - cpu
+        deployment.check()
     finally:
+        await collector.stop()
         await producer.stop()
-        if deployed:
-            await asyncio.to_thread(stop, name)
-        await delete_topics(bootstrap, list(topics))
-    done = np.array([outputs[k] for k, _, _ in timed])
-    return (len(done) - 1) / (max(int(done.max() - done.min()), 1) / 1000.0)
+        await deployment.stop()
+        await delete_topics(bootstrap, list(deployment.topics))
+    done = np.array([collector.times[k] for k, _, _ in timed])
+    return ((len(done) - 1) / (max(int(done.max() - done.min()), 1) / 1000.0),
+            cpu / len(timed) * 1e6)
 
 
-def report(info: dict[str, Any], args: argparse.Namespace, rates: dict[int, float],
-           best: int, stream: dict[str, tuple[int, float]]) -> dict[str, Any]:
+Figures = dict[str, tuple[int, float, float]]  # label: max_size, records/s, CPU µs/record
+
+
+def report(info: dict[str, Any], args: argparse.Namespace,
+           rates: dict[int, tuple[float, float]], best: int, stream: Figures
+           ) -> dict[str, Any]:
     """Print the tables; return the figures for the JSON."""
     print(f"machine: {info['nproc']} CPUs, {info['cpu']}, Python {info['python']}; load "
           f"{info['loadavg_1m_at_start']} (1 min) at start, {info['loadavg_1m_at_end']} at "
@@ -171,41 +186,47 @@ def report(info: dict[str, Any], args: argparse.Namespace, rates: dict[int, floa
     print(f"in-process {args.offline_records} rows per batch size, best of {args.rounds}; "
           f"streamed {args.records} timed records after {WARMUP_PER_PARTITION * PARTITIONS} "
           f"warm-up, {PARTITIONS} partitions, one worker")
-    print(f"{'batch':>5} {'in-process rec/s':>17} {'µs/rec':>7} {'× batch 1':>10}")
-    for size, rate in rates.items():
-        print(f"{size:>5} {rate:>17.0f} {1e6 / rate:>7.0f} {rate / rates[1]:>10.2f}"
+    print(f"{'batch':>5} {'in-process rec/s':>17} {'CPU µs/rec':>11} {'× batch 1':>10}")
+    for size, (rate, cpu) in rates.items():
+        print(f"{size:>5} {rate:>17.0f} {cpu:>11.0f} {rate / rates[1][0]:>10.2f}"
               + ("  best" if size == best else ""))
-    print(f"{'batch':<28} {'streamed rec/s':>15} {'× batch 1':>10} {'streamed/offline':>17}")
-    one = stream["1"][1]
-    for label, (size, rate) in stream.items():
-        print(f"{label:<28} {rate:>15.0f} {rate / one:>10.2f} {rate / rates[size]:>17.2f}")
-    figures = {label: {"max_size": size, "records_per_s": rate, "gain": rate / one,
-                       "streamed_over_offline": rate / rates[size]}
-               for label, (size, rate) in stream.items()}
-    print(f"gain of batching at 64: in-process {rates[64] / rates[1]:.2f}×, streamed "
-          f"{figures['64']['gain']:.2f}×; streamed/offline at the best size ({best}): "
-          f"{figures[str(best)]['streamed_over_offline']:.2f}")
+    print(f"{'batch':<26} {'rec/s':>7} {'× batch 1':>10} {'/offline':>9} {'CPU µs/rec':>11} "
+          f"{'CPU × batch 1':>14} {'offline CPU / CPU':>18}")
+    one_rate, one_cpu = stream["1"][1:]
+    figures = {}
+    for label, (size, rate, cpu) in stream.items():
+        figures[label] = {"max_size": size, "records_per_s": rate, "gain": rate / one_rate,
+                          "streamed_over_offline": rate / rates[size][0], "cpu_us": cpu,
+                          "cpu_gain": one_cpu / cpu, "offline_cpu_over_cpu": rates[size][1] / cpu}
+        f = figures[label]
+        print(f"{label:<26} {rate:>7.0f} {f['gain']:>10.2f} {f['streamed_over_offline']:>9.2f} "
+              f"{cpu:>11.0f} {f['cpu_gain']:>14.2f} {f['offline_cpu_over_cpu']:>18.2f}")
+    at_best = figures[str(best)]
+    print(f"gain of batching at 64: in-process {rates[64][0] / rates[1][0]:.2f}×, streamed "
+          f"{figures['64']['gain']:.2f}× (CPU per record {figures['64']['cpu_gain']:.2f}×); "
+          f"streamed/offline at the best size ({best}): {at_best['streamed_over_offline']:.2f} "
+          f"(CPU per record: {at_best['offline_cpu_over_cpu']:.2f})")
     return figures
 
 
 async def run(args: argparse.Namespace, workdir: Path
-              ) -> tuple[dict[int, float], int, dict[str, tuple[int, float]]]:
+              ) -> tuple[dict[int, tuple[float, float]], int, Figures]:
     model = write_mlp(workdir / "mlp.onnx")
     rng = np.random.default_rng(1)
     rows = rng.standard_normal((max(args.records, args.offline_records, max(SIZES)),
                                 LAYERS[0])).astype(np.float32)
     print("in-process ...", file=sys.stderr, flush=True)
     rates = offline(model, rows[:max(args.offline_records, max(SIZES))], args.rounds)
-    best = max(rates, key=rates.__getitem__)
+    best = max(rates, key=lambda size: rates[size][0])
     variants = {str(s): (s, f"{{max_size: {s}, max_wait_ms: 5}}")
                 for s in dict.fromkeys((1, 64, best))}
-    variants.update({f"{label} (64, auto wait)": (64, "{max_size: 64, max_wait_ms: auto}")
-                     for label in ("adaptive",) if args.adaptive})
+    if args.adaptive:
+        variants["64, max_wait_ms: auto"] = (64, "{max_size: 64, max_wait_ms: auto}")
     stream = {}
     for label, (size, batch) in variants.items():
         print(f"streamed, {label} ...", file=sys.stderr, flush=True)
-        stream[label] = (size, await streamed(args.bootstrap, batch, rows[:args.records],
-                                              model, workdir))
+        stream[label] = (size, *await streamed(args.bootstrap, batch, rows[:args.records],
+                                               model, workdir))
     return rates, best, stream
 
 
@@ -227,8 +248,9 @@ def main(argv: list[str] | None = None) -> None:
         rates, best, stream = asyncio.run(run(args, tmp))
     info["loadavg_1m_at_end"] = round(os.getloadavg()[0], 2)
     figures = report(info, args, rates, best, stream)
-    write_json(args.json, machine=info, layers=LAYERS, offline_records_per_s=rates,
-               best_batch=best, streamed=figures)
+    write_json(args.json, machine=info, layers=LAYERS, best_batch=best, streamed=figures,
+               offline={size: {"records_per_s": r, "cpu_us": c}
+                        for size, (r, c) in rates.items()})
 
 
 if __name__ == "__main__":

@@ -153,6 +153,8 @@ def parse_batch(r: Reader, raw: Any, key: str, device: str = "cpu") -> BatchSpec
     b = r.mapping(raw, key, BATCH_KEYS)
     wait = b.get("max_wait_ms", 0)
     auto = wait == "auto"
+    if isinstance(wait, str) and not auto:
+        raise r.doc.error(f"must be a number >= 0 or auto, got {wait!r}", f"{key}.max_wait_ms")
     if ("cost" in b) != ("max_cost" in b):
         given, missing = ("cost", "max_cost") if "cost" in b else ("max_cost", "cost")
         raise r.doc.error(f"{given} needs {missing} too (a batch closes before its total "
