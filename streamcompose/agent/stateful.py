@@ -77,7 +77,7 @@ class StatefulRunner:
         """Forget the state of partitions given away (after the open transaction)."""
         async with self.busy:
             assert self.worker.checkpoint is not None
-            if self._open:
+            if self._open or self._outputs:
                 await self.commit()
             self.worker.checkpoint.tracker.forget(revoked)
             self.step.forget({tp.partition for tp in revoked})
@@ -96,7 +96,7 @@ class StatefulRunner:
         loop = asyncio.get_running_loop()
         while True:  # cancelled by mode after on_stop
             wait = w.settings.poll_ms / 1000
-            if self._open:
+            if self._open or self._outputs:
                 wait = max(0.0, min(wait, self._opened + w.settings.commit_interval_s
                                     - loop.time()))
             batch = await w.batcher.next_batch(timeout=wait)
@@ -106,10 +106,18 @@ class StatefulRunner:
                 now = await self.clock.now(i.record for i in items)
                 if items or self.step.due(now):
                     await self._process(items, now)
-                if self._open and (self._emitted or self.clock.behind or not w._fetching
-                                   or loop.time() - self._opened >= w.settings.commit_interval_s
-                                   or len(self._open) >= w.settings.fetch_records):
+                if self._commit_due(loop.time()):
                     await self.commit()
+
+    def _commit_due(self, now: float) -> bool:
+        """Whether the open unit of work commits now: it emitted, or it is old or large
+        enough, or the clock is catching up, or the worker stops."""
+        w = self.worker
+        if not self._open and not self._outputs:
+            return False
+        return (self._emitted or bool(self.clock.behind) or not w._fetching
+                or now - self._opened >= w.settings.commit_interval_s
+                or len(self._open) >= w.settings.fetch_records)
 
     async def _process(self, items: list[Any], now: int) -> None:
         w = self.worker
@@ -117,7 +125,7 @@ class StatefulRunner:
         arrivals = [Arrival(i.record.topic, i.record.partition, i.record.offset,
                             i.record.timestamp, i.record.value, i.trace) for i in items]
         sends = await loop.run_in_executor(w.executor, self.step.handle, arrivals, now, False)
-        if not self._open:
+        if not self._open and not self._outputs:
             self._opened = loop.time()
         self._open.extend(Closing(i.tp, i.record.offset, []) for i in items)
         self._outputs.extend(self._output(s) for s in sends)
