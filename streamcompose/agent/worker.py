@@ -10,7 +10,8 @@ its hot path consumes with aiokafka's batch ``getmany``. Three tasks form a pipe
    and put it into the :class:`MicroBatcher` (waiting while it is full). A value that
    cannot be decoded travels on as an item bound for the dead-letter topic.
 2. ``_infer``: take a batch, run the step in the model thread so that the event loop
-   keeps fetching and heartbeating, encode one result (or dead letter) per record.
+   keeps fetching and heartbeating, encode one result (or dead letter) per record; the
+   model thread is handed the next batch while the loop encodes the current one.
 3. ``_deliver``: close the batches through the checkpoint (one transaction under
    exactly-once; acknowledged sends under at-least-once) while the next batch runs;
    batches that piled up during a transaction are closed together in the next one.
