@@ -88,6 +88,9 @@ bench: models broker  ## every benchmark (ratios in one run; see benchmarks/READ
 	$(PY) benchmarks/upgrade.py --bootstrap $(BOOTSTRAP)
 	$(PY) benchmarks/gpu.py --device cpu
 	$(PY) benchmarks/observe.py
+	$(PY) benchmarks/joiner.py --bootstrap $(BOOTSTRAP)
+	$(PY) benchmarks/batching.py --bootstrap $(BOOTSTRAP) --adaptive
+	$(PY) benchmarks/ocr.py --bootstrap $(BOOTSTRAP)
 
 clean: broker-stop
 	rm -rf $(VENV) $(VENV312) .streamcompose topologies/models topologies/ocr/samples

@@ -90,7 +90,8 @@ class WorkerBase(mode.Service):
                                       max_message_bytes=max(self.limits.values()),
                                       # the broker checks a whole batch against the limit
                                       max_batch_size=min(1 << 20, *self.limits.values()),
-                                      request_timeout_ms=s.request_timeout_ms, **transactional)
+                                      request_timeout_ms=s.request_timeout_ms,
+                                      retry_backoff_ms=s.retry_backoff_ms, **transactional)
         await start_patiently(self.producer.start, self.client_id, self.bootstrap, retry)
         for topic in self.output_topics():
             self._partition_counts[topic] = len(await self.producer.partitions_for(topic))

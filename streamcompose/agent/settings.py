@@ -28,6 +28,11 @@ class WorkerSettings:
     * ``request_timeout_ms``: how long a produced record may wait for the broker; long,
       so that a broker outage delays results instead of failing them.
     * ``connect_retry_s``: the pause between attempts to reach an absent broker.
+    * ``retry_backoff_ms``: the producer's pause before retrying a request. Short, because
+      a transaction begun while the broker still writes the markers of the previous one
+      is refused (``CONCURRENT_TRANSACTIONS``) and retried after this pause: at the
+      client's default of 100 ms, a stateful step committing every few polls waits that
+      long now and then.
     """
 
     fetch_records: int = 500
@@ -39,3 +44,4 @@ class WorkerSettings:
     transaction_timeout_ms: int = 15_000
     request_timeout_ms: int = 300_000
     connect_retry_s: float = 1.0
+    retry_backoff_ms: int = 5

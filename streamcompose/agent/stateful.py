@@ -5,8 +5,9 @@ count, so one request's records sit in the same partition number of every topic;
 group uses the range assignor, which gives a replica the same partition numbers of every
 topic, so all records of a request reach the same replica however many replicas run.
 
-Each poll is one Kafka transaction holding the step's results, dead letters and
-changelog records and the input offsets (stateful steps are always exactly-once). A
+One Kafka transaction holds the step's results, dead letters and changelog records and
+the input offsets of the polls they came from (stateful steps are always exactly-once);
+it commits as soon as a poll emits something (see :meth:`StatefulRunner.run`). A
 worker killed mid-stream leaves an open transaction that its successor aborts; the
 successor restores the changelog (read committed) of the partitions it is given and
 resumes from the committed offsets, timing requests out by the :class:`CatchUpClock`
@@ -43,6 +44,10 @@ class StatefulRunner:
         self.worker, self.step = worker, step
         self.busy = asyncio.Lock()
         self._clock: CatchUpClock | None = None
+        self._open: list[Closing] = []  # records processed, not committed yet
+        self._outputs: list[Output] = []  # what they gave
+        self._emitted = False  # whether that includes results or dead letters
+        self._opened = 0.0  # loop time of the first of them
 
     @staticmethod
     def consumer_options() -> dict[str, Any]:
@@ -72,34 +77,75 @@ class StatefulRunner:
         """Forget the state of partitions given away (after the open transaction)."""
         async with self.busy:
             assert self.worker.checkpoint is not None
+            if self._open or self._outputs:
+                await self.commit()
             self.worker.checkpoint.tracker.forget(revoked)
             self.step.forget({tp.partition for tp in revoked})
 
     async def run(self) -> None:
+        """Process each poll as it comes; commit as soon as a poll emits something.
+
+        Polls that only take records into the state (a request still missing branches)
+        stay in the open unit of work: their offsets and changelog records are committed
+        with the next poll that emits, or after ``commit_interval_s``, or before a
+        rebalance or a stop. A request changed by several such polls is written to the
+        changelog once. While catching up, every poll commits (the clock counts the
+        records not yet closed as unprocessed)."""
         w = self.worker
         assert w.consumer is not None and w.checkpoint is not None
         loop = asyncio.get_running_loop()
         while True:  # cancelled by mode after on_stop
-            batch = await w.batcher.next_batch(timeout=w.settings.poll_ms / 1000)
+            wait = w.settings.poll_ms / 1000
+            if self._open or self._outputs:
+                wait = max(0.0, min(wait, self._opened + w.settings.commit_interval_s
+                                    - loop.time()))
+            batch = await w.batcher.next_batch(timeout=wait)
             async with self.busy:
                 owned = w.consumer.assignment()  # a rebalance may have run since the fetch
                 items = [i for i in batch if i.tp in owned and w.current(i.tp, i.epoch)]
                 now = await self.clock.now(i.record for i in items)
-                if not items and not self.step.due(now):
-                    continue
-                arrivals = [Arrival(i.record.topic, i.record.partition, i.record.offset,
-                                    i.record.timestamp, i.record.value, i.trace)
-                            for i in items if not i.skipped]
-                sends = await loop.run_in_executor(w.executor, self.step.handle, arrivals, now)
-                closings = [Closing(i.tp, i.record.offset, []) for i in items]
-                lineage = w.lineage.next_batch(len(items))
-                closings.append(Closing(None, -1, [self._output(s, lineage) for s in sends]))
-                await w.checkpoint.close(closings)
-                w.metrics.step_events(self.step.events)
-                self.step.events.clear()
-                w.metrics.in_flight.set(self.step.store.pending_count())
+                if items or self.step.due(now):
+                    await self._process(items, now)
+                if self._commit_due(loop.time()):
+                    await self.commit()
 
-    def _output(self, send: Send, lineage: dict[str, Any]) -> Output:
+    def _commit_due(self, now: float) -> bool:
+        """Whether the open unit of work commits now: it emitted, or it is old or large
+        enough, or the clock is catching up, or the worker stops."""
+        w = self.worker
+        if not self._open and not self._outputs:
+            return False
+        return (self._emitted or bool(self.clock.behind) or not w._fetching
+                or now - self._opened >= w.settings.commit_interval_s
+                or len(self._open) >= w.settings.fetch_records)
+
+    async def _process(self, items: list[Any], now: int) -> None:
+        w = self.worker
+        loop = asyncio.get_running_loop()
+        arrivals = [Arrival(i.record.topic, i.record.partition, i.record.offset,
+                            i.record.timestamp, i.record.value, i.trace)
+                    for i in items if not i.skipped]
+        sends = await loop.run_in_executor(w.executor, self.step.handle, arrivals, now, False)
+        if not self._open and not self._outputs:
+            self._opened = loop.time()
+        self._open.extend(Closing(i.tp, i.record.offset, []) for i in items)
+        lineage = w.lineage.next_batch(len(items))
+        self._outputs.extend(self._output(s, lineage) for s in sends)
+        self._emitted = self._emitted or bool(sends)
+        w.metrics.step_events(self.step.events)
+        self.step.events.clear()
+        w.metrics.in_flight.set(self.step.store.pending_count())
+
+    async def commit(self) -> None:
+        """Commit the open unit of work: its outputs, changelog records and offsets in one
+        transaction."""
+        assert self.worker.checkpoint is not None
+        outputs = self._outputs + [self._output(s, None) for s in self.step.changes()]
+        closings = [*self._open, Closing(None, -1, outputs)]
+        self._open, self._outputs, self._emitted = [], [], False
+        await self.worker.checkpoint.close(closings)
+
+    def _output(self, send: Send, lineage: dict[str, Any] | None) -> Output:
         """The record to produce (with this step's ``lineage`` entry, but for the
         changelog); a result too large for its topic becomes a dead letter saying so."""
         w = self.worker

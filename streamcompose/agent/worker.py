@@ -12,7 +12,8 @@ its hot path consumes with aiokafka's batch ``getmany``. Three tasks form a pipe
 2. ``_infer``: take a batch, let the serving gate dead-letter expired requests and
    answer cached ones (:mod:`streamcompose.serving`), run the step on the rest in the
    model thread so that the event loop keeps fetching and heartbeating, encode one
-   result (or dead letter) per record.
+   result (or dead letter) per record; the model thread is handed the next batch while
+   the loop encodes the current one (:mod:`streamcompose.agent.pipeline`).
 3. ``_deliver``: close the batches through the checkpoint (one transaction under
    exactly-once; acknowledged sends under at-least-once) while the next batch runs;
    batches that piled up during a transaction are closed together in the next one.
@@ -33,7 +34,6 @@ import asyncio
 import contextlib
 import logging
 import os
-import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -44,10 +44,13 @@ from aiokafka.abc import ConsumerRebalanceListener
 
 from streamcompose.agent.base import WorkerBase
 from streamcompose.agent.control import ControlFollower
+from streamcompose.agent.pipeline import InferencePipeline
 from streamcompose.agent.shared_cache import SharedCache, shared_cache
 from streamcompose.agent.standby import Standby
 from streamcompose.agent.stateful import StatefulRunner
+from streamcompose.batching.adaptive import WaitPolicy
 from streamcompose.batching.batcher import MicroBatcher
+from streamcompose.batching.cost import cost_function
 from streamcompose.codec import MSGPACK, Trace, decode_payload, encode_payload
 from streamcompose.codec.deadletter import dead_letter_value, error_reason
 from streamcompose.codec.reasons import exception_text
@@ -84,6 +87,7 @@ class Item:
     batch: dict[str, Any] | None = None  # its micro-batch's lineage entry
     skipped: bool = False  # a request redriven for another agent of its topic
     hop: tracing.Hop | None = None  # its spans, when tracing is on
+    cost: float = 0.0  # for cost-aware batching
 
     @property
     def tp(self) -> TopicPartition:
@@ -119,8 +123,12 @@ class AgentWorker(WorkerBase):
         super().__init__(*args, **kwargs)
         self.standby = standby
         self.serves: tuple[str, ...] = (self.agent,)  # whose redriven requests it takes
+        b = self.spec.batch
+        self.cost = cost_function(b.cost, self.topology.base_dir) if b.cost else None
         self.batcher: MicroBatcher[Item] = MicroBatcher(
-            self.spec.batch.max_size, self.spec.batch.max_wait_ms, on_batch=self._on_batch)
+            b.max_size, b.max_wait_ms, on_batch=self._on_batch,
+            policy=WaitPolicy(b.max_size, b.max_wait_ms / 1000) if b.auto_wait else None,
+            cost=(lambda item: item.cost) if self.cost else None, max_cost=b.max_cost)
         self.deliveries: asyncio.Queue[list[Processed]] = asyncio.Queue(DELIVERY_QUEUE)
         self.epochs: dict[TopicPartition, int] = {}
         self._consumed = asyncio.Event()
@@ -187,12 +195,10 @@ class AgentWorker(WorkerBase):
             batches = await (self.lanes.fetch(self.settings.poll_ms) if self.lanes else
                              self.consumer.getmany(timeout_ms=self.settings.poll_ms,
                                                    max_records=self.settings.fetch_records))
-            for records in batches.values():
+            for tp, records in batches.items():  # bookkeeping once per partition's batch
                 self.metrics.records_in.inc(len(records))
-                for record in records:
-                    self.checkpoint.track(TopicPartition(record.topic, record.partition),
-                                          record.offset)
-                    await self.batcher.put(self._decode(record))
+                self.checkpoint.track_many(tp, [r.offset for r in records])
+                await self.batcher.put_many([self._decode(r) for r in records])
         self._consumed.set()
 
     def _decode(self, record: ConsumerRecord) -> Item:
@@ -205,10 +211,18 @@ class AgentWorker(WorkerBase):
         hop = self.tracing and self.tracing.received(
             trace.request_id, trace.extra, f"{record.topic}[{record.partition}]@{record.offset}")
         try:
-            return Item(record, trace, decode_payload(record.value, trace.content_type),
+            item = Item(record, trace, decode_payload(record.value, trace.content_type),
                         epoch=epoch, hop=hop)
         except StreamComposeError as exc:
             return Item(record, trace, None, exc, epoch=epoch, hop=hop)
+        if self.cost is not None:
+            try:
+                item.cost = self.cost(item.payload or {})
+            except Exception as exc:  # the user's cost function: the record's fault
+                return Item(record, trace, None, RecordError(
+                    f"batch.cost {self.spec.batch.cost!r} failed: "
+                    f"{exception_text(exc, typed=True)}", agent=self.agent), epoch=epoch, hop=hop)
+        return item
 
     def current(self, tp: TopicPartition | None, epoch: int) -> bool:
         """Whether a record fetched in ``epoch`` of its partition's assignment may still
@@ -220,43 +234,8 @@ class AgentWorker(WorkerBase):
     async def _infer(self) -> None:
         if self.stateful is not None:
             await self.stateful.run()
-        loop = asyncio.get_running_loop()
         assert self.step is not None
-        while True:  # cancelled by mode after on_stop has drained the batcher
-            batch = [i for i in await self.batcher.next_batch() if self.current(i.tp, i.epoch)]
-            lineage = self.lineage.next_batch(len(batch))
-            for item in batch:
-                item.batch = lineage
-            admission = self.gate.admit([i for i in batch if i.payload is not None])
-            good = admission.to_model
-            started, started_ns = loop.time(), time.time_ns()
-            try:
-                outcomes = await loop.run_in_executor(
-                    self.executor, self.step, [(i.trace.request_id, i.payload) for i in good]
-                ) if good else []
-            except Exception as exc:  # a bug in a step must not stop the agent
-                log.exception("agent %s: step failed on a batch of %d", self.agent, len(good))
-                error = RecordError(exception_text(exc, typed=True), agent=self.agent)
-                outcomes = [error] * len(good)
-            if good:
-                self.metrics.inference_seconds.observe(loop.time() - started)
-            if self.tracing:
-                self.tracing.batch([i.hop for i in good if i.hop], started_ns, time.time_ns())
-            for item, outcome in zip(good, outcomes, strict=True):
-                if isinstance(outcome, RecordError):
-                    item.error = outcome
-                else:
-                    item.emissions = outcome
-            if self.monitor is not None:
-                answered = [i for i in good if i.emissions]
-                self.monitor.observe([i.payload for i in answered],
-                                     [i.emissions[0].fields for i in answered])
-            fresh = self.gate.settle(admission)
-            closings = [(self._closing(item), item.epoch, item.hop) for item in batch]
-            if self.shared_cache is not None and fresh:  # in the batch's transaction
-                closings.append((Closing(None, -1, [o for o in self.shared_cache.outputs(fresh)
-                                                    if not self.too_large(o)]), 0, None))
-            await self.deliveries.put(closings)
+        await InferencePipeline(self).run()
 
     def _closing(self, item: Item) -> Closing:
         """The records a processed item gives: its results, or a dead letter."""

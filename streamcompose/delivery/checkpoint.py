@@ -76,6 +76,10 @@ class Checkpoint:
         """Register a consumed record before it is processed."""
         self.tracker.track(tp, offset)
 
+    def track_many(self, tp: TopicPartition, offsets: list[int]) -> None:
+        """Register the consumed records of one partition's fetch, in order."""
+        self.tracker.track_many(tp, offsets)
+
     def in_flight(self, partitions: Iterable[TopicPartition] | None = None) -> int:
         """Tracked records whose batch is not closed (or not acknowledged) yet."""
         return self.tracker.in_flight(partitions)
@@ -98,9 +102,7 @@ class Checkpoint:
         owned = self.consumer.assignment()
         try:
             async with self.producer.transaction():
-                sent = [await self.producer.send(o.topic, o.value, key=o.key, headers=o.headers,
-                                                 partition=o.partition)
-                        for closing in batch for o in closing.outputs]
+                sent = await self._send_all([o for closing in batch for o in closing.outputs])
                 kept = {tp: o for tp, o in offsets.items() if tp in owned}
                 if kept:
                     await self.producer.send_offsets_to_transaction(kept, self.group)
@@ -112,6 +114,33 @@ class Checkpoint:
             raise
         for closing in batch:
             self._done(closing)
+
+    async def _send_all(self, outputs: list[Output]) -> list[asyncio.Future]:
+        """Send outputs in order, those bound for a known partition as whole record
+        batches (one future per batch rather than per record); returns the futures."""
+        sent, builders = [], {}
+        for o in outputs:
+            if o.partition is None:
+                sent.append(await self.producer.send(o.topic, o.value, key=o.key,
+                                                     headers=o.headers))
+                continue
+            where = (o.topic, o.partition)
+            builder = builders.get(where)
+            if builder is None or builder.append(timestamp=None, key=o.key, value=o.value,
+                                                 headers=o.headers) is None:
+                if builder is not None:  # full: send it, start the next
+                    sent.append(await self.producer.send_batch(builder, o.topic,
+                                                               partition=o.partition))
+                builder = builders[where] = self.producer.create_batch()
+                if builder.append(timestamp=None, key=o.key, value=o.value,
+                                  headers=o.headers) is None:  # larger than a batch
+                    del builders[where]
+                    sent.append(await self.producer.send(o.topic, o.value, key=o.key,
+                                                         headers=o.headers,
+                                                         partition=o.partition))
+        for (topic, partition), builder in builders.items():
+            sent.append(await self.producer.send_batch(builder, topic, partition=partition))
+        return sent
 
     def _done(self, closing: Closing) -> None:
         if closing.tp is not None:

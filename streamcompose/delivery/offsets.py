@@ -32,6 +32,11 @@ class OffsetTracker:
         """Register a consumed record."""
         self._pending.setdefault(partition, OrderedDict())[offset] = False
 
+    def track_many(self, partition: Hashable, offsets: Iterable[int]) -> None:
+        """Register several consumed records of a partition, in order."""
+        self._pending.setdefault(partition, OrderedDict()).update(
+            dict.fromkeys(offsets, False))
+
     def done(self, partition: Hashable, offset: int) -> None:
         """Mark a record's outputs as acknowledged."""
         pending = self._pending.get(partition)

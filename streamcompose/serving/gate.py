@@ -78,14 +78,10 @@ class ServingGate:
 
     def admit(self, items: list[Served]) -> Admission:
         """Dead-letter expired requests, answer cached ones; the rest go to the model."""
-        now = self.clock()
-        admission = Admission([])
         for item in items:
             item.trace = with_default(item.trace, self.default_deadline)
-            if expired(item.trace, now):
-                item.error = expired_error(item.trace, self.agent, now)
-                self.metrics.expired.inc()
-                continue
+        now, admission = self.clock(), Admission([])
+        for item in self.unexpired(items):
             key = self._key(item)
             if key is None:
                 admission.to_model.append(item)
@@ -102,6 +98,19 @@ class ServingGate:
                 admission.to_model.append(item)
                 self.metrics.cache_request("miss")
         return admission
+
+    def unexpired(self, items: list[Served]) -> list[Served]:
+        """Those of ``items`` still within their deadline; the others get the error
+        ``expired`` (checked at admission, and again just before the model runs, since a
+        batch may wait for the one before it)."""
+        now, live = self.clock(), []
+        for item in items:
+            if expired(item.trace, now):
+                item.error = expired_error(item.trace, self.agent, now)
+                self.metrics.expired.inc()
+            else:
+                live.append(item)
+        return live
 
     def settle(self, admission: Admission) -> list[tuple[bytes, Any]]:
         """Cache the model's answers, pass them (or its error) to the requests that

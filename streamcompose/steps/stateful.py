@@ -130,9 +130,12 @@ class StatefulStep(ABC):
     def on_due(self, request_ids: list[str], now: int) -> None:
         """Answer (or move on) the requests whose time is up."""
 
-    def handle(self, arrivals: Iterable[Arrival], now: int) -> list[Send]:
+    def handle(self, arrivals: Iterable[Arrival], now: int, changes: bool = True
+               ) -> list[Send]:
         """Take a batch of records, then what is due at ``now``; returns every record to
-        send, changelog records last."""
+        send, changelog records last. With ``changes`` False the changelog records wait
+        for a later call (:meth:`changes`): a request changed by several calls is then
+        written once, as it stands when the changes are taken."""
         self.now = now
         for arrival in arrivals:
             self.on_record(arrival)
@@ -141,8 +144,12 @@ class StatefulStep(ABC):
             self.on_due(due, now)
         self.store.expire(now)
         sends, self._sends = self._sends, []
-        return sends + [Send(self.changelog, value, key, partition)
-                        for partition, key, value in self.store.take_changes()]
+        return sends + self.changes() if changes else sends
+
+    def changes(self) -> list[Send]:
+        """The changelog records that bring the stored state up to date."""
+        return [Send(self.changelog, value, key, partition)
+                for partition, key, value in self.store.take_changes()]
 
     def send(self, topic: str, value: bytes, trace: Trace, partition: int,
              content_type: str = MSGPACK) -> None:

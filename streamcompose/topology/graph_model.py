@@ -113,7 +113,9 @@ def agent_lines(agent: AgentSpec) -> tuple[str, ...]:
     else:
         lines = [agent.name, runtime]
     if agent.batch.max_size > 1:
-        lines.append(f"batch {agent.batch.max_size} / {agent.batch.max_wait_ms:g} ms")
+        wait = f"{agent.batch.max_wait_ms:g} ms"
+        lines.append(f"batch {agent.batch.max_size} / "
+                     + (f"auto ≤ {wait}" if agent.batch.auto_wait else wait))
     if agent.replicas > 1:
         lines.append(f"replicas {agent.replicas}")
     return tuple(lines)

@@ -4,10 +4,13 @@ range, errors located by key and line.
 >>> from streamcompose.topology.yamlsource import read_yaml_text
 >>> doc = read_yaml_text("batch: {max_size: 8, max_wait_ms: 5}")
 >>> parse_batch(Reader(doc), doc.data["batch"], "batch")
-BatchSpec(max_size=8, max_wait_ms=5.0)
+BatchSpec(max_size=8, max_wait_ms=5.0, auto_wait=False, max_cost=None, cost=None)
 >>> doc = read_yaml_text("batch: {max_size: {cpu: 16, cuda: 128}}")
 >>> parse_batch(Reader(doc), doc.data["batch"], "batch", device="cuda:1")
-BatchSpec(max_size=128, max_wait_ms=0.0)
+BatchSpec(max_size=128, max_wait_ms=0.0, auto_wait=False, max_cost=None, cost=None)
+>>> doc = read_yaml_text("batch: {max_size: 64, max_wait_ms: auto, max_cost: 4096, cost: text}")
+>>> parse_batch(Reader(doc), doc.data["batch"], "batch")
+BatchSpec(max_size=64, max_wait_ms=50.0, auto_wait=True, max_cost=4096.0, cost='text')
 """
 
 from __future__ import annotations
@@ -32,7 +35,8 @@ JOIN_KEYS = {"mode", "strategy", "field", "proba_field", "weights", "timeout_ms"
              "options"}
 MODEL_KEYS = {"runtime", "path", "entrypoint", "device", "input_map", "output_map", "outputs",
               "options", "allow_nonfinite", "fallback", "version"}
-BATCH_KEYS = {"max_size", "max_wait_ms"}
+BATCH_KEYS = {"max_size", "max_wait_ms", "max_cost", "cost"}
+AUTO_WAIT_CEILING_MS = 50.0  # the longest wait ``max_wait_ms: auto`` chooses
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_\-]*$")
 
 
@@ -153,10 +157,26 @@ def _max_size(r: Reader, raw: Any, key: str, device: str) -> int:
 def parse_batch(r: Reader, raw: Any, key: str, device: str = "cpu") -> BatchSpec:
     """The batching of an agent whose model runs on ``device``."""
     b = r.mapping(raw, key, BATCH_KEYS)
+    wait = b.get("max_wait_ms", 0)
+    auto = wait == "auto"
+    if isinstance(wait, str) and not auto:
+        raise r.doc.error(f"must be a number >= 0 or auto, got {wait!r}", f"{key}.max_wait_ms")
+    if ("cost" in b) != ("max_cost" in b):
+        given, missing = ("cost", "max_cost") if "cost" in b else ("max_cost", "cost")
+        raise r.doc.error(f"{given} needs {missing} too (a batch closes before its total "
+                          f"cost passes max_cost)", f"{key}.{given}")
+    cost = b.get("cost")
+    if cost is not None and (not isinstance(cost, str) or not cost.strip()):
+        raise r.doc.error(f"must be a payload field or a module:function, got {cost!r}",
+                          f"{key}.cost")
     return BatchSpec(
         max_size=_max_size(r, b.get("max_size", 1), f"{key}.max_size", device),
-        max_wait_ms=float(r.number(b.get("max_wait_ms", 0), f"{key}.max_wait_ms",
-                                   integer=False, minimum=0)),
+        max_wait_ms=AUTO_WAIT_CEILING_MS if auto else float(
+            r.number(wait, f"{key}.max_wait_ms", integer=False, minimum=0)),
+        auto_wait=auto,
+        max_cost=None if cost is None else float(
+            r.number(b["max_cost"], f"{key}.max_cost", integer=False, minimum=1)),
+        cost=cost,
     )
 
 

@@ -38,6 +38,12 @@ class BatchSpec:
 
     max_size: int = 1
     max_wait_ms: float = 0.0
+    # ``max_wait_ms: auto``: the worker chooses each wait, max_wait_ms being its ceiling
+    auto_wait: bool = False
+    # a batch closes before its total cost passes max_cost; ``cost`` names a payload
+    # field (its length) or a ``module:function`` of the payload
+    max_cost: float | None = None
+    cost: str | None = None
 
 
 @dataclass(frozen=True)

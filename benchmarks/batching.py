@@ -1,0 +1,257 @@
+"""What micro-batching gives a model whose cost per record is small, through Kafka.
+
+The model is an ONNX MLP 256-3072-3072-10 (ReLU between layers) with random weights,
+written at run time to a temporary folder (about 41 MB: nothing large is committed), run
+by ONNX Runtime on one intra-op thread. At its best batch it costs a few hundred µs per
+record or less, so what the worker does around each record shows. One run:
+
+1. *In-process*: the ONNX Runtime session called directly with batches of 1, 8, 16, 32,
+   64 and 128 rows (``--offline-records`` rows per size, after one warm-up call; the best
+   of ``--rounds`` interleaved rounds): records/s per size and the best size.
+2. *Streamed*: the model alone deployed as an onnx agent (``batch: {max_size: B,
+   max_wait_ms: 5}``, ``intra_op_threads: 1``) at B = 1, at 64 and at the best in-process
+   size, each draining the same backlog of ``--records`` records (float32[256] each),
+   written while the worker is frozen (SIGSTOP) after a warm-up. Throughput is the timed
+   records over the span of their outputs' broker timestamps (``LogAppendTime``), as in
+   ``overhead.py``; the worker's CPU time while draining (all threads, from /proc) gives
+   its CPU µs per record, the steadier figure on a loaded machine.
+
+It reports the gain of batching (streamed at 64 and at the best size against streamed at
+1) and each streamed run against the in-process figure at the same size
+(streamed/offline), in records/s and in CPU time per record. ``--adaptive`` adds a run
+with ``batch: {max_size: 64, max_wait_ms: auto}``. Deployment files go to a temporary
+``STREAMCOMPOSE_HOME``; every topic is deleted at the end. Nothing passes or fails. Usage::
+
+    python benchmarks/batching.py --bootstrap 127.0.0.1:9092 [--records 4000]
+        [--offline-records 512] [--rounds 3] [--json benchmarks/out/batching.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import itertools
+import os
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from aiokafka import AIOKafkaProducer
+from ensemble import OutputCollector, TopologyDeployment, wait_until
+from overhead import (
+    PARTITIONS,
+    Record,
+    create_topics,
+    machine,
+    produce,
+    temporary_home,
+    write_json,
+)
+
+from streamcompose.codec import Trace, encode_payload
+from streamcompose.codec.record import now_ms
+from streamcompose.kafka.admin import delete_topics
+
+SIZES = (1, 8, 16, 32, 64, 128)
+LAYERS = (256, 3072, 3072, 10)
+WARMUP_PER_PARTITION = 128
+TOPOLOGY = """name: {name}
+fields: [x]
+agents:
+  mlp:
+    inputs: [$input]
+    model:
+      runtime: onnx
+      path: {path}
+      outputs: [y]
+      options: {{intra_op_threads: 1}}
+    batch: {batch}
+    drop: [x]
+"""
+
+
+def write_mlp(path: Path, seed: int = 0) -> Path:
+    """An MLP of :data:`LAYERS` with random (He-initialised) weights, input ``x``
+    float32[N,256], output ``y`` float32[N,10]."""
+    from onnx import TensorProto, helper, numpy_helper, save
+
+    rng = np.random.default_rng(seed)
+    nodes, weights, last = [], [], "x"
+    for i, (n_in, n_out) in enumerate(itertools.pairwise(LAYERS)):
+        w = (rng.standard_normal((n_in, n_out)) * np.sqrt(2 / n_in)).astype(np.float32)
+        weights += [numpy_helper.from_array(w, f"w{i}"),
+                    numpy_helper.from_array(np.zeros(n_out, np.float32), f"b{i}")]
+        nodes += [helper.make_node("MatMul", [last, f"w{i}"], [f"m{i}"]),
+                  helper.make_node("Add", [f"m{i}", f"b{i}"], [f"a{i}"])]
+        last = f"a{i}"
+        if i < len(LAYERS) - 2:
+            nodes.append(helper.make_node("Relu", [last], [f"r{i}"]))
+            last = f"r{i}"
+    nodes.append(helper.make_node("Identity", [last], ["y"]))
+    graph = helper.make_graph(
+        nodes, "mlp", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", LAYERS[0]])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", LAYERS[-1]])], weights)
+    save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    return path
+
+
+def session(path: Path) -> Any:
+    """An ONNX Runtime session of the model on one intra-op thread, as the agent runs it."""
+    import onnxruntime
+
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = 1
+    options.inter_op_num_threads = 1
+    return onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def offline(model: Path, rows: np.ndarray, rounds: int) -> dict[int, tuple[float, float]]:
+    """In-process records/s and CPU µs per record at each batch size of :data:`SIZES`:
+    the best of ``rounds`` interleaved rounds over the sizes."""
+    sess = session(model)
+    best = dict.fromkeys(SIZES, (0.0, float("inf")))
+    for size in SIZES:
+        sess.run(None, {"x": rows[:size]})
+    for _ in range(rounds):
+        for size in SIZES:
+            calls = len(rows) // size
+            started, cpu = time.perf_counter(), time.process_time()
+            for c in range(calls):
+                sess.run(None, {"x": rows[c * size:(c + 1) * size]})
+            rate = calls * size / (time.perf_counter() - started)
+            cpu_us = (time.process_time() - cpu) / (calls * size) * 1e6
+            best[size] = (max(best[size][0], rate), min(best[size][1], cpu_us))
+    return best
+
+
+def records(prefix: str, rows: np.ndarray) -> list[Record]:
+    """The agent's input records ``{"x": float32[256]}``, keyed by id."""
+    return [(f"{prefix}-{i:06d}".encode(), encode_payload({"x": row}),
+             Trace(request_id=f"{prefix}-{i:06d}", entered_ms=now_ms()).headers())
+            for i, row in enumerate(rows)]
+
+
+async def streamed(bootstrap: str, batch: str, rows: np.ndarray, model: Path,
+                   workdir: Path) -> tuple[float, float]:
+    """Records/s and the worker's CPU µs per record of the model deployed with ``batch``
+    (a flow mapping) draining a backlog of ``rows``, produced while it was frozen."""
+    name = f"bench-{uuid.uuid4().hex[:8]}-mlp"
+    file = workdir / f"{name}.yaml"
+    file.write_text(TOPOLOGY.format(name=name, batch=batch, path=model))
+    deployment = TopologyDeployment(name, file, name)
+    warmup = records("warmup", rows[:WARMUP_PER_PARTITION * PARTITIONS])
+    timed = records("timed", rows)
+    await create_topics(bootstrap, deployment.topology.topics())
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=0)
+    collector = OutputCollector(bootstrap, deployment.output)
+    await producer.start()
+    await collector.start()
+
+    async def outputs(target: int) -> None:
+        await wait_until(collector.count, lambda n: n >= target, f"{name}: outputs")
+
+    try:
+        await deployment.start(bootstrap)
+        await produce(producer, deployment.input, warmup)
+        await outputs(len(warmup))
+        with deployment.frozen():
+            await produce(producer, deployment.input, timed)
+            cpu = deployment.cpu_seconds()
+        await outputs(len(warmup) + len(timed))
+        cpu = deployment.cpu_seconds() - cpu
+        deployment.check()
+    finally:
+        await collector.stop()
+        await producer.stop()
+        await deployment.stop()
+        await delete_topics(bootstrap, list(deployment.topics))
+    done = np.array([collector.times[k] for k, _, _ in timed])
+    return ((len(done) - 1) / (max(int(done.max() - done.min()), 1) / 1000.0),
+            cpu / len(timed) * 1e6)
+
+
+Figures = dict[str, tuple[int, float, float]]  # label: max_size, records/s, CPU µs/record
+
+
+def report(info: dict[str, Any], args: argparse.Namespace,
+           rates: dict[int, tuple[float, float]], best: int, stream: Figures
+           ) -> dict[str, Any]:
+    """Print the tables; return the figures for the JSON."""
+    print(f"machine: {info['nproc']} CPUs, {info['cpu']}, Python {info['python']}; load "
+          f"{info['loadavg_1m_at_start']} (1 min) at start, {info['loadavg_1m_at_end']} at "
+          f"end; model {'-'.join(map(str, LAYERS))} on one intra-op thread")
+    print(f"in-process {args.offline_records} rows per batch size, best of {args.rounds}; "
+          f"streamed {args.records} timed records after {WARMUP_PER_PARTITION * PARTITIONS} "
+          f"warm-up, {PARTITIONS} partitions, one worker")
+    print(f"{'batch':>5} {'in-process rec/s':>17} {'CPU µs/rec':>11} {'× batch 1':>10}")
+    for size, (rate, cpu) in rates.items():
+        print(f"{size:>5} {rate:>17.0f} {cpu:>11.0f} {rate / rates[1][0]:>10.2f}"
+              + ("  best" if size == best else ""))
+    print(f"{'batch':<26} {'rec/s':>7} {'× batch 1':>10} {'/offline':>9} {'CPU µs/rec':>11} "
+          f"{'CPU × batch 1':>14} {'offline CPU / CPU':>18}")
+    one_rate, one_cpu = stream["1"][1:]
+    figures = {}
+    for label, (size, rate, cpu) in stream.items():
+        figures[label] = {"max_size": size, "records_per_s": rate, "gain": rate / one_rate,
+                          "streamed_over_offline": rate / rates[size][0], "cpu_us": cpu,
+                          "cpu_gain": one_cpu / cpu, "offline_cpu_over_cpu": rates[size][1] / cpu}
+        f = figures[label]
+        print(f"{label:<26} {rate:>7.0f} {f['gain']:>10.2f} {f['streamed_over_offline']:>9.2f} "
+              f"{cpu:>11.0f} {f['cpu_gain']:>14.2f} {f['offline_cpu_over_cpu']:>18.2f}")
+    at_best = figures[str(best)]
+    print(f"gain of batching at 64: in-process {rates[64][0] / rates[1][0]:.2f}×, streamed "
+          f"{figures['64']['gain']:.2f}× (CPU per record {figures['64']['cpu_gain']:.2f}×); "
+          f"streamed/offline at the best size ({best}): {at_best['streamed_over_offline']:.2f} "
+          f"(CPU per record: {at_best['offline_cpu_over_cpu']:.2f})")
+    return figures
+
+
+async def run(args: argparse.Namespace, workdir: Path
+              ) -> tuple[dict[int, tuple[float, float]], int, Figures]:
+    model = write_mlp(workdir / "mlp.onnx")
+    rng = np.random.default_rng(1)
+    rows = rng.standard_normal((max(args.records, args.offline_records, max(SIZES)),
+                                LAYERS[0])).astype(np.float32)
+    print("in-process ...", file=sys.stderr, flush=True)
+    rates = offline(model, rows[:max(args.offline_records, max(SIZES))], args.rounds)
+    best = max(rates, key=lambda size: rates[size][0])
+    variants = {str(s): (s, f"{{max_size: {s}, max_wait_ms: 5}}")
+                for s in dict.fromkeys((1, 64, best))}
+    if args.adaptive:
+        variants["64, max_wait_ms: auto"] = (64, "{max_size: 64, max_wait_ms: auto}")
+    stream = {}
+    for label, (size, batch) in variants.items():
+        print(f"streamed, {label} ...", file=sys.stderr, flush=True)
+        stream[label] = (size, *await streamed(args.bootstrap, batch, rows[:args.records],
+                                               model, workdir))
+    return rates, best, stream
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the benchmark, print the tables and optionally write the JSON."""
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--bootstrap", default="127.0.0.1:9092", help="Kafka bootstrap (H:P)")
+    p.add_argument("--records", type=int, default=4000, help="timed records per streamed run")
+    p.add_argument("--offline-records", type=int, default=512,
+                   help="rows per batch size in-process (at least 128)")
+    p.add_argument("--rounds", type=int, default=3,
+                   help="in-process rounds over the batch sizes; the best is kept")
+    p.add_argument("--adaptive", action="store_true",
+                   help="also stream with batch {max_size: 64, max_wait_ms: auto}")
+    p.add_argument("--json", type=Path, default=None, help="also write the results here")
+    args = p.parse_args(argv)
+    with temporary_home() as tmp:
+        info = machine()
+        rates, best, stream = asyncio.run(run(args, tmp))
+    info["loadavg_1m_at_end"] = round(os.getloadavg()[0], 2)
+    figures = report(info, args, rates, best, stream)
+    write_json(args.json, machine=info, layers=LAYERS, best_batch=best, streamed=figures,
+               offline={size: {"records_per_s": r, "cpu_us": c}
+                        for size, (r, c) in rates.items()})
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,117 @@
+"""The model half of the worker core: batches go to the model thread one ahead, so that
+while the event loop encodes a batch's results the model already runs the next.
+
+Each batch passes the serving gate first (:mod:`streamcompose.serving`: expired requests
+are dead-lettered, cached ones answered) and its deadlines are checked once more in the
+model thread just before the step runs, since a batch may wait there for the one before
+it. The outcomes become one :class:`~streamcompose.delivery.Closing` per record, queued
+for the worker's delivery task with the batch's shared-cache records.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from streamcompose.codec.reasons import exception_text
+from streamcompose.delivery import Closing
+from streamcompose.runtimes import RecordError
+from streamcompose.serving.gate import Admission
+
+if TYPE_CHECKING:
+    from streamcompose.agent.worker import AgentWorker, Item
+
+log = logging.getLogger("streamcompose.agent")
+INFER_DEPTH = 2  # batches given to the model thread at once: one running, one waiting
+
+
+@dataclass
+class Running:
+    """A batch handed to the model thread."""
+
+    batch: list[Item]
+    admission: Admission
+    started_ns: int
+    done: asyncio.Future
+
+
+class InferencePipeline:
+    """Runs a worker's step on its batches, one batch ahead of the encoding."""
+
+    def __init__(self, worker: AgentWorker) -> None:
+        self.w = worker
+
+    async def run(self) -> None:
+        """Until cancelled (by mode, after ``on_stop`` drained the batcher)."""
+        running: deque[Running] = deque()
+        gathering: asyncio.Future[list[Item]] | None = None
+        try:
+            while True:
+                if gathering is None and len(running) < INFER_DEPTH:
+                    gathering = asyncio.ensure_future(self.w.batcher.next_batch())
+                waits = {f for f in (gathering, running[0].done if running else None) if f}
+                await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+                if gathering is not None and gathering.done():
+                    running.append(self._submit(gathering.result()))
+                    gathering = None
+                while running and running[0].done.done():
+                    await self._finish(running.popleft())
+        finally:
+            if gathering is not None:
+                gathering.cancel()
+
+    def _submit(self, taken: list[Item]) -> Running:
+        w = self.w
+        batch = [i for i in taken if w.current(i.tp, i.epoch)]
+        lineage = w.lineage.next_batch(len(batch))
+        for item in batch:
+            item.batch = lineage
+        admission = w.gate.admit([i for i in batch if i.payload is not None])
+        done = asyncio.get_running_loop().run_in_executor(
+            w.executor, self._run_step, admission.to_model)
+        return Running(batch, admission, time.time_ns(), done)
+
+    def _run_step(self, good: list[Item]) -> tuple[list[Item], Any, float]:
+        """In the model thread: the requests still within their deadline, the step's
+        outcomes for them (or the exception it raised) and the seconds it took."""
+        live = self.w.gate.unexpired(good)
+        started = time.perf_counter()
+        try:
+            outcomes = self.w.step([(i.trace.request_id, i.payload) for i in live]) \
+                if live else []
+        except Exception as exc:  # a bug in a step must not stop the agent
+            outcomes = exc
+        return live, outcomes, time.perf_counter() - started
+
+    async def _finish(self, r: Running) -> None:
+        w = self.w
+        live, outcomes, seconds = r.done.result()
+        if isinstance(outcomes, Exception):
+            log.error("agent %s: step failed on a batch of %d", w.agent, len(live),
+                      exc_info=outcomes)
+            outcomes = [RecordError(exception_text(outcomes, typed=True),
+                                    agent=w.agent)] * len(live)
+        if live:
+            w.metrics.inference_seconds.observe(seconds)
+            w.batcher.ran(len(live), seconds)
+        if w.tracing:
+            w.tracing.batch([i.hop for i in live if i.hop], r.started_ns, time.time_ns())
+        for item, outcome in zip(live, outcomes, strict=True):
+            if isinstance(outcome, RecordError):
+                item.error = outcome
+            else:
+                item.emissions = outcome
+        if w.monitor is not None:
+            answered = [i for i in live if i.emissions]
+            w.monitor.observe([i.payload for i in answered],
+                              [i.emissions[0].fields for i in answered])
+        fresh = w.gate.settle(r.admission)
+        closings = [(w._closing(item), item.epoch, item.hop) for item in r.batch]
+        if w.shared_cache is not None and fresh:  # in the batch's transaction
+            closings.append((Closing(None, -1, [o for o in w.shared_cache.outputs(fresh)
+                                                if not w.too_large(o)]), 0, None))
+        await w.deliveries.put(closings)
