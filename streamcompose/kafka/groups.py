@@ -19,7 +19,8 @@ from typing import Any
 from aiokafka.errors import KafkaError
 from aiokafka.protocol.group import LeaveGroupRequest, MemberAssignment
 
-from streamcompose.kafka.admin import CONNECT_TIMEOUT_S, _admin, _unreachable, partition_lag
+from streamcompose.kafka.admin import CONNECT_TIMEOUT_S, _admin, partition_lag
+from streamcompose.kafka.diagnose import unreachable
 
 
 @dataclass(frozen=True)
@@ -84,7 +85,7 @@ async def describe_group(bootstrap: str, group: str, topics: list[str]) -> Group
                 break
             except KafkaError as exc:  # a fresh cluster creates its offsets topic first
                 if not exc.retriable or loop.time() > deadline:
-                    raise _unreachable(bootstrap, exc) from exc
+                    raise unreachable(bootstrap, exc) from exc
                 await asyncio.sleep(0.5)
     finally:
         await admin.close()
@@ -112,6 +113,6 @@ async def leave_group(bootstrap: str, group: str, client_id: str) -> int:
             await admin._send_request(LeaveGroupRequest(group, member_id), node)
         return len(ids)
     except KafkaError as exc:
-        raise _unreachable(bootstrap, exc) from exc
+        raise unreachable(bootstrap, exc) from exc
     finally:
         await admin.close()
