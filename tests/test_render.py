@@ -93,7 +93,7 @@ def test_every_example_renders_valid_kubernetes_objects(file: Path):
     t = load_topology(file)
     objects = render_k8s(t, _options())
     kinds = [o["kind"] for o in objects]
-    assert kinds.count("Deployment") == kinds.count("PodDisruptionBudget") == len(t.agents)
+    assert kinds.count("Deployment") == kinds.count("PodDisruptionBudget") == len(t.units())
     assert kinds.count("Job") == kinds.count("ConfigMap") == 1
     for obj in objects:
         if obj["kind"] == "ScaledObject":
@@ -169,14 +169,14 @@ def test_compose_file_follows_the_compose_specification(file: Path):
     compose = render_compose(t, _options())
     schema = json.loads((DATA / "compose-spec.schema.json").read_text())
     jsonschema.Draft7Validator(schema).validate(compose)  # the schema's draft
-    assert list(compose["services"]) == ["kafka", "topics", *t.agent_names]
+    assert list(compose["services"]) == ["kafka", "topics", *t.units()]  # a group: one
     kafka = compose["services"]["kafka"]["environment"]
     assert kafka["KAFKA_PROCESS_ROLES"] == "broker,controller"  # KRaft, no ZooKeeper
-    for agent in t.agents:
-        service = compose["services"][agent.name]
+    for unit in t.units():
+        service = compose["services"][unit]
         assert service["command"][:3] == ["worker", "/etc/streamcompose/topology/topology.yaml",
-                                          agent.name]
-        assert service["deploy"]["replicas"] == agent.replicas
+                                          unit]
+        assert service["deploy"]["replicas"] == t.agent(unit).replicas
 
 
 def test_compose_reserves_a_gpu_for_cuda_agents(scaled: Topology):
