@@ -174,11 +174,13 @@ def test_prometheus_evaluates_every_dashboard_query(cli, deploy, bootstrap, tmp_
         for title, expr in queries(name, rate_window="10s", time_range="1m"):
             answer = _get(f"{api}/query?" + urllib.parse.urlencode({"query": expr}))
             assert answer["status"] == "success", (title, expr, answer)
-            answers[expr] = {r["metric"].get("agent"): float(r["value"][1])
-                             for r in answer["data"]["result"]}
+            answers[expr] = {r["metric"].get("agent", r["metric"].get("reason")):
+                             float(r["value"][1]) for r in answer["data"]["result"]}
         assert [e for e, result in answers.items() if not result] == [], answers
         hit_rate = next(r for e, r in answers.items() if "cache_requests" in e)
         assert 0 < hit_rate["first"] <= 1, hit_rate  # the same 20 payloads, over and over
+        by_reason = next(r for e, r in answers.items() if e.startswith("sum by (reason)"))
+        assert set(by_reason) == {"RecordError", "expired"}, by_reason  # bad, expired
         (decisions,) = [r for e, r in answers.items() if "autoscale_decisions" in e]
         assert set(decisions) == {"first"}, decisions
     finally:
