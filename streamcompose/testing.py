@@ -2,12 +2,18 @@
 
 The same steps as the deployed workers run (:func:`streamcompose.kinds.build_step`):
 model agents, routers, joiners and fallback routers, with the same join and fallback
-rules. Records pass through in-memory topics of one partition, encoded and decoded as
-the wire does, until no agent has anything left to read; then, while a joiner or
-fallback router still has open requests, time jumps a minute forward so that whatever
-waits on a timeout (a join missing branches, a silent primary) is decided by the step's
-own rule, and the run goes on. Time never runs backwards, so a result arriving after a
-request was answered is dropped as late, as in the workers. With tracing on
+rules, and before a model agent's or router's step the same serving gate
+(:class:`~streamcompose.serving.gate.ServingGate`: deadlines, the result cache). Records
+pass through in-memory topics of one partition, encoded and decoded as the wire does,
+until no agent has anything left to read; then, while a joiner or fallback router still
+has open requests, time moves forward to the first moment one of them has something due
+(a join missing branches, a silent primary, a deadline; at most a minute per jump), the
+step's own rule decides it, and the run goes on. The run has its own clock in
+milliseconds: requests enter at 0, each batch an agent reads takes 1 ms, so a deadline
+(``deadline_ms``) runs out as it would in a worker: not while requests merely pass from
+agent to agent, but when they wait on a timeout longer than it. Time never runs
+backwards, so a result arriving after a request was answered is dropped as late, as in
+the workers. With tracing on
 (:mod:`streamcompose.observe.tracing`), each request starts a trace as the client's do
 and every hop records the spans the workers record. A co-located group runs as
 its worker runs it: one step, its members passing records in memory.
@@ -27,6 +33,7 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,14 +43,16 @@ from streamcompose.codec.reasons import exception_text
 from streamcompose.codec.record import new_request_id
 from streamcompose.colocate.step import GroupOutput, GroupRequest, GroupStep
 from streamcompose.kinds import build_step
+from streamcompose.metrics import AgentMetrics
 from streamcompose.observe import tracing
 from streamcompose.runtimes import RecordError
+from streamcompose.serving.gate import ServingGate
 from streamcompose.steps.base import Emission, Outcome, merge_result
 from streamcompose.steps.stateful import Arrival, Send, StatefulStep
 from streamcompose.topology.model import Topology
 
 __all__ = ["LocalRecord", "LocalRun", "LocalRunner"]
-TIME_STEP_MS = 60_000  # how far time jumps when nothing else moves
+TIME_STEP_MS = 60_000  # how far time jumps at most when nothing else moves
 
 
 @dataclass(frozen=True)
@@ -59,6 +68,19 @@ class LocalRecord:
     def arrival(self, offset: int, now: int) -> Arrival:
         trace = Trace(self.id, 0, self.path, MSGPACK, self.headers)
         return Arrival(self.topic, 0, offset, now, encode_payload(self.payload), trace)
+
+
+@dataclass
+class _Served:
+    """A record of a stateless agent's batch as the serving gate and the step see it
+    (what the worker's ``Item`` is to a worker)."""
+
+    record: LocalRecord
+    trace: Trace
+    payload: Any
+    hop: tracing.Hop | None = None
+    error: Exception | None = None
+    emissions: Any = None
 
 
 @dataclass
@@ -80,12 +102,16 @@ class LocalRun:
 
 class LocalRunner:
     """Loads every agent of a topology once; :meth:`run` can be called many times (the
-    stateful steps start each run empty)."""
+    stateful steps, the result caches, the clock and ``metrics``, each agent's counters,
+    start each run afresh)."""
 
     def __init__(self, topology: Topology) -> None:
         self.topology = topology
         self.steps = {name: build_step(topology, name) for name in topology.units()}
         self.tracers: dict[str, tracing.HopTracer | None] = {}
+        self.now = 0  # the run's clock, ms
+        self.metrics: dict[str, AgentMetrics] = {}
+        self.gates: dict[str, ServingGate] = {}
 
     def run(self, requests: list[dict[str, Any]] | list[tuple[str, dict[str, Any]]]
             ) -> LocalRun:
@@ -96,6 +122,11 @@ class LocalRunner:
                 self.steps[name] = build_step(t, name)
         out = LocalRun(output=t.output_topic, dlq=t.dlq_topic)
         self.tracers = {name: tracing.hop_tracer(name) for name in t.units()}
+        self.now = 0
+        self.metrics = {name: AgentMetrics(t.name, name, 0) for name in t.units()}
+        self.gates = {name: ServingGate(t, name, self.metrics[name], clock=lambda: self.now)
+                      for name, step in self.steps.items()
+                      if not isinstance(step, StatefulStep)}
         for item in requests:
             rid, payload = item if isinstance(item, tuple) else (new_request_id(), item)
             span, headers = tracing.start_request(f"publish {t.name}", rid)
@@ -104,7 +135,6 @@ class LocalRunner:
             if span is not None:
                 span.end()
         read: dict[tuple[str, str], int] = defaultdict(int)
-        now = 0
         while True:
             moved = False
             for name in t.units():
@@ -113,38 +143,48 @@ class LocalRunner:
                     read[name, topic] += len(records)
                     if records:
                         moved = True
-                        now += 1
-                        self._feed(name, records, read[name, topic] - len(records), now, out)
+                        self.now += 1
+                        self._feed(name, records, read[name, topic] - len(records), out)
             if not moved:
                 stateful = [s for s in self.steps.values() if isinstance(s, StatefulStep)]
                 if not any(s.store.pending_count() for s in stateful):
                     return out
-                now += TIME_STEP_MS  # until the steps' own rules decide what waits
+                self.now = next_due(stateful, self.now)  # the steps' own rules decide
                 for step in stateful:
-                    self._sent(step, step.handle([], now), out)
+                    self._sent(step, step.handle([], self.now), out)
 
-    def _feed(self, name: str, records: list[LocalRecord], first_offset: int, now: int,
+    def _feed(self, name: str, records: list[LocalRecord], first_offset: int,
               out: LocalRun) -> None:
         step = self.steps[name]
         if isinstance(step, StatefulStep):
-            arrivals = [r.arrival(first_offset + i, now) for i, r in enumerate(records)]
-            self._sent(step, step.handle(arrivals, now), out)
+            arrivals = [r.arrival(first_offset + i, self.now) for i, r in enumerate(records)]
+            self._sent(step, step.handle(arrivals, self.now), out)
             return
         size, tracer = self.topology.agent(name).batch.max_size, self.tracers[name]
         for i in range(0, len(records), size):
-            batch = records[i:i + size]
-            hops = [tracer.received(r.id, r.headers) if tracer else None for r in batch]
+            batch = [_Served(r, Trace(r.id, 0, r.path, MSGPACK, r.headers),
+                             GroupRequest(r.payload, r.topic, r.headers)
+                             if isinstance(step, GroupStep) else r.payload,
+                             tracer.received(r.id, r.headers) if tracer else None)
+                     for r in records[i:i + size]]
+            admission = self.gates[name].admit(batch)  # as the worker's _infer
+            good = admission.to_model
             started = time.time_ns()
             try:
-                outcomes = step([(r.id, GroupRequest(r.payload, r.topic, r.headers)
-                                  if isinstance(step, GroupStep) else r.payload) for r in batch])
+                outcomes = step([(s.record.id, s.payload) for s in good]) if good else []
             except Exception as exc:  # as the worker does: the batch is dead-lettered
-                outcomes = [RecordError(exception_text(exc, typed=True), agent=name)] * len(batch)
+                outcomes = [RecordError(exception_text(exc, typed=True), agent=name)] * len(good)
             if tracer:
-                tracer.batch([h for h in hops if h], started, time.time_ns())
-            for record, outcome, hop in zip(batch, outcomes, hops, strict=True):
-                self._deliver(name, record, outcome, out, hop)
-            tracing.HopTracer.done(hops)
+                tracer.batch([s.hop for s in good if s.hop], started, time.time_ns())
+            for served, outcome in zip(good, outcomes, strict=True):
+                if isinstance(outcome, RecordError):
+                    served.error = outcome
+                else:
+                    served.emissions = outcome
+            self.gates[name].settle(admission)
+            for served in batch:
+                self._deliver(name, served, out)
+            tracing.HopTracer.done([s.hop for s in batch])
 
     @staticmethod
     def _sent(step: StatefulStep, sends: list[Send], out: LocalRun) -> None:
@@ -155,15 +195,14 @@ class LocalRunner:
                     trace.request_id, decode_payload(s.value, trace.content_type), s.topic,
                     trace.path, trace.extra))
 
-    def _deliver(self, name: str, record: LocalRecord, outcome: Outcome | list[GroupOutput],
-                 out: LocalRun, hop: tracing.Hop | None = None) -> None:
-        path, headers = (*record.path, name), record.headers
+    def _deliver(self, name: str, served: _Served, out: LocalRun) -> None:
+        record, path, headers = served.record, (*served.record.path, name), served.trace.extra
+        outcome: Outcome | list[GroupOutput] = served.emissions
         tracer = self.tracers[name]
-        if hop is not None and tracer is not None:
-            headers = tracer.produced(hop, Trace(record.id, 0, extra=headers), outcome
-                                      if isinstance(outcome, RecordError) else None).extra
-        if isinstance(outcome, RecordError):
-            self._dead_letter(name, record, path, outcome, out)
+        if served.hop is not None and tracer is not None:
+            headers = tracer.produced(served.hop, served.trace, served.error).extra
+        if served.error is not None:
+            self._dead_letter(name, record, path, served.error, out)
             return
         if isinstance(self.steps[name], GroupStep):  # each output whole, from its member
             for o in outcome:
@@ -182,12 +221,43 @@ class LocalRunner:
                                                    (*headers, *e.headers)))
 
     def _dead_letter(self, agent: str, record: LocalRecord, path: tuple[str, ...],
-                     error: RecordError, out: LocalRun) -> None:
+                     error: Exception, out: LocalRun) -> None:
         """A dead letter naming ``agent``, holding the record it stems from."""
         dlq = self.topology.dlq_of(agent)
         letter = dead_letter_value(encode_payload(record.payload), agent=agent,
                                    topic=record.topic, partition=0, offset=-1, error=error)
         out.topics[dlq].append(LocalRecord(record.id, decode_payload(letter), dlq, path))
+
+
+def next_due(steps: Sequence[StatefulStep], now: int) -> int:
+    """The first moment after ``now``, and at most :data:`TIME_STEP_MS` after it, at
+    which one of ``steps`` has a request due: where a worker's clock would be when it
+    decides that request (what is due at a moment stays due later on).
+
+    >>> from streamcompose.topology import load_topology_text
+    >>> t = load_topology_text('''
+    ... name: demo
+    ... agents:
+    ...   a: {inputs: [$input], model: {runtime: python, entrypoint: "copy:copy"}}
+    ...   b: {inputs: [$input], model: {runtime: python, entrypoint: "copy:copy"}}
+    ...   both: {inputs: [a, b], join: {strategy: merge, timeout_ms: 1500}}
+    ... ''')
+    >>> join = build_step(t, "both")
+    >>> _ = join.handle([LocalRecord("r1", {"x": 1}, t.topic_of("a"), ("a",)).arrival(0, 10)],
+    ...                 10)
+    >>> next_due([join], 10), next_due([join], 5_000), next_due([], 5_000)
+    (1510, 5001, 65000)
+    """
+    low, high = now, now + TIME_STEP_MS
+    if not any(s.due(high) for s in steps):
+        return high
+    while high - low > 1:
+        middle = (low + high) // 2
+        if any(s.due(middle) for s in steps):
+            high = middle
+        else:
+            low = middle
+    return high
 
 
 def _wire(payload: dict[str, Any]) -> dict[str, Any]:

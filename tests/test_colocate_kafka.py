@@ -80,7 +80,7 @@ def test_colocated_digits_ensemble_answers_as_the_ensemble(cli, deploy):
                                    rtol=1e-6)
         assert got[want.id]["path"] == list(want.path)
     (unit,) = json.loads(cli("status", m["name"], "--json").stdout)["agents"]
-    assert unit["members"] == ["features", "logreg", "forest", "mlp", "cnn", "vote"]
+    assert unit["colocated"] == ["features", "logreg", "forest", "mlp", "cnn", "vote"]
     (worker,) = unit["workers"]
     text = _metrics(worker["metrics_port"])
     for member in ("features", "logreg", "forest", "mlp", "cnn", "vote"):

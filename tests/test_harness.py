@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +34,12 @@ def expert_a(batch):
 
 def expert_b(batch):
     return [{"proba": np.array([0.0, 1.0])} for _ in batch]
+
+CALLS = []
+
+def counted(batch):
+    CALLS.append(len(batch))
+    return [{"call": len(CALLS)} for _ in batch]
 '''
 
 
@@ -44,7 +51,13 @@ def topology_text(tmp_path: Path):
     def load(text: str):
         return load_topology_text(text.replace("STEPS", module), tmp_path)
 
+    load.module = module
     return load
+
+
+def _calls(topology_text) -> list[int]:
+    """The batch sizes the steps module's ``counted`` model was called with."""
+    return sys.modules[topology_text.module].CALLS
 
 
 def test_cascade_batches_and_dead_letters(topology_text):
@@ -105,3 +118,49 @@ agents:
     got = {r.id: r.payload for r in run.results}
     assert got["even"]["b"]["by"] == "big" and "missing" not in got["even"]
     assert got["odd"]["missing"] == ["b"] and got["odd"]["a"]["x"] == 6
+
+
+def test_the_result_cache_answers_a_repeated_payload(topology_text):
+    t = topology_text('''
+name: c
+agents:
+  m: {inputs: [$input], model: {runtime: python, entrypoint: "STEPS:counted"},
+      batch: {max_size: 1}, cache: {key: [x]}}
+''')
+    runner = LocalRunner(t)
+    run = runner.run([("first", {"x": 1, "noise": 1}), ("again", {"x": 1, "noise": 2})])
+    assert _calls(topology_text) == [1]  # one model call, one batch apart
+    assert [(r.id, r.payload["call"], r.payload["noise"]) for r in run.results] == [
+        ("first", 1, 1), ("again", 1, 2)]
+    assert [dict(r.headers).get("sc-cache") for r in run.results] == [None, b"hit"]
+    hits = runner.metrics["m"].registry.get_sample_value(
+        "streamcompose_cache_requests_total", {"topology": "c", "agent": "m", "replica": "0",
+                                               "result": "hit"})
+    assert hits == 1
+
+
+@pytest.mark.parametrize("deadline_ms, answered", [(500, ["even"]), (5000, ["even", "odd"])])
+def test_a_deadline_runs_out_while_a_join_waits(topology_text, deadline_ms, answered):
+    """A request waits 1 s at the join for a branch that failed: with a 500 ms deadline
+    the next agent dead-letters it as expired without calling its model, as a worker
+    would; with 5 s it is answered (the run's clock moves to the join's timeout, not a
+    minute on)."""
+    t = topology_text(f'''
+name: j
+agents:
+  a: {{inputs: [$input], model: {{runtime: python, entrypoint: "STEPS:double"}}}}
+  b: {{inputs: [$input], model: {{runtime: python, entrypoint: "STEPS:fails_on_odd"}}}}
+  both: {{inputs: [a, b], join: {{strategy: merge, timeout_ms: 1000}}}}
+  after: {{inputs: [both], model: {{runtime: python, entrypoint: "STEPS:counted"}},
+          deadline_ms: {deadline_ms}}}
+''')
+    runner = LocalRunner(t)
+    run = runner.run([("even", {"x": 2}), ("odd", {"x": 3})])
+    assert [r.id for r in run.results] == answered
+    assert sum(_calls(topology_text)) == len(answered)
+    expired = [(d.id, d.payload["agent"]) for d in run.dead_letters
+               if d.payload["error_type"] == "expired"]
+    assert expired == ([] if deadline_ms > 1000 else [("odd", "after")])
+    assert runner.metrics["after"].registry.get_sample_value(
+        "streamcompose_expired_total", {"topology": "j", "agent": "after",
+                                        "replica": "0"}) == len(expired)

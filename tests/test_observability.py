@@ -3,10 +3,10 @@ real workers.
 
 A Prometheus server (Debian's ``prometheus`` package; ``.ci/run`` installs it) is started
 with the configuration ``streamcompose render prometheus`` writes, scrapes a deployed
-two-agent cascade (the second with a drift monitor) under traffic, with a few bad
-requests so that errors exist, and every
-query of the dashboard is evaluated through its HTTP API: each must return data, except
-those on metrics other issues add (listed in ``NOT_YET_EXPORTED``)."""
+two-agent cascade under traffic (the first with a result cache, a deadline and
+autoscaling, so that the supervisor is scraped too; the second with a drift monitor),
+with a few bad requests so that errors exist and a few whose deadline passes, and every
+query of the dashboard is evaluated through its HTTP API: each must return data."""
 
 from __future__ import annotations
 
@@ -30,11 +30,6 @@ from streamcompose.observe.dashboard import PANELS, dashboard_json, queries
 from streamcompose.observe.scrape import parse_metrics
 from streamcompose.observe.top import summarize, table
 
-#: metrics of issue 12 that the workers do not export yet (deadlines, the result cache)
-#: or that only an autoscaler writes; their queries may come back empty until then
-NOT_YET_EXPORTED = ("streamcompose_expired_total", "streamcompose_cache_requests_total",
-                    "streamcompose_autoscale_decisions_total")
-
 STEPS = '''
 def inc(batch):
     return [{"x": p["x"] + 1, "label": p["x"] % 3, "proba": [0.3, 0.7]} for p in batch]
@@ -56,6 +51,15 @@ agents:
     model: {runtime: python, entrypoint: "STEPS:inc"}
     monitor: {label: label, confidence: proba, inputs: [x], reference: 50, window: 50}
 '''
+
+#: TWO_HOPS with a cache, a deadline and autoscaling (never beyond one worker here: the
+#: lag never reaches the threshold) on the first agent
+SERVED = TWO_HOPS.replace(
+    "    batch: {max_size: 8, max_wait_ms: 5}\n",
+    "    batch: {max_size: 8, max_wait_ms: 5}\n    cache: {key: [x], ttl_s: 60}\n"
+    "    deadline_ms: 30000\n"
+    "    autoscale: {min: 1, max: 2, lag_per_replica: 1000000, cooldown_s: 60}\n")
+EXPIRED = 3  # requests published with a 1 ms deadline: expired when the first agent reads them
 
 
 def test_the_dashboard_file_is_the_generated_one():
@@ -110,6 +114,7 @@ def _traffic(bootstrap: str, name: str, stop: threading.Event) -> None:
     async def run() -> None:
         async with Client(bootstrap) as client:
             await client.publish(name, [{"x": "not a number"}, {"nothing": 1}])
+            await client.publish(name, [{"x": -i} for i in range(EXPIRED)], deadline_ms=1)
             while not stop.is_set():
                 await client.publish(name, [{"x": i} for i in range(20)])
                 await asyncio.sleep(0.1)
@@ -129,7 +134,7 @@ def prometheus_binary() -> str:
 @pytest.mark.integration
 def test_prometheus_evaluates_every_dashboard_query(cli, deploy, bootstrap, tmp_path,
                                                     prometheus_binary, write_topology):
-    m = deploy(write_topology(TWO_HOPS, STEPS))
+    m = deploy(write_topology(SERVED, STEPS))
     name = m["name"]
     config = tmp_path / "prometheus.yml"
     cli("render", "prometheus", name, "--interval", "1s", "-o", str(config))
@@ -145,12 +150,14 @@ def test_prometheus_evaluates_every_dashboard_query(cli, deploy, bootstrap, tmp_
     api = f"http://127.0.0.1:{port}/api/v1"
     try:
         deadline = time.monotonic() + 60
-        while True:  # every worker discovered and scraped
+        while True:  # every worker and the supervisor discovered and scraped
             try:
                 targets = _get(f"{api}/targets")["data"]["activeTargets"]
             except OSError:
                 targets = []
-            if len(targets) == 2 and all(t["health"] == "up" for t in targets):
+            found = sorted(t["labels"].get("agent", t["labels"].get("role")) for t in targets)
+            if found == ["first", "second", "supervisor"] \
+                    and all(t["health"] == "up" for t in targets):
                 break
             assert time.monotonic() < deadline, f"targets: {targets}"
             time.sleep(0.5)
@@ -160,16 +167,22 @@ def test_prometheus_evaluates_every_dashboard_query(cli, deploy, bootstrap, tmp_
         rows = {r["agent"]: r for r in top["agents"]}
         assert set(rows) == {"first", "second"}
         assert all(r["up"] == 1 and r["out_per_s"] > 0 for r in rows.values()), rows
-        assert rows["first"]["errors"] == 2 and rows["first"]["batch"] >= 1
+        assert rows["first"]["errors"] == 2 + EXPIRED and rows["first"]["batch"] >= 1
         assert rows["second"]["drift"] is not None
 
-        empty = []
+        answers = {}
         for title, expr in queries(name, rate_window="10s", time_range="1m"):
             answer = _get(f"{api}/query?" + urllib.parse.urlencode({"query": expr}))
             assert answer["status"] == "success", (title, expr, answer)
-            if not answer["data"]["result"]:
-                empty.append(expr)
-        assert [e for e in empty if not any(m in e for m in NOT_YET_EXPORTED)] == [], empty
+            answers[expr] = {r["metric"].get("agent", r["metric"].get("reason")):
+                             float(r["value"][1]) for r in answer["data"]["result"]}
+        assert [e for e, result in answers.items() if not result] == [], answers
+        hit_rate = next(r for e, r in answers.items() if "cache_requests" in e)
+        assert 0 < hit_rate["first"] <= 1, hit_rate  # the same 20 payloads, over and over
+        by_reason = next(r for e, r in answers.items() if e.startswith("sum by (reason)"))
+        assert set(by_reason) == {"RecordError", "expired"}, by_reason  # bad, expired
+        (decisions,) = [r for e, r in answers.items() if "autoscale_decisions" in e]
+        assert set(decisions) == {"first"}, decisions
     finally:
         stop.set()
         feeder.join(30)

@@ -103,8 +103,8 @@ def status(name: str | None, as_json: bool, no_lag: bool) -> None:
                                f"{state:<10}{w['restarts']:>9}{w['metrics_port'] or '-':>9}"
                                f"{lag:>8}  {w['version'] or '-'}")
                 _print_cluster(a)
-                if a["members"]:
-                    click.echo(f"  {'':<16}co-located: {', '.join(a['members'])}")
+                if a["colocated"]:
+                    click.echo(f"  {'':<16}co-located: {', '.join(a['colocated'])}")
     if not healthy:
         sys.exit(1)
 

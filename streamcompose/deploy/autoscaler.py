@@ -79,6 +79,9 @@ class Autoscaler:
                                  "Autoscaling decisions of the local supervisor.",
                                  ["topology", "agent", "direction"], registry=self.registry)
         self.metrics_port: int | None = None
+        for s in self.scalers:  # exported from the start, 0 until a decision
+            for direction in ("up", "down"):
+                self.decisions.labels(self.topology, s.agent, direction)
         if self.scalers:
             server, _ = start_http_server(0, addr="127.0.0.1", registry=self.registry)
             self.metrics_port = server.server_port

@@ -242,7 +242,7 @@ def _status_of(d: Deployment, with_lag: bool) -> dict[str, Any]:
                             "log": str(d.log_file(f"{a['name']}-{r}"))})
         agents.append(merge_group({"name": a["name"], "inputs": a["inputs"],
                                    "output": a["output"], "here": a.get("here", True),
-                                   "members": list(a.get("members", ())),
+                                   "colocated": list(a.get("members", ())),
                                    "lag": None, "workers": workers},
                                   m, a, with_lag, d.supervisor().get("autoscale", {})))
     return {"name": m["name"], "file": m["file"], "bootstrap": m["bootstrap"],

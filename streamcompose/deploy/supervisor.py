@@ -25,6 +25,7 @@ from streamcompose.deploy.autoscaler import Autoscaler
 from streamcompose.deploy.registry import Deployment
 from streamcompose.deploy.rolling import RollingUpgrade
 from streamcompose.metrics import RESTARTS_ENV
+from streamcompose.observe.prometheus_config import write_supervisor_target
 from streamcompose.runtimes.device import ENGINE_CACHE_ENV
 
 POLL_S = 0.1
@@ -199,6 +200,9 @@ class Supervisor:
         signal.signal(signal.SIGINT, self._on_signal)
         signal.signal(signal.SIGHUP, self._on_upgrade)
         self.deployment.clear_workers()
+        if self.autoscaler.metrics_port is not None:
+            write_supervisor_target(self.deployment.dir, self.autoscaler.metrics_port,
+                                    self.deployment.name)
         for w in self.workers:
             self._start(w)
         self._record()

@@ -62,7 +62,7 @@ PANELS: tuple[Panel, ...] = (
     Panel("In flight", "none",
           (("{{agent}}", f"sum by (agent) (streamcompose_in_flight{SEL})"),)),
     Panel("Workers up and restarts", "none",
-          (("{{agent}} up", f"sum by (agent) (up{SEL})"),
+          (("{{agent}} up", f"sum by (agent) (up{SEL[:-1]}, agent!=\"\"}})"),
            ("{{agent}} restarts", f"sum by (agent) (streamcompose_restarts_total{SEL})"))),
     Panel("Cache hit rate", "percentunit",
           (("{{agent}}", _rate("streamcompose_cache_requests_total", match=', result="hit"')
