@@ -121,8 +121,10 @@ ROOT = Path(__file__).resolve().parent.parent
 TOPOLOGIES = ROOT / "topologies"
 ENSEMBLE = TOPOLOGIES / "digits_ensemble.yaml"
 COLOCATED = TOPOLOGIES / "digits_ensemble_colocated.yaml"
-#: the deployments measured against the slowest member alone: label -> topology file
-VARIANTS = {"ensemble": ENSEMBLE, "co-located": COLOCATED}
+#: the deployments measured against the slowest member alone: label -> (topology file,
+#: replicas of every agent, None to keep the file's)
+VARIANTS = {"ensemble": (ENSEMBLE, None), "co-located": (COLOCATED, None),
+            "co-located x2": (COLOCATED, 2)}
 DIGITS = TOPOLOGIES / "models" / "digits_test.npz"
 WARMUP_RECORDS = 600
 TIMING_ROUNDS = 5
@@ -205,6 +207,14 @@ def time_members(ensemble: Topology) -> dict[str, float]:
     return best
 
 
+def _link_folders(workdir: Path) -> None:
+    """Link the folders of ``topologies/`` (python steps, models) into ``workdir``, where
+    the relative paths of a derived topology look for them."""
+    for folder in TOPOLOGIES.iterdir():
+        if folder.is_dir() and not (workdir / folder.name).exists():
+            (workdir / folder.name).symlink_to(folder, target_is_directory=True)
+
+
 def single_member_topology(member: str, name: str, workdir: Path) -> Path:
     """Write a topology of the ensemble's feeding step and ``member`` (given the joiner's
     ``drop``) to ``workdir``, beside links to the folders of ``topologies/`` (python steps,
@@ -215,12 +225,24 @@ def single_member_topology(member: str, name: str, workdir: Path) -> Path:
     spec = {**agents[member], **({"drop": agents[joiner]["drop"]}
                                  if "drop" in agents[joiner] else {})}
     derived = {**raw, "name": name, "agents": {feeder: agents[feeder], member: spec}}
-    for folder in TOPOLOGIES.iterdir():
-        if folder.is_dir() and not (workdir / folder.name).exists():
-            (workdir / folder.name).symlink_to(folder, target_is_directory=True)
+    _link_folders(workdir)
     file = workdir / f"{name}.yaml"
     file.write_text(yaml.safe_dump(derived, sort_keys=False))
     return file
+
+
+def replicated_topology(file: Path, replicas: int | None, workdir: Path) -> Path:
+    """``file``, or a copy of it in ``workdir`` whose every agent has ``replicas``
+    workers (a co-located group as many as the member alone has processes)."""
+    if replicas is None:
+        return file
+    raw = yaml.safe_load(file.read_text())
+    for spec in raw["agents"].values():
+        spec["replicas"] = replicas
+    _link_folders(workdir)
+    derived = workdir / f"{file.stem}-x{replicas}.yaml"
+    derived.write_text(yaml.safe_dump(raw, sort_keys=False))
+    return derived
 
 
 # --- a deployment under measurement -----------------------------------------------------
@@ -591,7 +613,8 @@ async def run(args: argparse.Namespace, workdir: Path
     variants = [
         TopologyDeployment(f"{slowest} alone", single_member_topology(slowest, single_name,
                                                                       workdir), single_name),
-        *(TopologyDeployment(label, VARIANTS[label], f"bench-{run_id}-{label}")
+        *(TopologyDeployment(label, replicated_topology(*VARIANTS[label], workdir),
+                             f"bench-{run_id}-{label.replace(' ', '-')}")
           for label in args.variants)]
     workload = make_workload(args.records, args.latency_records, args.latency_rate)
     results = []
