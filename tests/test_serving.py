@@ -204,6 +204,8 @@ def test_a_repeated_request_is_answered_from_the_cache(cli, deploy, write_topolo
     assert second.payload == {"n": 7, "note": "b", "y": 49}
     assert "sc-cache" not in first.headers and second.headers["sc-cache"] == b"hit"
     assert other.payload["y"] == 64 and "sc-cache" not in other.headers
+    assert [e.get("cached", False) for e in first.lineage] == [False]
+    assert [(e["agent"], e.get("cached")) for e in second.lineage] == [("square", True)]
     assert [c["n"] for c in calls(path)] == [7, 8]
     hits = metric(cli, m["name"], "square", "streamcompose_cache_requests_total", result="hit")
     misses = metric(cli, m["name"], "square", "streamcompose_cache_requests_total",
