@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from typing import Any
 
 import click
 
@@ -24,6 +25,20 @@ def plain_name(_ctx: click.Context, _param: click.Parameter, value: str | None) 
         return check_name(value)
     except DeploymentError as exc:
         raise click.BadParameter(str(exc)) from None
+
+
+def json_object(_ctx: click.Context, _param: click.Parameter, value: str | None
+                ) -> dict[str, Any] | None:
+    """A click callback: a JSON object given on the command line (usage error if not)."""
+    if value is None:
+        return None
+    try:
+        parsed = json.loads(value)
+    except ValueError as exc:
+        raise click.BadParameter(f"not JSON: {exc}") from None
+    if not isinstance(parsed, dict):
+        raise click.BadParameter(f"expected a JSON object, got {value!r}")
+    return parsed
 
 
 @click.command()

@@ -7,23 +7,10 @@ from typing import Any
 
 import click
 
-from streamcompose.cli.deploy_cmd import plain_name
+from streamcompose.cli.deploy_cmd import json_object, plain_name
 from streamcompose.deploy.upgrade import UPGRADE_TIMEOUT_S
 from streamcompose.deploy.upgrade import rollback as rollback_agent
 from streamcompose.deploy.upgrade import upgrade as upgrade_agent
-
-
-def _json_object(_ctx: click.Context, _param: click.Parameter, value: str | None
-                 ) -> dict[str, Any] | None:
-    if value is None:
-        return None
-    try:
-        parsed = json.loads(value)
-    except ValueError as exc:
-        raise click.BadParameter(f"not JSON: {exc}") from None
-    if not isinstance(parsed, dict):
-        raise click.BadParameter(f"expected a JSON object, got {value!r}")
-    return parsed
 
 
 def _reporter(as_json: bool) -> Any:
@@ -57,7 +44,7 @@ json_option = click.option("--json", "as_json", is_flag=True,
 @click.option("--entrypoint", default=None, help="The new module:callable.")
 @click.option("--version", default=None,
               help="The new version's name (default: a hash of the model file).")
-@click.option("--options", callback=_json_object, default=None,
+@click.option("--options", callback=json_object, default=None,
               help="JSON object merged over the model's options (null removes a key).")
 @timeout_option
 @json_option

@@ -12,7 +12,7 @@ from typing import Any
 import click
 from tqdm import tqdm
 
-from streamcompose.cli.deploy_cmd import plain_name
+from streamcompose.cli.deploy_cmd import json_object, plain_name
 from streamcompose.kafka.ranges import Position, parse_position
 from streamcompose.replay import Selection, replay, shadow_report
 from streamcompose.replay.report import Report
@@ -35,19 +35,6 @@ def _agent_candidate(_ctx: click.Context, _param: click.Parameter, value: str
         raise click.BadParameter(f"{value!r} is not AGENT=CANDIDATE (a model file or "
                                  "module:callable)")
     return agent, candidate
-
-
-def _json_object(_ctx: click.Context, _param: click.Parameter, value: str | None
-                 ) -> dict[str, Any] | None:
-    if value is None:
-        return None
-    try:
-        parsed = json.loads(value)
-    except ValueError as exc:
-        raise click.BadParameter(f"not JSON: {exc}") from None
-    if not isinstance(parsed, dict):
-        raise click.BadParameter("must be a JSON object")
-    return parsed
 
 
 def _selection_options(command: Any) -> Any:
@@ -107,7 +94,7 @@ def _show(report: Report, as_json: bool, out: Path | None, fail_below: float | N
               metavar="AGENT=CANDIDATE",
               help="The live agent and the candidate: a model file (.onnx, .pt) or "
                    "module:callable.")
-@click.option("--options", callback=_json_object, default=None, metavar="JSON",
+@click.option("--options", callback=json_object, default=None, metavar="JSON",
               help="The candidate model's options (default: the live agent's, when the "
                    "runtime is the same).")
 @click.option("--keep", is_flag=True, help="Keep the side deployment and its topics.")
