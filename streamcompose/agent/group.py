@@ -31,7 +31,6 @@ from prometheus_client.metrics_core import Metric
 from streamcompose.agent.worker import DEAD_LETTER_ROOM, AgentWorker, Item
 from streamcompose.codec import Trace, encode_payload
 from streamcompose.codec.deadletter import dead_letter_value
-from streamcompose.codec.lineage import read_lineage, with_lineage
 from streamcompose.colocate.step import GroupOutput, GroupRequest, GroupStep
 from streamcompose.delivery import Closing, Output
 from streamcompose.errors import StreamComposeError
@@ -134,10 +133,8 @@ class GroupWorker(AgentWorker):
                        members: tuple[str, ...]) -> list[tuple[str, bytes]]:
         """Lineage: an entry for each member a result passed, in the group's batch."""
         batch = item.batch or self.lineage.next_batch(1)
-        entries = [{**batch, "agent": m, "version": self.versions[m], "group": self.agent}
-                   for m in members]
-        headers = list(headers)
-        return with_lineage(headers, [*read_lineage(headers), *entries])
+        return self.lineage.stamp(headers, *({**batch, "agent": m, "version": self.versions[m],
+                                              "group": self.agent} for m in members))
 
     def _failed(self, item: Item, agent: str, trace: Trace, reason: str) -> Output:
         error = RecordError(reason, agent=agent)

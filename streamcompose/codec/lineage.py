@@ -77,8 +77,8 @@ class LineageStamp:
         return {"agent": self.agent, "version": self.version, "replica": self.replica,
                 "batch": f"{self._prefix}-{self._sequence}", "size": size}
 
-    def stamp(self, headers: Iterable[tuple[str, bytes]], entry: Entry) -> Headers:
-        """``headers`` (an input record's, passed on) with ``entry`` appended to the
+    def stamp(self, headers: Iterable[tuple[str, bytes]], *entries: Entry) -> Headers:
+        """``headers`` (an input record's, passed on) with ``entries`` appended to the
         lineage they carry."""
         headers = list(headers)
-        return with_lineage(headers, [*read_lineage(headers), entry])
+        return with_lineage(headers, [*read_lineage(headers), *entries])
