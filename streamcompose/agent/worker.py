@@ -197,7 +197,7 @@ class AgentWorker(WorkerBase):
                                                    max_records=self.settings.fetch_records))
             for tp, records in batches.items():  # bookkeeping once per partition's batch
                 self.metrics.records_in.inc(len(records))
-                self.checkpoint.track_many(tp, [r.offset for r in records])
+                self.checkpoint.track(tp, [r.offset for r in records])
                 await self.batcher.put_many([self._decode(r) for r in records])
         self._consumed.set()
 

@@ -17,7 +17,7 @@ letters, state changes) and moves the input offsets past them. The policy is a f
 Example (needs a broker)::
 
     checkpoint = Checkpoint(producer, consumer, "my-group", exactly_once=True)
-    checkpoint.track(tp, record.offset)
+    checkpoint.track(tp, [record.offset])
     await checkpoint.close([Closing(tp, record.offset, [Output("out", b"v", b"k")])])
 """
 
@@ -72,12 +72,9 @@ class Checkpoint:
         self.on_fatal = on_fatal
         self.tracker = OffsetTracker()
 
-    def track(self, tp: TopicPartition, offset: int) -> None:
-        """Register a consumed record before it is processed."""
-        self.tracker.track(tp, offset)
-
-    def track_many(self, tp: TopicPartition, offsets: list[int]) -> None:
-        """Register the consumed records of one partition's fetch, in order."""
+    def track(self, tp: TopicPartition, offsets: Iterable[int]) -> None:
+        """Register the consumed records of one partition's fetch, in order, before they
+        are processed."""
         self.tracker.track_many(tp, offsets)
 
     def in_flight(self, partitions: Iterable[TopicPartition] | None = None) -> int:
@@ -124,20 +121,19 @@ class Checkpoint:
                 sent.append(await self.producer.send(o.topic, o.value, key=o.key,
                                                      headers=o.headers))
                 continue
+            record = {"timestamp": None, "key": o.key, "value": o.value, "headers": o.headers}
             where = (o.topic, o.partition)
             builder = builders.get(where)
-            if builder is None or builder.append(timestamp=None, key=o.key, value=o.value,
-                                                 headers=o.headers) is None:
-                if builder is not None:  # full: send it, start the next
-                    sent.append(await self.producer.send_batch(builder, o.topic,
-                                                               partition=o.partition))
-                builder = builders[where] = self.producer.create_batch()
-                if builder.append(timestamp=None, key=o.key, value=o.value,
-                                  headers=o.headers) is None:  # larger than a batch
-                    del builders[where]
-                    sent.append(await self.producer.send(o.topic, o.value, key=o.key,
-                                                         headers=o.headers,
-                                                         partition=o.partition))
+            if builder is not None and builder.append(**record) is not None:
+                continue
+            if builder is not None:  # full: send it, start the next
+                sent.append(await self.producer.send_batch(builder, o.topic,
+                                                           partition=o.partition))
+            builder = builders[where] = self.producer.create_batch()
+            if builder.append(**record) is None:  # larger than a batch
+                del builders[where]
+                sent.append(await self.producer.send(o.topic, o.value, key=o.key,
+                                                     headers=o.headers, partition=o.partition))
         for (topic, partition), builder in builders.items():
             sent.append(await self.producer.send_batch(builder, topic, partition=partition))
         return sent
