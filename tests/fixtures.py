@@ -54,13 +54,13 @@ def sc_env(tmp_path: Path, bootstrap: str, monkeypatch: pytest.MonkeyPatch) -> d
     return {**os.environ, "STREAMCOMPOSE_HOME": str(home), "STREAMCOMPOSE_BOOTSTRAP": bootstrap}
 
 
-@pytest.fixture
-def cli(sc_env: dict[str, str]) -> Callable[..., subprocess.CompletedProcess]:
-    """Run ``streamcompose ARGS`` as a user would; returns the completed process."""
+def cli_runner(env: dict[str, str]) -> Callable[..., subprocess.CompletedProcess]:
+    """Run ``streamcompose ARGS`` as a user would, in ``env``; returns the completed
+    process (an AssertionError with its output when it fails and ``check``)."""
 
     def run(*args: str, input: str | None = None, timeout: float = 240,
             check: bool = True) -> subprocess.CompletedProcess:
-        done = subprocess.run([*CLI, *args], env=sc_env, cwd=ROOT, input=input, text=True,
+        done = subprocess.run([*CLI, *args], env=env, cwd=ROOT, input=input, text=True,
                               capture_output=True, timeout=timeout)
         if check and done.returncode != 0:
             raise AssertionError(f"streamcompose {' '.join(args)} exited {done.returncode}:\n"
@@ -68,6 +68,12 @@ def cli(sc_env: dict[str, str]) -> Callable[..., subprocess.CompletedProcess]:
         return done
 
     return run
+
+
+@pytest.fixture
+def cli(sc_env: dict[str, str]) -> Callable[..., subprocess.CompletedProcess]:
+    """Run ``streamcompose ARGS`` as a user would; returns the completed process."""
+    return cli_runner(sc_env)
 
 
 @pytest.fixture

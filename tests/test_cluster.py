@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from tests.fixtures import CLI, ROOT, read_all, subscribe
+from tests.fixtures import CLI, ROOT, cli_runner, read_all, subscribe
 from tests.test_deploy_lifecycle import STEPS, status, wait_for
 
 pytestmark = pytest.mark.integration
@@ -47,18 +47,7 @@ agents:
 
 def host_cli(sc_env: dict[str, str], home: Path) -> Callable[..., subprocess.CompletedProcess]:
     """The CLI of another "host": its own STREAMCOMPOSE_HOME, the same broker."""
-    env = {**sc_env, "STREAMCOMPOSE_HOME": str(home)}
-
-    def run(*args: str, check: bool = True, timeout: float = 240
-            ) -> subprocess.CompletedProcess:
-        done = subprocess.run([*CLI, *args], env=env, cwd=ROOT, text=True,
-                              capture_output=True, timeout=timeout)
-        if check and done.returncode != 0:
-            raise AssertionError(f"streamcompose {' '.join(args)} exited {done.returncode}:\n"
-                                 f"{done.stdout}\n{done.stderr}")
-        return done
-
-    return run
+    return cli_runner({**sc_env, "STREAMCOMPOSE_HOME": str(home)})
 
 
 def publish(cli: Callable[..., Any], name: str, folder: Path, ids: range) -> None:
