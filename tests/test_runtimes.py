@@ -117,6 +117,26 @@ def test_onnx_batched_results_equal_per_item_numpy(fixed_model: Path, tmp_path: 
         np.testing.assert_allclose(r["s"], x.sum(), rtol=1e-5)
 
 
+def test_onnx_a_batch_of_arrays_gives_what_each_array_alone_gives(fixed_model: Path,
+                                                                  tmp_path: Path) -> None:
+    rt = onnx_runtime(fixed_model, tmp_path)
+    rng = np.random.default_rng(2)
+    xs = [rng.standard_normal(3) for _ in range(6)]  # float64, cast as one
+    batched = rt.infer([{"x": x} for x in xs])
+    for x, r in zip(xs, batched, strict=True):
+        (alone,) = rt.infer([{"x": x}])
+        assert r["y"].tobytes() == alone["y"].tobytes()
+        assert r["s"].tobytes() == alone["s"].tobytes()
+    # one bad array among good ones: only it is refused, with its own reason
+    bad = [{"x": xs[0]}, {"x": np.array([1.0, np.nan, 2.0])}, {"x": xs[1]},
+           {"x": np.ones(4)}, {"x": np.array([1, 2, 3], np.int8)}]
+    results = rt.infer(bad)
+    assert errors(results) == [1, 3]
+    assert "1 of 3 values are not finite" in str(results[1])
+    assert "shape (4,)" in str(results[3])
+    np.testing.assert_allclose(results[4]["y"], [2, 4, 6])
+
+
 def test_onnx_reports_fields_and_providers(fixed_model: Path, tmp_path: Path) -> None:
     rt = onnx_runtime(fixed_model, tmp_path)
     assert rt.input_fields == ("x",)

@@ -12,6 +12,7 @@ from streamcompose.join.aggregate import Aggregator
 from streamcompose.join.strategies import (
     StrategyError,
     combine,
+    combine_many,
     entropy_weighted,
     gate_weighted,
     majority_vote,
@@ -433,3 +434,32 @@ def test_every_strategy_declared_in_the_topology_is_implemented():
 
     # stacking (a meta-model) and python (the user's aggregator) are the Aggregator's own
     assert set(STRATEGIES) | {"stacking", "python"} == set(JOIN_STRATEGIES)
+
+
+@pytest.mark.parametrize("strategy", ["soft_vote", "weighted_average"])
+def test_a_batch_is_fused_bit_for_bit_as_each_request_alone(strategy: str) -> None:
+    spec = JoinSpec(strategy=strategy, weights={"b": 3.0, "c": 0.7})
+    rng = np.random.default_rng(1)
+    batch = [[(name, {"proba": rng.dirichlet(np.ones(10)).astype(np.float32)})
+              for name in "abc"] for _ in range(40)]
+    fused = combine_many(batch, spec)
+    assert fused is not None and len(fused) == 40
+    for branches, out in zip(batch, fused, strict=True):
+        alone = combine(branches, spec)
+        assert out.keys() == alone.keys()
+        assert out["proba"].tobytes() == alone["proba"].tobytes()
+        assert out.get("label") == alone.get("label")
+
+
+def test_a_batch_that_differs_is_fused_request_by_request() -> None:
+    spec = JoinSpec(strategy="soft_vote")
+    good = [("a", {"proba": [0.9, 0.1]}), ("b", {"proba": [0.2, 0.8]})]
+    for odd in ([("a", {"proba": [0.9, 0.1]})],                      # one branch missing
+                [("a", {"proba": [0.9, 0.1]}), ("b", {"p": [1.0]})],  # a field missing
+                [("a", {"proba": [0.9, 0.1, 0.0]}), ("b", {"proba": [0.2, 0.8, 0.0]})]):
+        assert combine_many([good, odd], spec) is None
+    assert combine_many([good], JoinSpec(strategy="max_confidence")) is None
+    fused = Aggregator(spec, ".")([good, [("a", {"proba": [0.9, 0.1]}), ("b", {"p": [1.0]})]])
+    assert fused[0]["label"] == 0
+    assert isinstance(fused[1], StrategyError) and "branch 'b' has no field 'proba'" in str(
+        fused[1])

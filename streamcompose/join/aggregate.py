@@ -13,7 +13,13 @@ import inspect
 from pathlib import Path
 from typing import Any
 
-from streamcompose.join.strategies import Branches, StrategyError, combine, stacking_features
+from streamcompose.join.strategies import (
+    Branches,
+    StrategyError,
+    combine,
+    combine_many,
+    stacking_features,
+)
 from streamcompose.runtimes import RecordError, load_runtime
 from streamcompose.runtimes.base import import_entrypoint
 from streamcompose.topology.model import JoinSpec
@@ -42,7 +48,8 @@ class Aggregator:
     def __call__(self, requests: list[Branches]) -> list[Fused]:
         if self.runtime is not None:
             return self._stack(requests)
-        return [self._one(branches) for branches in requests]
+        fused = combine_many(requests, self.spec) if self.python is None else None
+        return fused if fused is not None else [self._one(branches) for branches in requests]
 
     def _one(self, branches: Branches) -> Fused:
         try:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from abc import abstractmethod
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -135,14 +136,17 @@ class TensorRuntime(Runtime):
             feeds[spec.name] = feed
         return feeds
 
-    def _convert(self, spec: TensorInput, array: np.ndarray) -> np.ndarray | str:
-        """The array cast to the input's dtype, or why it cannot be."""
+    def _convert(self, spec: TensorInput, array: np.ndarray,
+                 batched: bool = False) -> np.ndarray | str:
+        """The array (one sample, or ``batched`` samples along a first axis) cast to the
+        input's dtype, or why it cannot be."""
         problem = cast_problem(array, spec.dtype)
         if problem:
             return problem
+        sample = array.shape[1:] if batched else array.shape
         if spec.shape is not None and (
-                array.ndim != len(spec.shape)
-                or any(d is not None and d != a for d, a in zip(spec.shape, array.shape,
+                len(sample) != len(spec.shape)
+                or any(d is not None and d != a for d, a in zip(spec.shape, sample,
                                                                  strict=True))):
             return "the shape differs"
         nonfinite = count_nonfinite(array)
@@ -160,7 +164,33 @@ class TensorRuntime(Runtime):
                         f"{spec.dtype} (±{np.finfo(spec.dtype).max:g})")
         return feed
 
+    def _bind_all(self, payloads: list[Payload]) -> dict[str, np.ndarray] | None:
+        """The whole batch's feeds, checked at once, when each input's field is an array of
+        one dtype and shape in every payload and they all bind; otherwise None, and each
+        payload is bound on its own, which says which one is wrong and why (lists are
+        always bound one by one: stacked together, a list of booleans would pass as
+        numbers)."""
+        feeds = {}
+        for spec in self.tensor_inputs:
+            try:
+                values = [payload[spec.field] for payload in payloads]
+                dtype = values[0].dtype
+                if not all(type(v) is np.ndarray and v.dtype == dtype for v in values):
+                    return None
+                array = np.stack(values)
+            except (AttributeError, KeyError, ValueError):
+                return None
+            feed = self._convert(spec, array, batched=True)
+            if isinstance(feed, str):
+                return None
+            feeds[spec.name] = feed
+        return feeds
+
     def _infer_batch(self, payloads: list[Payload]) -> list[Result]:
+        stacked = self._bind_all(payloads)
+        if stacked is not None:
+            return self._split(self._collect(self._submit(stacked)), range(len(payloads)),
+                               [None] * len(payloads))
         results: list[Result | None] = [None] * len(payloads)
         groups: dict[tuple, list[tuple[int, dict[str, np.ndarray]]]] = defaultdict(list)
         for i, payload in enumerate(payloads):
@@ -175,13 +205,19 @@ class TensorRuntime(Runtime):
                        for name in members[0][1]}
             calls.append((members, self._submit(stacked)))
         for members, call in calls:
-            outputs = self._collect(call)
-            for name, value in outputs.items():
-                if np.ndim(value) == 0 or len(value) != len(members):
-                    raise RuntimeError(f"output {name!r} has shape {np.shape(value)}; expected "
-                                       f"a first (batch) axis of {len(members)}")
-            for j, (i, _) in enumerate(members):
-                results[i] = rename_outputs(self.spec, {k: v[j] for k, v in outputs.items()})
+            results = self._split(self._collect(call), [i for i, _ in members], results)
+        return results  # type: ignore[return-value]
+
+    def _split(self, outputs: dict[str, np.ndarray], indices: Sequence[int],
+               results: list[Result | None]) -> list[Result]:
+        """``results`` with one call's batched ``outputs`` split into the places
+        ``indices`` name, one per sample of the call."""
+        for name, value in outputs.items():
+            if np.ndim(value) == 0 or len(value) != len(indices):
+                raise RuntimeError(f"output {name!r} has shape {np.shape(value)}; expected "
+                                   f"a first (batch) axis of {len(indices)}")
+        for j, i in enumerate(indices):
+            results[i] = rename_outputs(self.spec, {k: v[j] for k, v in outputs.items()})
         return results  # type: ignore[return-value]
 
     def warmup(self) -> None:
