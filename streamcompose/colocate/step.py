@@ -5,7 +5,8 @@ batch through the members in waves (:func:`~streamcompose.topology.colocate.leve
 each member takes the records its in-group sources gave it (or, for a member that reads
 from outside, the consumed records of its topics) in batches of its own ``max_size``;
 the members of one wave (a fan-out's branches) run at once on a thread pool (ONNX
-Runtime and torch release the GIL), and a joiner joins in memory
+Runtime and torch release the GIL) or one after the other, whichever has been faster
+(:class:`~streamcompose.colocate.overlap.OverlapChoice`), and a joiner joins in memory
 (:class:`~streamcompose.colocate.join.GroupJoin`). What a member sends to a topic read
 outside the group, a dead letter, or (with ``inspect``) any result becomes a
 :class:`GroupOutput` of the consumed record, which the worker sends with the record's
@@ -35,6 +36,7 @@ from streamcompose.codec import MSGPACK
 from streamcompose.codec.reasons import exception_text
 from streamcompose.codec.record import EXPECT
 from streamcompose.colocate.join import GroupJoin
+from streamcompose.colocate.overlap import OverlapChoice
 from streamcompose.runtimes import RecordError
 from streamcompose.steps.base import Emission, Request, Step, merge_result, result_content_type
 from streamcompose.topology import colocate
@@ -121,6 +123,7 @@ class GroupStep(Step):
         self.pool = ThreadPoolExecutor(max(1, max(len(w) for w in self.waves) - 1),
                                        thread_name_prefix=f"group-{name}")
         self.observer: GroupObserver | None = None
+        self.overlap = OverlapChoice()
 
     def warmup(self) -> None:
         for step in self.steps.values():
@@ -135,15 +138,29 @@ class GroupStep(Step):
             headers = getattr(payload, "headers", ())
             for m in self.entries.get(topic, ()):
                 inbox[m].append(_Work(i, rid, payload, (), headers))
-        for wave in self.waves:
+        for level, wave in enumerate(self.waves):
             jobs = [(m, inbox.pop(m, [])) for m in wave]
             jobs = [(m, work) for m, work in jobs if work]
-            # the first member runs in this thread, the others at once on the pool
-            pending = [self.pool.submit(self._run, *job) for job in jobs[1:]]
-            done = [self._run(*jobs[0]), *(f.result() for f in pending)] if jobs else []
+            done = self._run_wave(level, jobs)
             for (m, work), results in zip(jobs, done, strict=True):
                 self._pass(m, work, results, inbox, outputs)
         return outputs
+
+    def _run_wave(self, level: int, jobs: list[tuple[str, list[_Work]]]) -> list[list[Any]]:
+        """Every job's outcomes: at once (the first in this thread, the others on the pool)
+        or one after the other, as :attr:`overlap` chooses."""
+        if len(jobs) < 2:
+            return [self._run(*job) for job in jobs]
+        concurrent = self.overlap.concurrent(level)
+        began = time.perf_counter()
+        if concurrent:
+            pending = [self.pool.submit(self._run, *job) for job in jobs[1:]]
+            done = [self._run(*jobs[0]), *(f.result() for f in pending)]
+        else:
+            done = [self._run(*job) for job in jobs]
+        self.overlap.took(level, concurrent, time.perf_counter() - began,
+                          sum(len(work) for _, work in jobs))
+        return done
 
     def _run(self, member: str, work: list[_Work]) -> list[Any]:
         """The member's outcomes for ``work``: emissions or errors, one per request (for a
