@@ -50,10 +50,13 @@ def merge_lineage(*lineages: Iterable[Entry]) -> list[Entry]:
     [{'agent': 'a', 'batch': '0-1-1'}, {'agent': 'b', 'batch': '0-1-2'},
      {'agent': 'c', 'batch': '0-9-3'}]
     """
-    merged: dict[str, Entry] = {}
+    merged: dict[Any, Entry] = {}
     for lineage in lineages:
         for entry in lineage:
-            merged.setdefault(json.dumps(entry, sort_keys=True), entry)
+            try:  # an entry's values are scalars, so its items make a key
+                merged.setdefault(tuple(sorted(entry.items())), entry)
+            except TypeError:
+                merged.setdefault(json.dumps(entry, sort_keys=True), entry)
     return list(merged.values())
 
 

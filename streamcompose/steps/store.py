@@ -27,6 +27,7 @@ a late or repeated record of it, and a few dozen bytes.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -45,7 +46,14 @@ class Entry:
     first_ms: int
 
     def encode(self) -> bytes:
-        return msgpack.packb(dataclasses.asdict(self), use_bin_type=True)
+        # the fields as they are (values of msgpack's types): asdict would copy them deeply
+        return msgpack.packb({name: getattr(self, name) for name in _names(type(self))},
+                             use_bin_type=True)
+
+
+@functools.cache
+def _names(entry_type: type[Entry]) -> tuple[str, ...]:
+    return tuple(f.name for f in dataclasses.fields(entry_type))
 
 
 E = TypeVar("E", bound=Entry)
