@@ -22,7 +22,7 @@ It reports the gain of batching (streamed at 64 and at the best size against str
 with ``batch: {max_size: 64, max_wait_ms: auto}``. Deployment files go to a temporary
 ``STREAMCOMPOSE_HOME``; every topic is deleted at the end. Nothing passes or fails. Usage::
 
-    python benchmarks/batching.py --bootstrap 127.0.0.1:9092 [--records 4000]
+    python benchmarks/batching.py --bootstrap 127.0.0.1:9092 [--records 8000]
         [--offline-records 512] [--rounds 3] [--json benchmarks/out/batching.json]
 """
 
@@ -234,7 +234,9 @@ def main(argv: list[str] | None = None) -> None:
     """Run the benchmark, print the tables and optionally write the JSON."""
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--bootstrap", default="127.0.0.1:9092", help="Kafka bootstrap (H:P)")
-    p.add_argument("--records", type=int, default=4000, help="timed records per streamed run")
+    p.add_argument("--records", type=int, default=8000,
+                   help="timed records per streamed run (about a second's backlog at the best "
+                        "size: a shorter one weighs the start of the drain more)")
     p.add_argument("--offline-records", type=int, default=512,
                    help="rows per batch size in-process (at least 128)")
     p.add_argument("--rounds", type=int, default=3,

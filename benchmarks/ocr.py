@@ -108,9 +108,9 @@ class Results:
 
 
 async def cascade(bootstrap: str, topology: Path, images: list[Path]
-                  ) -> tuple[float, float, dict[str, list[str]]]:
+                  ) -> tuple[float, float, dict[str, list[str]], dict[str, float]]:
     """The deployed cascade draining every image at once: images/s, its workers' CPU
-    seconds per image and each image's texts."""
+    seconds per image, each image's texts and each agent's CPU seconds per image."""
     name = f"bench-{uuid.uuid4().hex[:8]}-ocr"
     deployment = TopologyDeployment("cascade", topology, name)
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=0,
@@ -132,10 +132,10 @@ async def cascade(bootstrap: str, topology: Path, images: list[Path]
         timed = image_records("timed", images)
         with deployment.frozen():
             await produce(timed)
-            cpu = deployment.cpu_seconds()
+            cpu = deployment.cpu_by_agent()
             started = time.perf_counter()
         await wait_until(results.count, lambda n: n >= len(warmup) + len(timed), "results")
-        cpu = deployment.cpu_seconds() - cpu
+        by_agent = {a: (s - cpu[a]) / len(images) for a, s in deployment.cpu_by_agent().items()}
         wall = max(results.received[k] for k, _, _ in timed) - started
         deployment.check()
     finally:
@@ -144,7 +144,7 @@ async def cascade(bootstrap: str, topology: Path, images: list[Path]
         await deployment.stop()
         await delete_topics(bootstrap, list(deployment.topics))
     texts = {k.decode().removeprefix("timed-"): results.texts[k] for k, _, _ in timed}
-    return len(images) / wall, cpu / len(images), texts
+    return len(images) / wall, sum(by_agent.values()), texts, by_agent
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -166,8 +166,9 @@ def main(argv: list[str] | None = None) -> None:
     info["loadavg_1m_at_end"] = round(os.getloadavg()[0], 2)
     same = [stem for stem in alone[2] if alone[2][stem] == streamed[2].get(stem)]
     rows: dict[str, Any] = {label: {"images_per_s": rate, "cpu_s_per_image": cpu}
-                            for label, (rate, cpu, _) in (("RapidOCR alone", alone),
-                                                          ("cascade", streamed))}
+                            for label, (rate, cpu, *_) in (("RapidOCR alone", alone),
+                                                           ("cascade", streamed))}
+    rows["cascade"]["cpu_s_per_image_by_agent"] = streamed[3]
     print(f"machine: {info['nproc']} CPUs, {info['cpu']}, Python {info['python']}; load "
           f"{info['loadavg_1m_at_start']} (1 min) at start, {info['loadavg_1m_at_end']} at "
           f"end; {args.images} images; topology {args.topology}")
@@ -176,6 +177,10 @@ def main(argv: list[str] | None = None) -> None:
         row["ratio"] = row["images_per_s"] / rows["RapidOCR alone"]["images_per_s"]
         print(f"{label:<16} {row['images_per_s']:>9.2f} {row['ratio']:>11.2f} "
               f"{row['cpu_s_per_image'] * 1000:>13.0f}")
+    busy = {label: row["cpu_s_per_image"] * row["images_per_s"] for label, row in rows.items()}
+    print("CPUs busy on average: " + ", ".join(f"{label} {b:.2f}" for label, b in busy.items())
+          + f" of {info['nproc']}; the cascade's CPU ms/image by agent: "
+          + ", ".join(f"{a} {s * 1000:.0f}" for a, s in streamed[3].items()))
     print(f"texts identical to RapidOCR's: {len(same)} of {len(alone[2])} images")
     write_json(args.json, machine=info, images=args.images, topology=str(args.topology),
                results=rows, identical=len(same))

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -79,6 +80,7 @@ def load_agent_topology(topology_file: str, agent: str, name: str | None,
 def run_worker(worker: WorkerBase, loglevel: str = "INFO", log_format: str = "text") -> None:
     """Run ``worker`` until SIGTERM or SIGINT; exits the process (1 if it failed)."""
     logging.getLogger("aiokafka").setLevel(logging.WARNING)
+    sys.setswitchinterval(worker.settings.gil_switch_ms / 1000)
     mode.Worker(worker, loglevel=loglevel, daemon=True, stdout=None,
                 logging_config=logging_config(log_format, loglevel),
                 redirect_stdouts=False).execute_from_commandline()

@@ -33,6 +33,11 @@ class WorkerSettings:
       is refused (``CONCURRENT_TRANSACTIONS``) and retried after this pause: at the
       client's default of 100 ms, a stateful step committing every few polls waits that
       long now and then.
+    * ``gil_switch_ms``: how long a thread of a worker process runs Python before another
+      one waiting for the interpreter gets it. The model thread needs it briefly at the
+      start and end of each batch, and the event loop between its socket calls; at
+      Python's default of 5 ms each of those hand-offs can wait that long while the model
+      stands idle.
     """
 
     fetch_records: int = 500
@@ -45,3 +50,4 @@ class WorkerSettings:
     request_timeout_ms: int = 300_000
     connect_retry_s: float = 1.0
     retry_backoff_ms: int = 5
+    gil_switch_ms: float = 0.5
