@@ -60,7 +60,7 @@ machine's ``uptime`` before and after is printed with them (``--variants`` leave
 deployments out, the member alone always runs). Nothing here passes or fails; the script
 reports. Usage::
 
-    python benchmarks/ensemble.py --bootstrap 127.0.0.1:9092 [--records 10000]
+    python benchmarks/ensemble.py --bootstrap 127.0.0.1:9092 [--records 30000]
         [--omp-threads 1] [--broker-pid PID] [--variants ensemble co-located]
         [--json benchmarks/out/ensemble.json]
 """
@@ -636,7 +636,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """The command line."""
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--bootstrap", default="127.0.0.1:9092", help="Kafka bootstrap (H:P)")
-    p.add_argument("--records", type=int, default=10000, help="timed backlog requests")
+    p.add_argument("--records", type=int, default=30000,
+                   help="timed backlog requests (drains of a few seconds: at 10000 the member "
+                        "alone drains in under one, and its rate varies by a third run to run)")
     p.add_argument("--latency-records", type=int, default=250,
                    help="requests of the latency probe")
     p.add_argument("--latency-rate", type=float, default=25.0,

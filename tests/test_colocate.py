@@ -13,6 +13,8 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
 from streamcompose.agent.group import _Merged
+from streamcompose.colocate.overlap import OverlapChoice
+from streamcompose.colocate.step import GroupStep
 from streamcompose.errors import TopologyError
 from streamcompose.metrics import AgentMetrics
 from streamcompose.testing import LocalRunner
@@ -156,6 +158,28 @@ def test_the_colocated_digits_ensemble_answers_as_the_ensemble():
         assert a[rid].payload["label"] == b[rid].payload["label"]
         np.testing.assert_allclose(a[rid].payload["proba"], b[rid].payload["proba"],
                                    rtol=1e-6)
+
+
+def test_a_groups_fan_out_gives_the_same_answers_at_once_and_one_by_one():
+    trained("digits")
+    step = GroupStep(load_topology(TOPOLOGIES / "digits_ensemble_colocated.yaml"), "ensemble")
+    step.warmup()
+    step.overlap = OverlapChoice(explore_every=10**9)
+    submitted = []
+    submit = step.pool.submit
+    step.pool.submit = lambda *job: submitted.append(job[1]) or submit(*job)
+    digits = np.load(TOPOLOGIES / "models" / "digits_test.npz")["X"][:64]
+    requests = [(f"d{i}", {"pixels": x.astype(np.float32)}) for i, x in enumerate(digits)]
+    answers = {}
+    for concurrent in (False, True):
+        step.overlap.cost[1] = {concurrent: 0.0, not concurrent: 1.0}  # the fan-out's wave
+        submitted.clear()
+        answers[concurrent] = [[(o.agent, o.payload["label"], o.payload["proba"].tobytes())
+                                for o in outputs] for outputs in step(requests)]
+        # at once: three of the four members on the pool, the first in the calling thread
+        assert submitted == (["forest", "mlp", "cnn"] if concurrent else [])
+    assert answers[True] == answers[False] and len(answers[True]) == 64
+    assert all(len(outputs) == 1 and outputs[0][0] == "vote" for outputs in answers[True])
 
 
 GROUP_ERRORS = [
