@@ -11,30 +11,27 @@ Example (needs a broker and the deployed digits cascade)::
             result = await client.infer("digits", {"pixels": [0.0] * 64}, timeout=10)
             return result.payload["label"]
 
->>> resolve_topics("digits-not-deployed")
-Topics(input='digits-not-deployed.in', output='digits-not-deployed.out', \
-dlq='digits-not-deployed.dlq')
+Results are :class:`~streamcompose.codec.result.Result` records; targets resolve to
+topics by :func:`~streamcompose.deploy.targets.resolve_topics`.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Iterable
-from dataclasses import dataclass, field
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.errors import KafkaConnectionError
 
-from streamcompose.codec import JSON, MSGPACK, Trace, decode_payload, encode_payload, to_jsonable
-from streamcompose.codec.lineage import read_lineage
+from streamcompose.codec import JSON, MSGPACK, Trace, encode_payload
 from streamcompose.codec.record import new_request_id, now_ms
-from streamcompose.deploy.registry import Deployment
+from streamcompose.codec.result import Result
+from streamcompose.deploy.targets import Topics, resolve_topics
 from streamcompose.errors import (
     ModelError,
     RequestExpiredError,
     RequestTimeoutError,
-    StreamComposeError,
 )
 from streamcompose.kafka.admin import topic_partitions
 from streamcompose.kafka.clients import make_consumer, make_producer
@@ -42,94 +39,8 @@ from streamcompose.kafka.diagnose import raise_security_failure, unreachable
 from streamcompose.observe import tracing
 from streamcompose.serving.deadline import deadline_header
 from streamcompose.serving.lanes import PRIORITY
-from streamcompose.topology.serving_specs import PrioritySpec
 
-__all__ = ["Client", "Result", "resolve_topics"]
-
-
-@dataclass(frozen=True)
-class Topics:
-    """The input, output and dead-letter topics of a target."""
-
-    input: str
-    output: str
-    dlq: str
-    #: priority lane -> input topic, most urgent first (a topology with ``priorities``)
-    lanes: dict[str, str] = field(default_factory=dict, repr=False)
-    default_lane: str | None = field(default=None, repr=False)
-
-    def route(self, priority: str | int | None) -> tuple[str, str | None]:
-        """The input topic for a request of ``priority`` and the lane it names (the
-        priority itself where the target has no lanes).
-
-        >>> t = Topics("d.in", "d.out", "d.dlq", {"high": "d.in.high", "normal": "d.in"})
-        >>> t.route(9), t.route(None), Topics("x.in", "x.out", "x.dlq").route("high")
-        (('d.in.high', 'high'), ('d.in', 'normal'), ('x.in', 'high'))
-        """
-        if not self.lanes:
-            return self.input, None if priority is None else str(priority)
-        try:
-            lane = PrioritySpec(tuple(self.lanes), self.default_lane).lane_of(priority)
-        except ValueError as exc:
-            raise StreamComposeError(f"{exc}; the lanes of {self.input} are "
-                                     f"{', '.join(self.lanes)}") from None
-        return self.lanes[lane], lane
-
-
-def resolve_topics(target: str) -> Topics:
-    """Topics of a deployed topology, or of ``<target>.in/.out/.dlq``, or ``target``
-    itself when it names a topic (contains a dot).
-
-    >>> resolve_topics("orders.in")
-    Topics(input='orders.in', output='orders.in', dlq='orders.dlq')
-    """
-    d = Deployment(target)
-    if d.exists():
-        m = d.manifest()
-        return Topics(m["input"], m["output"], m["dlq"], m.get("lanes") or {},
-                      m.get("default_lane"))
-    if "." in target:
-        return Topics(target, target, target.rsplit(".", 1)[0] + ".dlq")
-    return Topics(f"{target}.in", f"{target}.out", f"{target}.dlq")
-
-
-@dataclass(frozen=True)
-class Result:
-    """One record read back: its request id, payload and where it came from, and its
-    ``lineage``: one entry per agent that handled it (``agent``, model ``version``,
-    ``replica``, ``batch``; see :mod:`streamcompose.codec.lineage`)."""
-
-    id: str
-    payload: dict[str, Any]
-    topic: str
-    partition: int
-    offset: int
-    path: tuple[str, ...]
-    entered_ms: int
-    timestamp_ms: int
-    lineage: tuple[dict[str, Any], ...] = ()
-    #: the record's headers (``sc-deadline``, ``sc-priority``, ``sc-cache``, ...)
-    headers: dict[str, bytes] = field(default_factory=dict, compare=False)
-
-    @classmethod
-    def from_record(cls, record: ConsumerRecord) -> Result:
-        trace = Trace.from_record(record.key, record.headers)
-        return cls(id=trace.request_id, payload=decode_payload(record.value, trace.content_type),
-                   topic=record.topic, partition=record.partition, offset=record.offset,
-                   path=trace.path, entered_ms=trace.entered_ms, timestamp_ms=record.timestamp,
-                   lineage=tuple(read_lineage(record.headers)),
-                   headers=dict(record.headers or ()))
-
-    @property
-    def latency_ms(self) -> int:
-        """Time from the request entering the topology to this record being written."""
-        return self.timestamp_ms - self.entered_ms
-
-    def to_json(self) -> dict[str, Any]:
-        """A JSON-ready dict: arrays become nested lists, bytes base64."""
-        return {"id": self.id, "payload": to_jsonable(self.payload), "topic": self.topic,
-                "partition": self.partition, "offset": self.offset, "path": list(self.path),
-                "latency_ms": self.latency_ms, "lineage": list(self.lineage)}
+__all__ = ["Client", "Result", "Topics", "resolve_topics"]
 
 
 async def _start(client: Any, bootstrap: str) -> None:
