@@ -28,7 +28,8 @@ from typing import Any
 from prometheus_client import CollectorRegistry
 from prometheus_client.metrics_core import Metric
 
-from streamcompose.agent.worker import DEAD_LETTER_ROOM, AgentWorker, Item
+from streamcompose.agent.item import Item
+from streamcompose.agent.worker import DEAD_LETTER_ROOM, AgentWorker
 from streamcompose.codec import Trace, encode_payload
 from streamcompose.codec.deadletter import dead_letter_value
 from streamcompose.colocate.step import GroupOutput, GroupRequest, GroupStep

@@ -23,7 +23,8 @@ from streamcompose.runtimes import RecordError
 from streamcompose.serving.gate import Admission
 
 if TYPE_CHECKING:
-    from streamcompose.agent.worker import AgentWorker, Item
+    from streamcompose.agent.item import Item
+    from streamcompose.agent.worker import AgentWorker
 
 log = logging.getLogger("streamcompose.agent")
 INFER_DEPTH = 2  # batches given to the model thread at once: one running, one waiting

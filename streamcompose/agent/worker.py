@@ -35,7 +35,6 @@ import contextlib
 import logging
 import os
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from typing import Any
 
 import mode
@@ -44,6 +43,7 @@ from aiokafka.abc import ConsumerRebalanceListener
 
 from streamcompose.agent.base import WorkerBase
 from streamcompose.agent.control import ControlFollower
+from streamcompose.agent.item import Item, Processed
 from streamcompose.agent.pipeline import InferencePipeline
 from streamcompose.agent.shared_cache import SharedCache, shared_cache
 from streamcompose.agent.standby import Standby
@@ -72,29 +72,6 @@ log = logging.getLogger("streamcompose.agent")
 EXIT_SEND_FAILED = 3
 DEAD_LETTER_ROOM = 4096  # bytes a dead letter needs beside the original it carries
 DELIVERY_QUEUE = 16  # processed batches waiting for the checkpoint; closed together
-
-
-@dataclass
-class Item:
-    """A consumed record: its payload, or why it cannot be processed."""
-
-    record: ConsumerRecord
-    trace: Trace
-    payload: dict[str, Any] | None
-    error: StreamComposeError | None = None
-    emissions: list[Emission] | None = None
-    epoch: int = 0  # of its partition's assignment when fetched (see AgentWorker.current)
-    batch: dict[str, Any] | None = None  # its micro-batch's lineage entry
-    skipped: bool = False  # a request redriven for another agent of its topic
-    hop: tracing.Hop | None = None  # its spans, when tracing is on
-    cost: float = 0.0  # for cost-aware batching
-
-    @property
-    def tp(self) -> TopicPartition:
-        return TopicPartition(self.record.topic, self.record.partition)
-
-
-Processed = tuple[Closing, int, tracing.Hop | None]  # what a record gives, its epoch, spans
 
 
 class _Rebalance(ConsumerRebalanceListener):
