@@ -37,11 +37,12 @@ class JoinRule:
 
     def __init__(self, spec: JoinSpec, branches: Sequence[str]) -> None:
         self.spec, self.branches = spec, tuple(branches)
+        self._needed = spec.needed(len(self.branches))
 
     def needed(self, expect: Sequence[str] | None) -> int:
         """Results that complete a request: one per expected branch when a router named
         them (mixture of experts), else what ``mode`` asks of all branches."""
-        return len(expect) if expect else self.spec.needed(len(self.branches))
+        return len(expect) if expect else self._needed
 
     def accepts(self, seen: Collection[str], branch: str, expect: Sequence[str] | None
                 ) -> bool:

@@ -216,8 +216,9 @@ class TensorRuntime(Runtime):
             if np.ndim(value) == 0 or len(value) != len(indices):
                 raise RuntimeError(f"output {name!r} has shape {np.shape(value)}; expected "
                                    f"a first (batch) axis of {len(indices)}")
+        kept = rename_outputs(self.spec, outputs)  # named once for the whole call
         for j, i in enumerate(indices):
-            results[i] = rename_outputs(self.spec, {k: v[j] for k, v in outputs.items()})
+            results[i] = {name: value[j] for name, value in kept.items()}
         return results  # type: ignore[return-value]
 
     def warmup(self) -> None:
