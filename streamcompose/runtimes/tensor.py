@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from abc import abstractmethod
 from collections import defaultdict
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -189,8 +188,7 @@ class TensorRuntime(Runtime):
     def _infer_batch(self, payloads: list[Payload]) -> list[Result]:
         stacked = self._bind_all(payloads)
         if stacked is not None:
-            return self._split(self._collect(self._submit(stacked)), range(len(payloads)),
-                               [None] * len(payloads))
+            return self._split(self._collect(self._submit(stacked)), len(payloads))
         results: list[Result | None] = [None] * len(payloads)
         groups: dict[tuple, list[tuple[int, dict[str, np.ndarray]]]] = defaultdict(list)
         for i, payload in enumerate(payloads):
@@ -205,21 +203,19 @@ class TensorRuntime(Runtime):
                        for name in members[0][1]}
             calls.append((members, self._submit(stacked)))
         for members, call in calls:
-            results = self._split(self._collect(call), [i for i, _ in members], results)
+            split = self._split(self._collect(call), len(members))
+            for (i, _), result in zip(members, split, strict=True):
+                results[i] = result
         return results  # type: ignore[return-value]
 
-    def _split(self, outputs: dict[str, np.ndarray], indices: Sequence[int],
-               results: list[Result | None]) -> list[Result]:
-        """``results`` with one call's batched ``outputs`` split into the places
-        ``indices`` name, one per sample of the call."""
+    def _split(self, outputs: dict[str, np.ndarray], size: int) -> list[Result]:
+        """One call's batched ``outputs`` as one result per sample of the call's ``size``."""
         for name, value in outputs.items():
-            if np.ndim(value) == 0 or len(value) != len(indices):
+            if np.ndim(value) == 0 or len(value) != size:
                 raise RuntimeError(f"output {name!r} has shape {np.shape(value)}; expected "
-                                   f"a first (batch) axis of {len(indices)}")
+                                   f"a first (batch) axis of {size}")
         kept = rename_outputs(self.spec, outputs)  # named once for the whole call
-        for j, i in enumerate(indices):
-            results[i] = {name: value[j] for name, value in kept.items()}
-        return results  # type: ignore[return-value]
+        return [{name: value[j] for name, value in kept.items()} for j in range(size)]
 
     def warmup(self) -> None:
         sample = {s.field: np.zeros(tuple(1 if d is None else d for d in (s.shape or ())),
