@@ -95,10 +95,8 @@ class LineageStamp:
                 carried = value
             else:
                 kept.append((key, value))
-        added = json.dumps(entries, separators=(",", ":")).encode()
         if carried[:1] == b"[" and carried[-1:] == b"]" and carried.strip(b"[] "):
-            added = carried[:-1] + b"," + added[1:]
-        elif carried:  # not a list of entries: read as what it holds, if anything
-            added = json.dumps([*read_lineage([(LINEAGE, carried)]), *entries],
-                               separators=(",", ":")).encode()
-        return [*kept, (LINEAGE, added)]
+            added = json.dumps(entries, separators=(",", ":")).encode()
+            return [*kept, (LINEAGE, carried[:-1] + b"," + added[1:])]
+        # none carried, or not a list of entries: read as what it holds, if anything
+        return with_lineage(kept, [*read_lineage([(LINEAGE, carried)]), *entries])
