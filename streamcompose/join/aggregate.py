@@ -48,7 +48,7 @@ class Aggregator:
     def __call__(self, requests: list[Branches]) -> list[Fused]:
         if self.runtime is not None:
             return self._stack(requests)
-        fused = combine_many(requests, self.spec) if self.python is None else None
+        fused = combine_many(requests, self.spec)  # None for a python aggregator
         return fused if fused is not None else [self._one(branches) for branches in requests]
 
     def _one(self, branches: Branches) -> Fused:

@@ -156,10 +156,10 @@ def _means(requests: list[Branches], spec: JoinSpec) -> np.ndarray | None:
                              for branches in requests], dtype=np.float64)
     except (KeyError, TypeError, ValueError):
         return None
-    weights = _weights(requests[0], spec)
-    if values.ndim < 2 or weights.sum() <= 0:
+    try:
+        return _weighted_mean(list(values.swapaxes(0, 1)), _weights(requests[0], spec))
+    except StrategyError:  # weights summing to zero: said request by request
         return None
-    return _weighted_mean(list(values.swapaxes(0, 1)), weights)
 
 
 def combine_many(requests: list[Branches], spec: JoinSpec) -> list[dict[str, Any]] | None:
