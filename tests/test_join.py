@@ -1,5 +1,5 @@
 """Joiners on the real broker: every strategy and mode, timeouts, duplicates, a joiner
-killed mid-stream, and two joiner replicas."""
+killed mid-stream, two joiner replicas, and a backlog that one branch drains slowly."""
 
 from __future__ import annotations
 
@@ -42,6 +42,11 @@ def b(batch):
 
 def c(batch):
     return _branch("c", batch, 4.0)
+
+def slow(batch):
+    import time
+    time.sleep(0.002 * len(batch))
+    return _branch("b", batch, 2.0)
 
 def meta(batch):
     return [{"label": int(np.argmax(np.asarray(p["features"]).reshape(3, 3).sum(axis=0))),
@@ -233,3 +238,36 @@ def test_killed_joiner_emits_each_request_exactly_once(cli, deploy, write_topolo
         x = int(r["id"][1:])
         expected = (proba("a", x) + proba("b", x)) / 2
         np.testing.assert_allclose(r["payload"]["proba"], expected)
+
+
+BACKLOG = '''
+name: join
+fields: [x]
+agents:
+  a: {inputs: [$input], model: {runtime: python, entrypoint: "STEPS:a"}}
+  slow: {inputs: [$input], model: {runtime: python, entrypoint: "STEPS:slow"},
+         batch: {max_size: 1}}
+  vote: {inputs: [a, slow], join: {strategy: soft_vote, timeout_ms: 2000, max_pending: 1200}}
+'''
+
+
+def test_a_backlog_a_branch_drains_slowly_gets_complete_answers(cli, deploy, write_topology,
+                                                                tmp_path):
+    """``slow`` takes 2 ms a request, so 2000 requests published at once keep it busy for
+    over 4 s, twice the joiner's timeout_ms, while ``a`` answers them all at once, more
+    than the joiner's max_pending: the joiner waits for ``slow`` while it delivers and
+    stops reading ``a`` while too many requests are open, and every answer is whole."""
+    m = deploy(write_topology(BACKLOG, STEPS))
+    publish(cli, tmp_path, m["name"], [0], prefix="w")  # every worker warm, as in service
+    subscribe(cli, m["name"], 1, timeout=30)
+    xs = list(range(2000))
+    publish(cli, tmp_path, m["name"], xs)
+    subscribe(cli, m["name"], 1 + len(xs), timeout=90)
+    results = [r for r in read_all(cli, m["name"]) if r["id"] != "w0"]
+    ids = Counter(r["id"] for r in results)
+    assert len(ids) == len(xs) and max(ids.values()) == 1
+    partial = [r["id"] for r in results if "missing" in r["payload"]]
+    assert partial == [], f"{len(partial)} partial answers, e.g. {partial[:5]}"
+    for r in results:
+        x = int(r["id"][1:])
+        np.testing.assert_allclose(r["payload"]["proba"], (proba("a", x) + proba("b", x)) / 2)

@@ -98,6 +98,53 @@ def test_timeout_by_record_time_then_partial(topology):
     assert payload["missing"] == ["b", "c"] and step.events["partial"] == 1
 
 
+def entered(branch: str, rid: str, at: int, partition: int = 0) -> Arrival:
+    """A result of ``branch`` stored at ``at`` for a request that entered at ``at`` on
+    a clock 10 s ahead (0 would be no time)."""
+    plain = arrival(branch, rid, at, partition)
+    return Arrival(plain.topic, partition, at, at, plain.value,
+                   Trace(rid, 10_000 + at, ("in", branch)))
+
+
+def test_a_branch_behind_but_delivering_is_waited_for(topology):
+    """A backlog: a and c answer requests r0..r9 (entered 100 ms apart) at once, b
+    delivers its results of the same requests 400 ms apart; past timeout_ms after their
+    first result, the requests wait for b while it keeps delivering, and are complete."""
+    step = build_step(topology(), "vote")
+    step.handle([entered(branch, "w", 0) for branch in "abc"], 950)
+    step.handle([entered(branch, f"r{i}", 100 * i) for i in range(10) for branch in "ac"],
+                1000)
+    answered = []
+    for i in range(10):
+        now = 1000 + 400 * (i + 1)
+        answered += results(step.handle([entered("b", f"r{i}", 100 * i)], now))
+        assert len(answered) == i + 1, f"at {now} ms"
+    assert all("missing" not in payload for _, payload in answered)
+    assert step.events["partial"] == 0
+
+
+def test_a_branch_that_passed_a_request_or_fell_silent_is_given_up(topology):
+    step = build_step(topology(), "vote")
+    step.handle([entered(branch, rid, at) for rid, at in (("r0", 0), ("r1", 500))
+                 for branch in "ac"], 100)
+    # b answers a request that entered 1200 ms after r0 (it dead-lettered r0): r0 is
+    # partial once timeout_ms has passed since its first result; r1 still waits on b
+    [(rid, payload)] = results(step.handle([entered("b", "r2", 1200)], 1100))
+    assert rid == "r0" and payload["missing"] == ["b"]
+    assert results(step.handle([], 2099)) == []
+    [(rid, payload)] = results(step.handle([], 2100))  # b silent for 1000 ms
+    assert rid == "r1" and payload["missing"] == ["b"]
+
+
+def test_a_joiner_at_max_pending_has_no_room_for_new_requests(topology):
+    step = build_step(topology("timeout_ms: 1000, max_pending: 2"), "vote")
+    assert step.opens("r0") and step.room() == 2
+    step.handle([entered("a", "r0", 0), entered("a", "r1", 0)], 10)
+    assert step.room() == 0 and step.opens("r2") and not step.opens("r0")
+    step.handle([entered(b, "r0", 0) for b in "bc"], 20)
+    assert step.room() == 1 and not step.opens("r0")  # answered: a late record is dropped
+
+
 def test_on_timeout_dlq_and_quorum(topology):
     step = build_step(topology("timeout_ms: 10, on_timeout: dlq"), "vote")
     step.handle([arrival("a", "r3", 0)], 0)

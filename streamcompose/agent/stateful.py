@@ -17,6 +17,7 @@ until it has caught up, so no request is lost, emitted twice or emitted partial.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 from typing import TYPE_CHECKING, Any
 
@@ -32,6 +33,7 @@ from streamcompose.kafka.reader import read_to_end
 from streamcompose.steps.stateful import Arrival, Send, StatefulStep
 
 if TYPE_CHECKING:
+    from streamcompose.agent.item import Item
     from streamcompose.agent.worker import AgentWorker
 
 log = logging.getLogger("streamcompose.stateful")
@@ -48,6 +50,8 @@ class StatefulRunner:
         self._outputs: list[Output] = []  # what they gave
         self._emitted = False  # whether that includes results or dead letters
         self._opened = 0.0  # loop time of the first of them
+        self._held: set[TopicPartition] = set()  # input partitions paused for the step
+        self._deferred: list[Item] = []  # their records fetched already, in order
 
     @staticmethod
     def consumer_options() -> dict[str, Any]:
@@ -74,12 +78,13 @@ class StatefulRunner:
             await self.clock.catch_up(assigned)
 
     async def revoked(self, revoked: list[TopicPartition]) -> None:
-        """Forget the state of partitions given away (after the open transaction)."""
+        """Forget the state of partitions given away (after the open transaction); the
+        first rebalance may come while the worker still starts, before there is any."""
         async with self.busy:
-            assert self.worker.checkpoint is not None
-            if self._open or self._outputs:
-                await self.commit()
-            self.worker.checkpoint.tracker.forget(revoked)
+            if self.worker.checkpoint is not None:
+                if self._open or self._outputs:
+                    await self.commit()
+                self.worker.checkpoint.tracker.forget(revoked)
             self.step.forget({tp.partition for tp in revoked})
 
     async def run(self) -> None:
@@ -101,13 +106,55 @@ class StatefulRunner:
                                     - loop.time()))
             batch = await w.batcher.next_batch(timeout=wait)
             async with self.busy:
-                owned = w.consumer.assignment()  # a rebalance may have run since the fetch
-                items = [i for i in batch if i.tp in owned and w.current(i.tp, i.epoch)]
+                items = self._take(batch)
                 now = await self.clock.now(i.record for i in items)
                 if items or self.step.due(now):
                     await self._process(items, now)
                 if self._commit_due(loop.time()):
                     await self.commit()
+
+    def _take(self, batch: list[Item]) -> list[Item]:
+        """The records to process now: those held back before, then ``batch``, but not
+        those of partitions given away since they were fetched (a rebalance).
+
+        A record that would open a request when the step has no room for more (a joiner
+        at ``max_pending``) waits, and so does every later record of its partition, which
+        is paused until there is room: branches running ahead of a slow sibling wait for
+        it instead of filling the joiner. Not while the clock catches up, whose time
+        paused partitions would stop; ``max_pending`` then evicts."""
+        w = self.worker
+        assert w.consumer is not None
+        owned = w.consumer.assignment()
+        room = float("inf") if self.clock.behind else self.step.room()
+        waiting, self._deferred = self._deferred, []
+        items: list[Item] = []
+        held: set[TopicPartition] = set()
+        for i in itertools.chain(waiting, batch):
+            if i.tp not in owned or not w.current(i.tp, i.epoch):
+                continue
+            if i.tp not in held and not i.skipped and self.step.opens(i.trace.request_id):
+                if room > 0:
+                    room -= 1
+                else:
+                    held.add(i.tp)
+            (self._deferred if i.tp in held else items).append(i)
+        self._pause(held, owned)
+        return items
+
+    def _pause(self, held: set[TopicPartition], owned: set[TopicPartition]) -> None:
+        """Pause the partitions ``held``, resume those held before and no longer."""
+        consumer = self.worker.consumer
+        assert consumer is not None
+        before = self._held & owned
+        if held == before:
+            return
+        consumer.resume(*(before - held))
+        consumer.pause(*held)
+        if bool(held) != bool(before):
+            log.info("agent %s %s with %d requests open", self.worker.agent,
+                     "waits with the inputs running ahead" if held
+                     else "reads every input again", self.step.store.pending_count())
+        self._held = held
 
     def _commit_due(self, now: float) -> bool:
         """Whether the open unit of work commits now: it emitted, or it is old or large

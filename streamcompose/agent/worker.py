@@ -141,6 +141,8 @@ class AgentWorker(WorkerBase):
         await self.start_clients(_Rebalance(self), **(self.stateful.consumer_options()
                                                        if self.stateful else {}))
         assert self.producer is not None and self.consumer is not None
+        self.checkpoint = Checkpoint(self.producer, self.consumer, self.group,
+                                     exactly_once=self.exactly_once, on_fatal=self._crash)
         self.lanes = lane_fetcher(self.consumer, self.topology, self.agent,
                                   self.spec.batch.max_size)
         self.shared_cache = shared_cache(self.topology, self.agent, self.bootstrap,
@@ -148,8 +150,6 @@ class AgentWorker(WorkerBase):
         if self.shared_cache is not None:  # answered before: loaded before consuming
             await self.shared_cache.load()
             self.add_future(self.shared_cache.follow())
-        self.checkpoint = Checkpoint(self.producer, self.consumer, self.group,
-                                     exactly_once=self.exactly_once, on_fatal=self._crash)
         self.add_future(report_lag(self.consumer, self.metrics.lag))
         if self.topology.takes_control(self.agent):
             await self._follow_control()

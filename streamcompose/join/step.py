@@ -3,13 +3,20 @@
 Each branch writes to its own topic; the joiner reads them all (co-partitioned: one
 request's records share a partition number) and keeps each request's branch results
 until its :class:`~streamcompose.join.rules.JoinRule` says it is complete, it times out
-(``timeout_ms`` after its first branch result, by that record's timestamp) or it is
-evicted (``max_pending``), then emits exactly one result. Branch results that arrive
-after that are counted as late and dropped; repeated ones as duplicates.
+or it is evicted (``max_pending``), then emits exactly one result. Branch results that
+arrive after that are counted as late and dropped; repeated ones as duplicates.
+
+A request times out ``timeout_ms`` after its first branch result (by that record's
+timestamp) once every branch it misses has nothing more to give it
+(:class:`~streamcompose.join.progress.BranchProgress`): a branch that is behind but
+still delivering is waited for. At ``max_pending`` open requests, a record that would
+open another waits (:meth:`JoinStep.room`: the worker pauses its partition) until one
+closes, so that branches running ahead of a slow sibling wait for it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,6 +25,7 @@ from streamcompose.codec.lineage import merge_lineage, read_lineage
 from streamcompose.codec.record import EXPECT
 from streamcompose.errors import RequestExpiredError, StreamComposeError
 from streamcompose.join.aggregate import Aggregator
+from streamcompose.join.progress import BranchProgress
 from streamcompose.join.rules import JoinRule, Verdict
 from streamcompose.join.strategies import StrategyError
 from streamcompose.serving.deadline import expired_error
@@ -45,6 +53,8 @@ class JoinStep(StatefulStep):
         assert spec.join is not None
         self.join, self.drop = spec.join, spec.drop
         self.rule = JoinRule(spec.join, spec.inputs)
+        self.branches = spec.inputs
+        self.progress = BranchProgress(spec.join.timeout_ms)
         self.branch_of = {topology.topic_of(b): b for b in spec.inputs}
         self.aggregate = Aggregator(spec.join, topology.base_dir, agent)
         self.store: RequestStore[JoinEntry] = RequestStore(
@@ -57,6 +67,7 @@ class JoinStep(StatefulStep):
 
     def on_record(self, arrival: Arrival) -> None:
         rid, branch = arrival.trace.request_id, self.branch_of[arrival.topic]
+        self.progress.saw(branch, arrival.partition, arrival.trace.entered_ms, self.now)
         if self.store.is_done(rid):
             self.events["late"] += 1
             return
@@ -85,12 +96,30 @@ class JoinStep(StatefulStep):
         due = dict(self._complete)
         open_ = self.store.pending()
         due.update((rid, None) for rid, e in open_
-                   if now - e.first_ms >= self.join.timeout_ms or e.expired(now))
+                   if e.expired(now) or (now - e.first_ms >= self.join.timeout_ms
+                                         and self._given_up(e, now)))
         excess = len(open_) - len(due) - self.join.max_pending
         evicted = [rid for rid, _ in open_ if rid not in due][:max(excess, 0)]
         due.update((rid, None) for rid in evicted)
         self._evicted = len(evicted)
         return list(due)
+
+    def _given_up(self, entry: JoinEntry, now: int) -> bool:
+        """Whether no branch the request still misses has anything more to give it."""
+        return all(self.progress.gave_up(b, entry.partition, entry.entered_ms,
+                                          entry.first_ms, now)
+                   for b in entry.expect or self.branches if b not in entry.branches)
+
+    def opens(self, request_id: str) -> bool:
+        return not self.store.is_pending(request_id) and not self.store.is_done(request_id)
+
+    def room(self) -> int:
+        return self.join.max_pending - self.store.pending_count()
+
+    def forget(self, partitions: Iterable[int]) -> None:
+        partitions = list(partitions)
+        super().forget(partitions)
+        self.progress.forget(partitions)
 
     def on_due(self, request_ids: list[str], now: int) -> None:
         self.events["evicted"] += self._evicted

@@ -9,6 +9,7 @@ Kafka, so the same step runs in the workers and in :class:`~streamcompose.testin
 
 from __future__ import annotations
 
+import sys
 from abc import ABC, abstractmethod
 from collections import Counter
 from collections.abc import Iterable
@@ -172,6 +173,15 @@ class StatefulStep(ABC):
         self.events["expired"] += 1
         self.dead_letter(trace, partition, b"", topic, expired_error(trace, self.agent,
                                                                       self.now))
+
+    def opens(self, request_id: str) -> bool:
+        """Whether a record of ``request_id`` would open a request that counts against
+        :meth:`room`."""
+        return False
+
+    def room(self) -> int:
+        """How many more requests may be opened now."""
+        return sys.maxsize
 
     def restore(self, key: bytes, value: bytes | None) -> None:
         self.store.restore(key, value)

@@ -93,12 +93,14 @@ class JoinSpec:
     """How a joiner combines the results its branches (its ``inputs``) give for one request.
 
     ``mode``: emit when ``all`` branches answered, at the first (``any``), or once
-    ``quorum`` have. After ``timeout_ms`` from the first branch result, ``on_timeout``
+    ``quorum`` have. After ``timeout_ms`` from the first branch result, once no missing
+    branch has more to give (:mod:`streamcompose.join.progress`), ``on_timeout``
     ``partial`` emits what arrived (with a ``missing`` list) and ``dlq`` dead-letters the
     request. ``field`` is the payload field combined; ``weights`` weigh branches by name.
     ``model`` is the stacking meta-model, ``entrypoint`` the python aggregator.
-    At most ``max_pending`` requests wait at once (the oldest is sent on with
-    ``on_timeout``); emitted request ids are remembered ``remember_ms`` (at most
+    At most ``max_pending`` requests wait at once: records that would open more wait
+    (after a restart, until the joiner has caught up, the oldest is sent on with
+    ``on_timeout`` instead); emitted request ids are remembered ``remember_ms`` (at most
     ``remember_max`` of them) to drop late branch results.
     """
 
