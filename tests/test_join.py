@@ -271,3 +271,32 @@ def test_a_backlog_a_branch_drains_slowly_gets_complete_answers(cli, deploy, wri
     for r in results:
         x = int(r["id"][1:])
         np.testing.assert_allclose(r["payload"]["proba"], (proba("a", x) + proba("b", x)) / 2)
+
+
+def test_a_joiner_stopped_while_it_waits_for_room_stops_soon_and_loses_nothing(
+        cli, deploy, write_topology, tmp_path):
+    """Stopped while it holds ``a``'s records back for room, the joiner leaves them to its
+    successor instead of waiting for them; redeployed, every request is answered once,
+    whole."""
+    # time for the successor's branches to start: silence counts from its own start
+    file = write_topology(BACKLOG.replace("timeout_ms: 2000", "timeout_ms: 5000"), STEPS)
+    m = deploy(file)
+    publish(cli, tmp_path, m["name"], [0], prefix="w")
+    subscribe(cli, m["name"], 1, timeout=30)
+    xs = list(range(2000))
+    publish(cli, tmp_path, m["name"], xs)
+    log = tmp_path / "sc-home" / "deployments" / m["name"] / "logs" / "vote-0.log"
+    deadline = time.monotonic() + 30
+    while "waits with the inputs running ahead" not in log.read_text():
+        assert time.monotonic() < deadline, "the joiner never ran out of room"
+        time.sleep(0.1)
+    started = time.monotonic()
+    cli("stop", m["name"])
+    assert time.monotonic() - started < 20
+    assert "records not taken for room" in log.read_text()
+    deploy(file, name=m["name"])
+    subscribe(cli, m["name"], 1 + len(xs), timeout=90)
+    results = [r for r in read_all(cli, m["name"]) if r["id"] != "w0"]
+    ids = Counter(r["id"] for r in results)
+    assert len(ids) == len(xs) and max(ids.values()) == 1
+    assert [r["id"] for r in results if "missing" in r["payload"]] == []

@@ -143,6 +143,7 @@ def test_a_joiner_at_max_pending_has_no_room_for_new_requests(topology):
     assert step.room() == 0 and step.opens("r2") and not step.opens("r0")
     step.handle([entered(b, "r0", 0) for b in "bc"], 20)
     assert step.room() == 1 and not step.opens("r0")  # answered: a late record is dropped
+    assert step.room(resuming=True) == 1  # a margin of max_pending // 10 (0 here)
 
 
 def test_on_timeout_dlq_and_quorum(topology):

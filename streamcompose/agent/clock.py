@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
@@ -45,9 +45,11 @@ class CatchUpClock:
         ends = await self.consumer.end_offsets(list(assigned))
         self.behind.update({tp: end for tp, end in ends.items() if end > 0})
 
-    async def now(self, records: Iterable[ConsumerRecord]) -> int:
+    async def now(self, records: Iterable[ConsumerRecord],
+                  held: Collection[TopicPartition] = ()) -> int:
         """The time at which the step should look at what is due, given the records of
-        this poll."""
+        this poll; partitions ``held`` back (their records would only open requests) do
+        not hold the clock back, and once only they are behind it is the wall clock."""
         if not self.behind:
             return now_ms()
         taken: Counter[TopicPartition] = Counter()
@@ -63,5 +65,7 @@ class CatchUpClock:
             log.info("caught up with the inputs; timeouts follow the wall clock")
             self.seen_ms = {}
             return now_ms()
-        self.last = max(self.last, min(self.seen_ms.get(tp, 0) for tp in self.behind))
+        waiting = [tp for tp in self.behind if tp not in held]
+        self.last = max(self.last, min(self.seen_ms.get(tp, 0) for tp in waiting)
+                        if waiting else now_ms())
         return self.last

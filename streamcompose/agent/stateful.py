@@ -27,6 +27,7 @@ from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 from streamcompose.agent.clock import CatchUpClock
 from streamcompose.codec import MSGPACK, Trace
 from streamcompose.codec.deadletter import dead_letter_value
+from streamcompose.codec.record import now_ms
 from streamcompose.delivery import Closing, Output
 from streamcompose.errors import AgentError
 from streamcompose.kafka.reader import read_to_end
@@ -37,6 +38,10 @@ if TYPE_CHECKING:
     from streamcompose.agent.worker import AgentWorker
 
 log = logging.getLogger("streamcompose.stateful")
+
+#: how often the step looks at the time of every open request (timeouts, deadlines);
+#: complete requests are answered by the poll that completes them
+TIMERS_S = 0.05
 
 
 class StatefulRunner:
@@ -52,6 +57,7 @@ class StatefulRunner:
         self._opened = 0.0  # loop time of the first of them
         self._held: set[TopicPartition] = set()  # input partitions paused for the step
         self._deferred: list[Item] = []  # their records fetched already, in order
+        self._timers_at = 0.0  # loop time from which the step looks at its timers again
 
     @staticmethod
     def consumer_options() -> dict[str, Any]:
@@ -73,6 +79,7 @@ class StatefulRunner:
             count = await read_to_end(self.worker.bootstrap, self.step.changelog, partitions,
                                       self.step.restore)
             self.step.store.restored()
+            self.step.resumed(now_ms())
             log.info("agent %s restored %d changelog records for partitions %s: %s",
                      self.worker.agent, count, partitions, self.step.store.stats())
             await self.clock.catch_up(assigned)
@@ -107,11 +114,16 @@ class StatefulRunner:
             batch = await w.batcher.next_batch(timeout=wait)
             async with self.busy:
                 items = self._take(batch)
-                now = await self.clock.now(i.record for i in items)
-                if items or self.step.due(now):
-                    await self._process(items, now)
+                now = await self.clock.now((i.record for i in items), self._held)
+                timers = loop.time() >= self._timers_at
+                if timers:
+                    self._timers_at = loop.time() + TIMERS_S
+                if items or (timers and self.step.due(now)):
+                    await self._process(items, now, timers)
                 if self._commit_due(loop.time()):
                     await self.commit()
+                if not w._fetching and self._deferred and not self._open:
+                    self._leave_deferred()
 
     def _take(self, batch: list[Item]) -> list[Item]:
         """The records to process now: those held back before, then ``batch``, but not
@@ -120,26 +132,42 @@ class StatefulRunner:
         A record that would open a request when the step has no room for more (a joiner
         at ``max_pending``) waits, and so does every later record of its partition, which
         is paused until there is room: branches running ahead of a slow sibling wait for
-        it instead of filling the joiner. Not while the clock catches up, whose time
-        paused partitions would stop; ``max_pending`` then evicts."""
+        it instead of filling the joiner."""
         w = self.worker
         assert w.consumer is not None
         owned = w.consumer.assignment()
-        room = float("inf") if self.clock.behind else self.step.room()
+        room = self.step.room()
+        # a held partition goes on with a margin, so that it is not paused again at once
+        # (pausing drops what the consumer had fetched of it, fetched again on resuming)
+        again = self.step.room(resuming=True)
         waiting, self._deferred = self._deferred, []
         items: list[Item] = []
         held: set[TopicPartition] = set()
+        going: set[TopicPartition] = set()
         for i in itertools.chain(waiting, batch):
             if i.tp not in owned or not w.current(i.tp, i.epoch):
                 continue
             if i.tp not in held and not i.skipped and self.step.opens(i.trace.request_id):
-                if room > 0:
-                    room -= 1
+                if (room if i.tp in going or i.tp not in self._held else again) > 0:
+                    room, again = room - 1, again - 1
+                    going.add(i.tp)
                 else:
                     held.add(i.tp)
             (self._deferred if i.tp in held else items).append(i)
         self._pause(held, owned)
         return items
+
+    def _leave_deferred(self) -> None:
+        """On stopping, once the rest is committed: the records held back for room are
+        left to whoever consumes their partitions next, so that stopping does not wait
+        for them."""
+        w = self.worker
+        assert w.checkpoint is not None
+        held = {i.tp for i in self._deferred}
+        w.checkpoint.tracker.forget(held)
+        log.info("agent %s stops with %d records not taken for room; they are consumed "
+                 "again", w.agent, len(self._deferred))
+        self._deferred = []
 
     def _pause(self, held: set[TopicPartition], owned: set[TopicPartition]) -> None:
         """Pause the partitions ``held``, resume those held before and no longer."""
@@ -166,13 +194,14 @@ class StatefulRunner:
                 or now - self._opened >= w.settings.commit_interval_s
                 or len(self._open) >= w.settings.fetch_records)
 
-    async def _process(self, items: list[Any], now: int) -> None:
+    async def _process(self, items: list[Any], now: int, timers: bool) -> None:
         w = self.worker
         loop = asyncio.get_running_loop()
         arrivals = [Arrival(i.record.topic, i.record.partition, i.record.offset,
                             i.record.timestamp, i.record.value, i.trace)
                     for i in items if not i.skipped]
-        sends = await loop.run_in_executor(w.executor, self.step.handle, arrivals, now, False)
+        sends = await loop.run_in_executor(w.executor, self.step.handle, arrivals, now, False,
+                                           timers)
         if not self._open and not self._outputs:
             self._opened = loop.time()
         self._open.extend(Closing(i.tp, i.record.offset, []) for i in items)
@@ -186,11 +215,15 @@ class StatefulRunner:
     async def commit(self) -> None:
         """Commit the open unit of work: its outputs, changelog records and offsets in one
         transaction."""
-        assert self.worker.checkpoint is not None
-        outputs = self._outputs + [self._output(s, None) for s in self.step.changes()]
+        w = self.worker
+        assert w.checkpoint is not None
+        # the step's thread packs the changelog records, as it runs the step
+        changes = await asyncio.get_running_loop().run_in_executor(w.executor,
+                                                                   self.step.changes)
+        outputs = self._outputs + [self._output(s, None) for s in changes]
         closings = [*self._open, Closing(None, -1, outputs)]
         self._open, self._outputs, self._emitted = [], [], False
-        await self.worker.checkpoint.close(closings)
+        await w.checkpoint.close(closings)
 
     def _output(self, send: Send, lineage: dict[str, Any] | None) -> Output:
         """The record to produce (with this step's ``lineage`` entry, but for the

@@ -40,6 +40,7 @@ class BranchProgress:
         self.timeout_ms = timeout_ms
         self._entered: dict[tuple[str, int], int] = {}
         self._heard: dict[str, int] = {}
+        self._since: int | None = None  # when the joiner (re)started, if it says
 
     def saw(self, branch: str, partition: int, entered_ms: int, now: int) -> None:
         """Note a result of ``branch`` for a request that entered at ``entered_ms``."""
@@ -52,11 +53,19 @@ class BranchProgress:
                 now: int) -> bool:
         """Whether a request of ``partition`` that entered at ``entered_ms`` and whose
         first branch result came at ``first_ms`` has nothing more to expect from
-        ``branch``; a branch never heard of is silent since ``first_ms``."""
-        if now - max(self._heard.get(branch, first_ms), first_ms) >= self.timeout_ms:
+        ``branch``; a branch not heard of is silent since ``first_ms``, or since the
+        joiner :meth:`resumed` if that is later."""
+        heard = self._heard.get(branch, self._since or first_ms)
+        if now - max(heard, first_ms) >= self.timeout_ms:
             return True
         return (entered_ms > 0
                 and self._entered.get((branch, partition), 0) - entered_ms >= self.timeout_ms)
+
+    def resumed(self, now: int) -> None:
+        """The joiner runs again from ``now`` (it restored open requests): branches get
+        ``timeout_ms`` from then to be heard of, as they may be starting too."""
+        self._heard.clear()
+        self._since = now
 
     def forget(self, partitions: Iterable[int]) -> None:
         """Drop what was known of partitions given away."""

@@ -3,8 +3,9 @@
 Each branch writes to its own topic; the joiner reads them all (co-partitioned: one
 request's records share a partition number) and keeps each request's branch results
 until its :class:`~streamcompose.join.rules.JoinRule` says it is complete, it times out
-or it is evicted (``max_pending``), then emits exactly one result. Branch results that
-arrive after that are counted as late and dropped; repeated ones as duplicates.
+or it is evicted (more than ``max_pending`` restored), then emits exactly one result.
+Branch results that arrive after that are counted as late and dropped; repeated ones as
+duplicates.
 
 A request times out ``timeout_ms`` after its first branch result (by that record's
 timestamp) once every branch it misses has nothing more to give it
@@ -90,6 +91,10 @@ class JoinStep(StatefulStep):
         if self.rule.verdict(entry.branches, entry.expect).complete:
             self._complete[rid] = None
 
+    def ready(self) -> list[str]:
+        self._evicted = 0
+        return list(self._complete)
+
     def due(self, now: int) -> list[str]:
         """Completed requests, those whose timeout or deadline passed, and the oldest
         beyond ``max_pending``."""
@@ -113,8 +118,12 @@ class JoinStep(StatefulStep):
     def opens(self, request_id: str) -> bool:
         return not self.store.is_pending(request_id) and not self.store.is_done(request_id)
 
-    def room(self) -> int:
-        return self.join.max_pending - self.store.pending_count()
+    def room(self, resuming: bool = False) -> int:
+        margin = self.join.max_pending // 10 if resuming else 0
+        return self.join.max_pending - margin - self.store.pending_count()
+
+    def resumed(self, now: int) -> None:
+        self.progress.resumed(now)
 
     def forget(self, partitions: Iterable[int]) -> None:
         partitions = list(partitions)

@@ -131,16 +131,23 @@ class StatefulStep(ABC):
     def on_due(self, request_ids: list[str], now: int) -> None:
         """Answer (or move on) the requests whose time is up."""
 
-    def handle(self, arrivals: Iterable[Arrival], now: int, changes: bool = True
-               ) -> list[Send]:
+    def ready(self) -> list[str]:
+        """Open requests due whatever the time (a complete join); :meth:`due` says them
+        with the rest."""
+        return []
+
+    def handle(self, arrivals: Iterable[Arrival], now: int, changes: bool = True,
+               timers: bool = True) -> list[Send]:
         """Take a batch of records, then what is due at ``now``; returns every record to
         send, changelog records last. With ``changes`` False the changelog records wait
         for a later call (:meth:`changes`): a request changed by several calls is then
-        written once, as it stands when the changes are taken."""
+        written once, as it stands when the changes are taken. With ``timers`` False
+        only what is :meth:`ready` is answered: looking at every open request's time is
+        left to a later call."""
         self.now = now
         for arrival in arrivals:
             self.on_record(arrival)
-        due = self.due(now)
+        due = self.due(now) if timers else self.ready()
         if due:
             self.on_due(due, now)
         self.store.expire(now)
@@ -179,9 +186,13 @@ class StatefulStep(ABC):
         :meth:`room`."""
         return False
 
-    def room(self) -> int:
-        """How many more requests may be opened now."""
+    def room(self, resuming: bool = False) -> int:
+        """How many more requests may be opened now; ``resuming``: by a partition that
+        waited for room, which goes on with a margin."""
         return sys.maxsize
+
+    def resumed(self, now: int) -> None:  # noqa: B027 - most stateful steps need nothing
+        """The step runs again from ``now`` (ms), its state restored after an assignment."""
 
     def restore(self, key: bytes, value: bytes | None) -> None:
         self.store.restore(key, value)

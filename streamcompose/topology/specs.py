@@ -99,8 +99,8 @@ class JoinSpec:
     request. ``field`` is the payload field combined; ``weights`` weigh branches by name.
     ``model`` is the stacking meta-model, ``entrypoint`` the python aggregator.
     At most ``max_pending`` requests wait at once: records that would open more wait
-    (after a restart, until the joiner has caught up, the oldest is sent on with
-    ``on_timeout`` instead); emitted request ids are remembered ``remember_ms`` (at most
+    (should more be restored than that, the oldest are sent on with ``on_timeout``);
+    emitted request ids are remembered ``remember_ms`` (at most
     ``remember_max`` of them) to drop late branch results.
     """
 
