@@ -5,7 +5,9 @@ default, generated into a temporary folder, as PNG files):
 
 1. *RapidOCR alone*: ``RapidOCR()(path)`` for each image in turn, in this process, with
    RapidOCR's default settings (its ONNX Runtime sessions use every CPU), after one
-   warm-up call: images/s and CPU time per image.
+   warm-up call: images/s and CPU time per image. Then the same with ONNX Runtime's CPU
+   memory arena on in its sessions (RapidOCR turns it off; the cascade's steps keep it),
+   to show how much of the cascade's lead comes from that alone.
 2. *The cascade*: ``--topology`` (``topologies/ocr_cascade.yaml`` by default) deployed
    under a unique name as a user deploys it (detect → classify → recognize, one worker
    process per replica). After a few warm-up images, the workers are frozen (SIGSTOP)
@@ -44,15 +46,18 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "topologies"))
 
 from ocr.samples import make_samples  # noqa: E402 (the topologies folder, just added)
+from ocr.steps import with_arena  # noqa: E402
 
 WARMUP = 3
 
 
-def serial(images: list[Path]) -> tuple[float, float, dict[str, list[str]]]:
-    """RapidOCR's own loop: images/s, CPU seconds per image and each image's texts."""
+def serial(images: list[Path], arena: bool = False
+           ) -> tuple[float, float, dict[str, list[str]]]:
+    """RapidOCR's own loop: images/s, CPU seconds per image and each image's texts; with
+    ``arena``, its sessions keep ONNX Runtime's CPU memory arena as the cascade's do."""
     from rapidocr_onnxruntime import RapidOCR
 
-    engine = RapidOCR()
+    engine = with_arena(RapidOCR()) if arena else RapidOCR()
     engine(images[0])
     texts = {}
     started, cpu = time.perf_counter(), time.process_time()
@@ -161,27 +166,30 @@ def main(argv: list[str] | None = None) -> None:
         images = make_samples(tmp / "samples", args.images)
         print("RapidOCR alone ...", file=sys.stderr, flush=True)
         alone = serial(images)
+        arena = serial(images, arena=True)
         print("the cascade ...", file=sys.stderr, flush=True)
         streamed = asyncio.run(cascade(args.bootstrap, args.topology.resolve(), images))
     info["loadavg_1m_at_end"] = round(os.getloadavg()[0], 2)
     same = [stem for stem in alone[2] if alone[2][stem] == streamed[2].get(stem)]
     rows: dict[str, Any] = {label: {"images_per_s": rate, "cpu_s_per_image": cpu}
-                            for label, (rate, cpu, *_) in (("RapidOCR alone", alone),
-                                                           ("cascade", streamed))}
+                            for label, (rate, cpu, *_) in (
+                                ("RapidOCR alone", alone), ("RapidOCR, arena on", arena),
+                                ("cascade", streamed))}
     rows["cascade"]["cpu_s_per_image_by_agent"] = streamed[3]
     print(f"machine: {info['nproc']} CPUs, {info['cpu']}, Python {info['python']}; load "
           f"{info['loadavg_1m_at_start']} (1 min) at start, {info['loadavg_1m_at_end']} at "
           f"end; {args.images} images; topology {args.topology}")
-    print(f"{'variant':<16} {'images/s':>9} {'× RapidOCR':>11} {'CPU ms/image':>13}")
+    print(f"{'variant':<20} {'images/s':>9} {'× RapidOCR':>11} {'CPU ms/image':>13}")
     for label, row in rows.items():
         row["ratio"] = row["images_per_s"] / rows["RapidOCR alone"]["images_per_s"]
-        print(f"{label:<16} {row['images_per_s']:>9.2f} {row['ratio']:>11.2f} "
+        print(f"{label:<20} {row['images_per_s']:>9.2f} {row['ratio']:>11.2f} "
               f"{row['cpu_s_per_image'] * 1000:>13.0f}")
     busy = {label: row["cpu_s_per_image"] * row["images_per_s"] for label, row in rows.items()}
     print("CPUs busy on average: " + ", ".join(f"{label} {b:.2f}" for label, b in busy.items())
           + f" of {info['nproc']}; the cascade's CPU ms/image by agent: "
           + ", ".join(f"{a} {s * 1000:.0f}" for a, s in streamed[3].items()))
-    print(f"texts identical to RapidOCR's: {len(same)} of {len(alone[2])} images")
+    print(f"texts identical to RapidOCR's: {len(same)} of {len(alone[2])} images (with "
+          f"the arena on, RapidOCR's own: {sum(arena[2][k] == v for k, v in alone[2].items())})")
     write_json(args.json, machine=info, images=args.images, topology=str(args.topology),
                results=rows, identical=len(same))
 

@@ -114,3 +114,15 @@ def test_blank_image_gives_empty_lists(topology: Topology, runtimes: dict[str, R
 def test_warmup(runtimes: dict[str, Runtime]) -> None:
     for runtime in runtimes.values():
         runtime.warmup()
+
+
+def test_the_steps_keep_the_arena_unless_told_not_to(samples: list[Path]) -> None:
+    detect = import_entrypoint("ocr.steps:Detect", TOPOLOGIES)
+    arena = import_entrypoint("ocr.steps:ArenaSession", TOPOLOGIES)
+    image = {"image": samples[0].read_bytes()}
+    with_arena, without = detect(), detect(cpu_mem_arena=False)
+    assert isinstance(with_arena.detector.text_det.infer, arena)
+    assert not isinstance(without.detector.text_det.infer, arena)
+    [a], [b] = with_arena([image]), without([image])
+    np.testing.assert_array_equal(a["boxes"], b["boxes"])
+    assert all(np.array_equal(x, y) for x, y in zip(a["crops"], b["crops"], strict=True))
