@@ -13,8 +13,11 @@ record or less, so what the worker does around each record shows. One run:
    size, each draining the same backlog of ``--records`` records (float32[256] each),
    written while the worker is frozen (SIGSTOP) after a warm-up. Throughput is the timed
    records over the span of their outputs' broker timestamps (``LogAppendTime``), as in
-   ``overhead.py``; the worker's CPU time while draining (all threads, from /proc) gives
-   its CPU µs per record, the steadier figure on a loaded machine.
+   ``overhead.py``, read once the worker has committed every input (while it drains,
+   this process only asks the broker for its group's committed offsets, so that it
+   takes no CPU from the worker, as nothing does in the in-process runs); the worker's
+   CPU time while draining (all threads, from /proc) gives its CPU µs per record, the
+   steadier figure on a loaded machine.
 
 It reports the gain of batching (streamed at 64 and at the best size against streamed at
 1) and each streamed run against the in-process figure at the same size
@@ -40,10 +43,12 @@ from typing import Any
 
 import numpy as np
 from aiokafka import AIOKafkaProducer
-from ensemble import OutputCollector, TopologyDeployment, wait_until
+from aiokafka.admin import AIOKafkaAdminClient
+from ensemble import TopologyDeployment, wait_until
 from overhead import (
     PARTITIONS,
     Record,
+    broker_times,
     create_topics,
     machine,
     produce,
@@ -134,10 +139,25 @@ def records(prefix: str, rows: np.ndarray) -> list[Record]:
             for i, row in enumerate(rows)]
 
 
+class Committed:
+    """How many records of a topic a consumer group has committed, asked of the broker:
+    a cheap request, where reading the outputs while the worker drains would take CPU
+    from it (and from nothing in the in-process runs it is compared with)."""
+
+    def __init__(self, bootstrap: str, group: str, topic: str) -> None:
+        self.admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+        self.group, self.topic = group, topic
+
+    async def __call__(self) -> int:
+        offsets = await self.admin.list_consumer_group_offsets(self.group)
+        return sum(o.offset for tp, o in offsets.items() if tp.topic == self.topic)
+
+
 async def streamed(bootstrap: str, batch: str, rows: np.ndarray, model: Path,
                    workdir: Path) -> tuple[float, float]:
     """Records/s and the worker's CPU µs per record of the model deployed with ``batch``
-    (a flow mapping) draining a backlog of ``rows``, produced while it was frozen."""
+    (a flow mapping) draining a backlog of ``rows``, produced while it was frozen; the
+    outputs are read once the worker has committed every input."""
     name = f"bench-{uuid.uuid4().hex[:8]}-mlp"
     file = workdir / f"{name}.yaml"
     file.write_text(TOPOLOGY.format(name=name, batch=batch, path=model))
@@ -146,29 +166,30 @@ async def streamed(bootstrap: str, batch: str, rows: np.ndarray, model: Path,
     timed = records("timed", rows)
     await create_topics(bootstrap, deployment.topology.topics())
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=0)
-    collector = OutputCollector(bootstrap, deployment.output)
+    committed = Committed(bootstrap, deployment.topology.group_id("mlp"), deployment.input)
     await producer.start()
-    await collector.start()
+    await committed.admin.start()
 
-    async def outputs(target: int) -> None:
-        await wait_until(collector.count, lambda n: n >= target, f"{name}: outputs")
+    async def consumed(target: int) -> None:
+        await wait_until(committed, lambda n: n >= target, f"{name}: inputs committed")
 
     try:
         await deployment.start(bootstrap)
         await produce(producer, deployment.input, warmup)
-        await outputs(len(warmup))
+        await consumed(len(warmup))
         with deployment.frozen():
             await produce(producer, deployment.input, timed)
             cpu = deployment.cpu_seconds()
-        await outputs(len(warmup) + len(timed))
+        await consumed(len(warmup) + len(timed))
         cpu = deployment.cpu_seconds() - cpu
         deployment.check()
+        times = await broker_times(bootstrap, deployment.output)
     finally:
-        await collector.stop()
+        await committed.admin.close()
         await producer.stop()
         await deployment.stop()
         await delete_topics(bootstrap, list(deployment.topics))
-    done = np.array([collector.times[k] for k, _, _ in timed])
+    done = np.array([times[k] for k, _, _ in timed])
     return ((len(done) - 1) / (max(int(done.max() - done.min()), 1) / 1000.0),
             cpu / len(timed) * 1e6)
 
