@@ -7,6 +7,7 @@ import asyncio
 import json
 import os
 import signal
+import threading
 import time
 from collections import Counter
 
@@ -275,25 +276,37 @@ def test_a_backlog_a_branch_drains_slowly_gets_complete_answers(cli, deploy, wri
 
 def test_a_joiner_stopped_while_it_waits_for_room_stops_soon_and_loses_nothing(
         cli, deploy, write_topology, tmp_path):
-    """Stopped while it holds ``a``'s records back for room, the joiner leaves them to its
+    """Stopped while it holds ``a``'s records back for room (``slow`` is frozen while the
+    requests come and while the deployment stops), the joiner leaves them to its
     successor instead of waiting for them; redeployed, every request is answered once,
     whole."""
-    # time for the successor's branches to start: silence counts from its own start
-    file = write_topology(BACKLOG.replace("timeout_ms: 2000", "timeout_ms: 5000"), STEPS)
+    file = write_topology(BACKLOG.replace("timeout_ms: 2000", "timeout_ms: 10000"), STEPS)
     m = deploy(file)
     publish(cli, tmp_path, m["name"], [0], prefix="w")
     subscribe(cli, m["name"], 1, timeout=30)
-    xs = list(range(2000))
-    publish(cli, tmp_path, m["name"], xs)
+    status = json.loads(cli("status", m["name"], "--json").stdout)
+    (slow,) = [w["pid"] for a in status["agents"] if a["name"] == "slow" for w in a["workers"]]
     log = tmp_path / "sc-home" / "deployments" / m["name"] / "logs" / "vote-0.log"
-    deadline = time.monotonic() + 30
-    while "waits with the inputs running ahead" not in log.read_text():
-        assert time.monotonic() < deadline, "the joiner never ran out of room"
-        time.sleep(0.1)
-    started = time.monotonic()
-    cli("stop", m["name"])
-    assert time.monotonic() - started < 20
-    assert "records not taken for room" in log.read_text()
+
+    def wait_for(line: str) -> None:
+        deadline = time.monotonic() + 30
+        while line not in log.read_text():
+            assert time.monotonic() < deadline, f"the joiner never logged {line!r}"
+            time.sleep(0.1)
+
+    xs = list(range(2000))
+    os.kill(slow, signal.SIGSTOP)
+    try:
+        publish(cli, tmp_path, m["name"], xs)
+        wait_for("waits with the inputs running ahead")
+        stopping = threading.Thread(target=cli, args=("stop", m["name"]))
+        started = time.monotonic()
+        stopping.start()
+        wait_for("records not taken for room")
+        assert time.monotonic() - started < 10
+    finally:
+        os.kill(slow, signal.SIGCONT)
+    stopping.join()
     deploy(file, name=m["name"])
     subscribe(cli, m["name"], 1 + len(xs), timeout=90)
     results = [r for r in read_all(cli, m["name"]) if r["id"] != "w0"]
