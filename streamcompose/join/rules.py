@@ -49,10 +49,14 @@ class JoinRule:
         """Whether a result of ``branch`` is taken: not a repeat, and still needed."""
         return branch not in seen and len(seen) < self.needed(expect)
 
+    def missing(self, seen: Collection[str], expect: Sequence[str] | None
+                ) -> tuple[str, ...]:
+        """The branches expected (those a router named, else all) without a result."""
+        return tuple(b for b in (expect or self.branches) if b not in seen)
+
     def verdict(self, seen: Collection[str], expect: Sequence[str] | None) -> Verdict:
         answered = tuple(b for b in self.branches if b in seen)
         complete = len(answered) >= self.needed(expect)
-        missing = () if complete else tuple(b for b in (expect or self.branches)
-                                            if b not in seen)
+        missing = () if complete else self.missing(seen, expect)
         return Verdict(answered, missing, complete,
                        not complete and self.spec.on_timeout == "dlq")

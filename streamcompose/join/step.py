@@ -54,7 +54,6 @@ class JoinStep(StatefulStep):
         assert spec.join is not None
         self.join, self.drop = spec.join, spec.drop
         self.rule = JoinRule(spec.join, spec.inputs)
-        self.branches = spec.inputs
         self.progress = BranchProgress(spec.join.timeout_ms)
         self.branch_of = {topology.topic_of(b): b for b in spec.inputs}
         self.aggregate = Aggregator(spec.join, topology.base_dir, agent)
@@ -113,7 +112,7 @@ class JoinStep(StatefulStep):
         """Whether no branch the request still misses has anything more to give it."""
         return all(self.progress.gave_up(b, entry.partition, entry.entered_ms,
                                           entry.first_ms, now)
-                   for b in entry.expect or self.branches if b not in entry.branches)
+                   for b in self.rule.missing(entry.branches, entry.expect))
 
     def opens(self, request_id: str) -> bool:
         return not self.store.is_pending(request_id) and not self.store.is_done(request_id)
