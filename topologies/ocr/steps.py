@@ -75,11 +75,6 @@ def with_arena(engine: RapidOCR) -> RapidOCR:
     return engine
 
 
-def _arena(session: OrtInferSession, config: dict[str, Any], arena: bool) -> OrtInferSession:
-    """``session``, or with ``arena`` the same model's session with the arena on."""
-    return ArenaSession(config) if arena else session
-
-
 def decode_image(value: Any) -> np.ndarray:
     """The BGR image RapidOCR would work on, from an array, image bytes or base64 text.
 
@@ -144,8 +139,8 @@ class Detect:
     def __init__(self, cpu_mem_arena: bool = True, **options: Any) -> None:
         config = rapidocr_config(**options)
         self.detector = _Detector(config)
-        det = self.detector.text_det
-        det.infer = _arena(det.infer, config["Det"], cpu_mem_arena)
+        if cpu_mem_arena:
+            self.detector.text_det.infer = ArenaSession(config["Det"])
 
     def __call__(self, batch: list[Payload]) -> list[Payload]:
         """Detect each payload's image on its own (images differ in size)."""
@@ -169,7 +164,8 @@ class Classify:
     def __init__(self, cpu_mem_arena: bool = True, **options: Any) -> None:
         config = rapidocr_config(**options)["Cls"]
         self.classifier = TextClassifier(config)
-        self.classifier.infer = _arena(self.classifier.infer, config, cpu_mem_arena)
+        if cpu_mem_arena:
+            self.classifier.infer = ArenaSession(config)
 
     def __call__(self, batch: list[Payload]) -> list[Payload]:
         """Classify the crops of the whole batch together, ``cls_batch_num`` at a time.
@@ -201,8 +197,8 @@ class Recognize:
         """``max_batch`` caps the crops of one model run; ``options`` go to RapidOCR."""
         config = rapidocr_config(**options)
         self.recognizer = TextRecognizer(config["Rec"])
-        self.recognizer.session = _arena(self.recognizer.session, config["Rec"],
-                                         cpu_mem_arena)
+        if cpu_mem_arena:
+            self.recognizer.session = ArenaSession(config["Rec"])
         self.text_score = config["Global"]["text_score"]
         self.max_batch = max_batch
 
