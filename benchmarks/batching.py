@@ -99,7 +99,9 @@ def write_mlp(path: Path, seed: int = 0) -> Path:
     graph = helper.make_graph(
         nodes, "mlp", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", LAYERS[0]])],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", LAYERS[-1]])], weights)
-    save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8  # the IR of opset 17; a newer onnx writes one older runtimes refuse
+    save(model, str(path))
     return path
 
 

@@ -1,7 +1,7 @@
 """What an ensemble costs over Kafka, and co-located, against its slowest member deployed
 alone.
 
-Three deployments, one after the other in one run on the same broker, each a supervisor
+Deployments, one after the other in one run on the same broker, each a supervisor
 and one worker process per agent (or co-located group) as
 :func:`streamcompose.deploy.deploy` starts them:
 
@@ -15,6 +15,9 @@ and one worker process per agent (or co-located group) as
 (3) ``co-located``: ``topologies/digits_ensemble_colocated.yaml``, the same six agents in one
     worker process (``colocate:``): records pass between them in memory, the four members
     run at once on each batch, and each batch's results and offsets go in one transaction.
+(4) ``co-located x2``: the same group in as many worker processes as the member alone has.
+(5) ``ensemble vote x3``, only on request (``--variants``): (2) with its joiner in one
+    worker per partition (3 workers), for machines with a core to spare for each.
 
 The slowest member is found first, in this process: each member's step (the code a worker
 runs on a batch, model call included) is timed on the held-out digits in batches of the
@@ -122,9 +125,12 @@ TOPOLOGIES = ROOT / "topologies"
 ENSEMBLE = TOPOLOGIES / "digits_ensemble.yaml"
 COLOCATED = TOPOLOGIES / "digits_ensemble_colocated.yaml"
 #: the deployments measured against the slowest member alone: label -> (topology file,
-#: replicas of every agent, None to keep the file's)
-VARIANTS = {"ensemble": (ENSEMBLE, None), "co-located": (COLOCATED, None),
-            "co-located x2": (COLOCATED, 2)}
+#: replicas of every agent, or of the agents named, None to keep the file's)
+VARIANTS: dict[str, tuple[Path, int | dict[str, int] | None]] = {
+    "ensemble": (ENSEMBLE, None), "co-located": (COLOCATED, None),
+    "co-located x2": (COLOCATED, 2), "ensemble vote x3": (ENSEMBLE, {"vote": 3})}
+#: measured unless --variants says otherwise
+DEFAULT_VARIANTS = ["ensemble", "co-located", "co-located x2"]
 DIGITS = TOPOLOGIES / "models" / "digits_test.npz"
 WARMUP_RECORDS = 600
 TIMING_ROUNDS = 5
@@ -231,16 +237,21 @@ def single_member_topology(member: str, name: str, workdir: Path) -> Path:
     return file
 
 
-def replicated_topology(file: Path, replicas: int | None, workdir: Path) -> Path:
+def replicated_topology(file: Path, replicas: int | dict[str, int] | None,
+                        workdir: Path) -> Path:
     """``file``, or a copy of it in ``workdir`` whose every agent has ``replicas``
-    workers (a co-located group as many as the member alone has processes)."""
+    workers (a co-located group as many as the member alone has processes), or whose
+    agents named in ``replicas`` have that many (a joiner as many as its partitions)."""
     if replicas is None:
         return file
     raw = yaml.safe_load(file.read_text())
-    for spec in raw["agents"].values():
-        spec["replicas"] = replicas
+    each = replicas if isinstance(replicas, dict) else dict.fromkeys(raw["agents"], replicas)
+    for agent, n in each.items():
+        raw["agents"][agent]["replicas"] = n
     _link_folders(workdir)
-    derived = workdir / f"{file.stem}-x{replicas}.yaml"
+    suffix = "-".join(f"{a}x{n}" for a, n in each.items()) if isinstance(replicas, dict) \
+        else f"x{replicas}"
+    derived = workdir / f"{file.stem}-{suffix}.yaml"
     derived.write_text(yaml.safe_dump(raw, sort_keys=False))
     return derived
 
@@ -649,7 +660,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--broker-pid", type=int, default=None,
                    help="the pid of the broker, when it runs on this machine: its CPU time "
                         "per record is reported too")
-    p.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS),
+    p.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=DEFAULT_VARIANTS,
                    help="the deployments measured against the slowest member alone")
     p.add_argument("--json", type=Path, default=None, help="also write the results here")
     return p.parse_args(argv)

@@ -447,8 +447,17 @@ def machine() -> dict[str, Any]:
     return {"nproc": len(os.sched_getaffinity(0)), "cpu": cpu,
             "python": platform.python_version(), "platform": platform.platform(),
             "loadavg_1m_at_start": round(os.getloadavg()[0], 2),
-            **{pkg: importlib.metadata.version(pkg)
+            **{pkg: installed_version(pkg)
                for pkg in ("aiokafka", "faust-streaming", "msgpack", "numpy")}}
+
+
+def installed_version(package: str) -> str:
+    """The version of an installed distribution, or ``not installed`` (a machine that
+    runs from a source tree with only what the measured path imports)."""
+    try:
+        return importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+        return "not installed"
 
 
 def compare(results: list[Measurement]) -> list[dict[str, Any]]:

@@ -8,7 +8,6 @@ nothing is skipped on a machine without CUDA.
 from __future__ import annotations
 
 import logging
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +22,7 @@ from streamcompose.runtimes import load_runtime
 from streamcompose.runtimes.base import Runtime
 from streamcompose.runtimes.device import ENGINE_CACHE_ENV
 from streamcompose.runtimes.onnx_runtime import CUDA, TENSORRT
+from streamcompose.runtimes.torch_runtime import torchscript_allowed
 from streamcompose.topology import load_topology_text
 from streamcompose.topology.model import ModelSpec
 
@@ -45,8 +45,7 @@ def onnx_model(tmp_path: Path) -> Path:
 @pytest.fixture
 def torch_model(tmp_path: Path) -> Path:
     path = tmp_path / "affine.pt"
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # torch deprecates TorchScript with a FutureWarning
+    with torchscript_allowed():
         torch.jit.save(torch.jit.script(Affine()), str(path))
     return path
 

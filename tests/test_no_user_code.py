@@ -14,12 +14,13 @@ import os
 import subprocess
 import sys
 import time
-import warnings
 from pathlib import Path
 
 import pytest
 import torch
 from fixtures import write_double_onnx
+
+from streamcompose.runtimes.torch_runtime import torchscript_allowed
 
 ROOT = Path(__file__).resolve().parents[1]
 ENSEMBLE = ROOT / "topologies" / "digits_ensemble.yaml"
@@ -131,8 +132,7 @@ print("no torch")
 
 def test_loading_never_imports_torch(tmp_path: Path):
     write_double_onnx(tmp_path / "double.onnx")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", FutureWarning)  # torch deprecates TorchScript
+    with torchscript_allowed():
         torch.jit.script(torch.nn.Identity()).save(str(tmp_path / "identity.pt"))
     result = subprocess.run([sys.executable, "-c", NO_TORCH, str(ENSEMBLE), str(tmp_path)],
                             capture_output=True, text=True, timeout=120, check=False,

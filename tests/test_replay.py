@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import warnings
 from collections import Counter
 from pathlib import Path
 
@@ -18,6 +17,7 @@ from fixtures import TOPOLOGIES, read_all, subscribe, trained
 
 from streamcompose.codec import decode_payload
 from streamcompose.kafka.ranges import read_range
+from streamcompose.runtimes.torch_runtime import load_torchscript
 
 pytestmark = pytest.mark.integration
 
@@ -57,9 +57,7 @@ def _labels(bootstrap: str, topic: str, agent: str) -> dict[str, np.ndarray]:
 
 
 def _candidate(path: Path, pixels: np.ndarray) -> np.ndarray:
-    with warnings.catch_warnings():  # TorchScript is deprecated; the torch runtime loads it
-        warnings.filterwarnings("ignore", category=FutureWarning)
-        model = torch.jit.load(str(path))
+    model = load_torchscript(path)
     with torch.inference_mode():
         x = torch.from_numpy((pixels / 16.0).astype(np.float32).reshape(-1, 1, 8, 8))
         return model(x).numpy().astype(np.float64)

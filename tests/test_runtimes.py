@@ -6,7 +6,6 @@ import importlib
 import sys
 import textwrap
 import uuid
-import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,7 @@ from streamcompose.runtimes import RecordError, describe_model, load_runtime
 from streamcompose.runtimes.base import Runtime, import_entrypoint
 from streamcompose.runtimes.onnx_runtime import select_providers
 from streamcompose.runtimes.tensor import numpy_dtype
+from streamcompose.runtimes.torch_runtime import torchscript_allowed
 from streamcompose.topology.model import ModelSpec
 
 OPSET = 17
@@ -434,11 +434,9 @@ def test_torch_cuda_without_cuda_is_a_model_error(module: Callable[[str], str],
 def test_torchscript_file(module: Callable[[str], str], tmp_path: Path) -> None:
     mod = module(TORCH_MODULES)
     scale = import_entrypoint(f"{mod}:Scale", tmp_path)(3.0)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", FutureWarning)  # torch deprecates TorchScript
-        scripted = torch.jit.script(scale)
     path = tmp_path / "scale.pt"
-    scripted.save(str(path))
+    with torchscript_allowed():
+        torch.jit.script(scale).save(str(path))
     # loading warns no more (filterwarnings = error would fail the test)
     rt = torch_runtime(tmp_path, path=path, options=X3)
     rt.warmup()
@@ -455,8 +453,7 @@ def test_torch_describe_reads_the_torchscript_signature(module: Callable[[str], 
                                                        tmp_path: Path) -> None:
     mod = module(TORCH_MODULES)
     pair = import_entrypoint(f"{mod}:Pair", tmp_path)()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", FutureWarning)  # torch deprecates TorchScript
+    with torchscript_allowed():
         torch.jit.script(pair).save(str(tmp_path / "pair.pt"))
     two = {"inputs": {"x": {"shape": [3]}, "k": {"dtype": "float32"}}, "outputs": ["y", "s"]}
     info = describe_model(ModelSpec(runtime="torch", path=tmp_path / "pair.pt", options=two,

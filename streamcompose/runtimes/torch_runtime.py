@@ -36,6 +36,8 @@ import contextlib
 import pickletools
 import warnings
 import zipfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -68,22 +70,35 @@ def _output_fields(spec: ModelSpec) -> tuple[str, ...]:
                  if spec.outputs is None or n in spec.outputs)
 
 
+@contextmanager
+def torchscript_allowed() -> Iterator[None]:
+    """Silence torch's notices that TorchScript is deprecated in favour of ``torch.export``
+    (a ``DeprecationWarning`` in torch 2.11, a ``FutureWarning`` in 2.15, on every script,
+    save and load): TorchScript files are still what users have.
+
+    >>> import torch
+    >>> with torchscript_allowed():
+    ...     scripted = torch.jit.script(torch.nn.Identity())
+    """
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"`torch\.jit\.\w+` is deprecated",
+                                category=Warning)
+        yield
+
+
 def load_torchscript(path: str | Path, map_location: object = "cpu") -> object:
-    """Load a TorchScript file. torch 2.15 deprecates TorchScript in favour of
-    ``torch.export`` and warns on every load; those files are still what users have.
+    """Load a TorchScript file (:func:`torchscript_allowed`).
 
     >>> import torch, tempfile, pathlib
     >>> f = pathlib.Path(tempfile.mkdtemp()) / "m.pt"
-    >>> with warnings.catch_warnings():
-    ...     warnings.simplefilter("ignore")
+    >>> with torchscript_allowed():
     ...     torch.jit.save(torch.jit.script(torch.nn.Identity()), str(f))
     >>> load_torchscript(f)(torch.ones(2)).tolist()
     [1.0, 1.0]
     """
     import torch
 
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", category=FutureWarning, message=".*torch.jit")
+    with torchscript_allowed():
         return torch.jit.load(str(path), map_location=map_location)
 
 

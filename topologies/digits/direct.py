@@ -19,13 +19,14 @@ training writes the weights it chose into ``digits_weights.json``, which
 from __future__ import annotations
 
 import json
-import warnings
 from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
 import torch
+
+from streamcompose.runtimes.torch_runtime import load_torchscript
 
 from .steps import to_input
 
@@ -56,9 +57,7 @@ def onnx_outputs(path: Path, x: np.ndarray, outputs: list[str]) -> list[np.ndarr
 
 def torch_proba(path: Path, x: np.ndarray) -> np.ndarray:
     """The output of a TorchScript model of one input (the digits models give ``proba``)."""
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", category=FutureWarning, message=".*torch.jit")
-        module = torch.jit.load(str(path), map_location="cpu")
+    module = load_torchscript(path)
     with torch.inference_mode():
         return module(torch.from_numpy(np.ascontiguousarray(x))).numpy()
 

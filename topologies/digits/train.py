@@ -41,9 +41,7 @@ from __future__ import annotations
 
 import itertools
 import json
-import warnings
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -58,6 +56,8 @@ from sklearn.metrics import log_loss
 from sklearn.model_selection import StratifiedKFold, cross_val_predict, train_test_split
 from torch import nn
 from training import save_onnx, write_atomically
+
+from streamcompose.runtimes.torch_runtime import torchscript_allowed
 
 from .direct import MEMBERS, WEIGHTS_FILE, member_probabilities, soft_vote, stacking_features
 
@@ -141,15 +141,6 @@ class Probabilities(nn.Module):
         return torch.softmax(self.net(x), dim=1)
 
 
-@contextmanager
-def _torchscript() -> Iterator[None]:
-    """Silence torch's deprecation notice of TorchScript, which the torch runtime loads."""
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=r"`torch\.jit\.\w+` is deprecated",
-                                category=FutureWarning)
-        yield
-
-
 def shift_images(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     """Each image of ``images`` [B,1,8,8] moved by -1, 0 or 1 pixel down and as many right,
     both drawn from ``generator``; zeros come in at the edges."""
@@ -179,7 +170,7 @@ def _fit_torch(net: nn.Module, x: np.ndarray, y: np.ndarray, epochs: int, *,
 
 def _export_torch(net: nn.Module, x_test: np.ndarray, y_test: np.ndarray, path: Path) -> float:
     """Save ``net`` with a softmax as TorchScript; return its held-out accuracy."""
-    with _torchscript():
+    with torchscript_allowed():
         scripted = torch.jit.script(Probabilities(net).eval())
         write_atomically(path, lambda tmp: torch.jit.save(scripted, str(tmp)))
     with torch.inference_mode():

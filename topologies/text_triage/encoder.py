@@ -15,6 +15,8 @@ from pathlib import Path
 import torch
 from torch.nn import functional
 
+from streamcompose.runtimes.torch_runtime import torchscript_allowed
+
 from .steps import max_seq_length, model_dir
 
 
@@ -57,9 +59,8 @@ def export_encoder(path: Path) -> str:
     ids = torch.randint(1000, 2000, (2, 16))
     mask = torch.ones_like(ids)
     mask[1, 9:] = 0
-    with warnings.catch_warnings(), torch.no_grad():
+    with warnings.catch_warnings(), torchscript_allowed(), torch.no_grad():
         warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
-        warnings.filterwarnings("ignore", category=FutureWarning, message=".*torch.jit")
         traced = torch.jit.trace(encoder, (ids, mask), check_trace=False)
         torch.jit.save(traced, str(path))
     params = sum(p.numel() for p in encoder.parameters())
