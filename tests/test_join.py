@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 from aiokafka import AIOKafkaProducer
 from fixtures import read_all, subscribe
+from probe import worker
 
 from streamcompose.codec import encode_payload
 from streamcompose.codec.record import Trace
@@ -272,6 +273,47 @@ def test_a_backlog_a_branch_drains_slowly_gets_complete_answers(cli, deploy, wri
     for r in results:
         x = int(r["id"][1:])
         np.testing.assert_allclose(r["payload"]["proba"], (proba("a", x) + proba("b", x)) / 2)
+
+
+AHEAD = '''
+name: join
+fields: [x]
+agents:
+  a: {inputs: [$input], model: {runtime: python, entrypoint: "STEPS:a"}}
+  b: {inputs: [$input], model: {runtime: python, entrypoint: "STEPS:b"}}
+  vote: {inputs: [a, b], join: {strategy: soft_vote, timeout_ms: 300}}
+'''
+
+
+def test_a_joiner_behind_its_branches_waits_for_what_it_has_not_read(cli, deploy,
+                                                                     write_topology, tmp_path):
+    """The joiner is frozen while both branches answer 3000 requests, so that when it
+    goes on, every request's branch results are older than its timeout_ms (300) and take
+    it longer than that to read: records it has not read yet are not a silent branch,
+    and every answer is whole. (A joiner that judged silence by the wall clock alone
+    answered nearly all of them partially.)"""
+    m = deploy(write_topology(AHEAD, STEPS))
+    publish(cli, tmp_path, m["name"], [0], prefix="w")
+    subscribe(cli, m["name"], 1, timeout=30)
+    joiner = worker(cli, m["name"], "vote")["pid"]
+    xs = list(range(3000))
+    os.kill(joiner, signal.SIGSTOP)
+    try:
+        publish(cli, tmp_path, m["name"], xs)
+        deadline = time.monotonic() + 60
+        while not all(a["lag"] == 0 for a in json.loads(
+                cli("status", m["name"], "--json").stdout)["agents"] if a["name"] != "vote"):
+            assert time.monotonic() < deadline, "the branches never answered every request"
+            time.sleep(0.2)
+        time.sleep(0.5)
+    finally:
+        os.kill(joiner, signal.SIGCONT)
+    subscribe(cli, m["name"], 1 + len(xs), timeout=90)
+    results = [r for r in read_all(cli, m["name"]) if r["id"] != "w0"]
+    ids = Counter(r["id"] for r in results)
+    assert len(ids) == len(xs) and max(ids.values()) == 1
+    partial = [r["id"] for r in results if "missing" in r["payload"]]
+    assert partial == [], f"{len(partial)} partial answers, e.g. {partial[:5]}"
 
 
 def test_a_joiner_stopped_while_it_waits_for_room_stops_soon_and_loses_nothing(

@@ -118,6 +118,7 @@ class StatefulRunner:
                 timers = loop.time() >= self._timers_at
                 if timers:
                     self._timers_at = loop.time() + TIMERS_S
+                    self.step.unread(await self._unread(), now)
                 if items or (timers and self.step.due(now)):
                     await self._process(items, now, timers)
                 if self._commit_due(loop.time()):
@@ -156,6 +157,19 @@ class StatefulRunner:
             (self._deferred if i.tp in held else items).append(i)
         self._pause(held, owned)
         return items
+
+    async def _unread(self) -> set[str]:
+        """The input topics of which this worker has records still to read: on the broker
+        (its position is before the last stable offset) or held back for room."""
+        consumer = self.worker.consumer
+        assert consumer is not None
+        topics = {tp.topic for tp in self._held}
+        for tp in consumer.assignment():
+            if tp.topic not in topics:
+                end = consumer.last_stable_offset(tp)
+                if end is not None and end > await consumer.position(tp):
+                    topics.add(tp.topic)
+        return topics
 
     def _leave_deferred(self) -> None:
         """On stopping, once the rest is committed: the records held back for room are

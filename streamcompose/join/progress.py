@@ -8,6 +8,9 @@ once the branch has answered requests of the partition that entered ``timeout_ms
 this one (it dead-lettered or skipped it) or has said nothing at all for ``timeout_ms``
 (it is stuck or gone). Silence counts over all partitions: a busy branch works through
 one partition's backlog before the next, and a dead replica's partitions go to another.
+A branch whose topic holds records the joiner has not read yet is not silent either
+(:meth:`BranchProgress.unread`): the joiner is behind it, as when it drains a backlog
+that its branches answered long ago.
 Entry times come from the clients' clocks: clients whose clocks differ by more than
 ``timeout_ms`` and write to one partition can make a request look passed too early.
 
@@ -24,6 +27,9 @@ True
 False
 >>> p.saw("mlp", 1, entered_ms=12_000, now=21_499)     # busy on another partition
 >>> p.gave_up("mlp", 0, entered_ms=11_700, first_ms=20_500, now=21_500)
+False
+>>> p.unread("mlp", now=23_000)                       # its topic has more to read
+>>> p.gave_up("mlp", 0, entered_ms=11_700, first_ms=20_500, now=23_999)
 False
 """
 
@@ -48,6 +54,10 @@ class BranchProgress:
         self._heard[branch] = now
         if entered_ms > self._entered.get(key, 0):
             self._entered[key] = entered_ms
+
+    def unread(self, branch: str, now: int) -> None:
+        """``branch``'s topic holds records not read yet at ``now``: it is not silent."""
+        self._heard[branch] = now
 
     def gave_up(self, branch: str, partition: int, entered_ms: int, first_ms: int,
                 now: int) -> bool:

@@ -124,6 +124,10 @@ class JoinStep(StatefulStep):
     def resumed(self, now: int) -> None:
         self.progress.resumed(now)
 
+    def unread(self, topics: Iterable[str], now: int) -> None:
+        for topic in topics:
+            self.progress.unread(self.branch_of[topic], now)
+
     def forget(self, partitions: Iterable[int]) -> None:
         partitions = list(partitions)
         super().forget(partitions)

@@ -191,6 +191,10 @@ class StatefulStep(ABC):
         waited for room, which goes on with a margin."""
         return sys.maxsize
 
+    def unread(self, topics: Iterable[str], now: int) -> None:  # noqa: B027 - as resumed
+        """Input ``topics`` hold records not read yet at ``now`` (the worker is behind
+        their writers, who are not silent)."""
+
     def resumed(self, now: int) -> None:  # noqa: B027 - most stateful steps need nothing
         """The step runs again from ``now`` (ms), its state restored after an assignment."""
 
