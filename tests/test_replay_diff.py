@@ -154,8 +154,8 @@ def test_redriven_request_headers():
     assert found["sc-path"] == b"" and found["sc-entered"] == b"100"
     assert found["traceparent"] == b"t"
     assert read_redrive(headers) == provenance == Redrive("demo.dlq", 1, 9, "a", "demo.in", 500)
-    assert meant_for("a", "demo.in", headers) and not meant_for("b", "demo.in", headers)
-    assert meant_for("b", "demo.a", headers)
+    assert meant_for(("a",), "demo.in", headers) and not meant_for(("b",), "demo.in", headers)
+    assert meant_for(("b",), "demo.a", headers)
 
 
 def test_a_failing_candidate_is_told_by_itslast_error(tmp_path: Path):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 from aiokafka import ConsumerRecord, TopicPartition
@@ -29,7 +30,7 @@ class Item:
     hop: tracing.Hop | None = None  # its spans, when tracing is on
     cost: float = 0.0  # for cost-aware batching
 
-    @property
+    @cached_property
     def tp(self) -> TopicPartition:
         return TopicPartition(self.record.topic, self.record.partition)
 

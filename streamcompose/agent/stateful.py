@@ -17,7 +17,6 @@ until it has caught up, so no request is lost, emitted twice or emitted partial.
 from __future__ import annotations
 
 import asyncio
-import itertools
 import logging
 from typing import TYPE_CHECKING, Any
 
@@ -56,7 +55,8 @@ class StatefulRunner:
         self._emitted = False  # whether that includes results or dead letters
         self._opened = 0.0  # loop time of the first of them
         self._held: set[TopicPartition] = set()  # input partitions paused for the step
-        self._deferred: list[Item] = []  # their records fetched already, in order
+        # their records fetched already, in order
+        self._deferred: dict[TopicPartition, list[Item]] = {}
         self._timers_at = 0.0  # loop time from which the step looks at its timers again
 
     @staticmethod
@@ -92,6 +92,8 @@ class StatefulRunner:
                 if self._open or self._outputs:
                     await self.commit()
                 self.worker.checkpoint.tracker.forget(revoked)
+            for tp in revoked:
+                self._deferred.pop(tp, None)
             self.step.forget({tp.partition for tp in revoked})
 
     async def run(self) -> None:
@@ -119,7 +121,7 @@ class StatefulRunner:
                 if timers:
                     self._timers_at = loop.time() + TIMERS_S
                     self.step.unread(await self._unread(), now)
-                if items or (timers and self.step.due(now)):
+                if items or timers:
                     await self._process(items, now, timers)
                 if self._commit_due(loop.time()):
                     await self.commit()
@@ -141,21 +143,30 @@ class StatefulRunner:
         # a held partition goes on with a margin, so that it is not paused again at once
         # (pausing drops what the consumer had fetched of it, fetched again on resuming)
         again = self.step.room(resuming=True)
-        waiting, self._deferred = self._deferred, []
+        waiting, self._deferred = self._deferred, {}
         items: list[Item] = []
-        held: set[TopicPartition] = set()
         going: set[TopicPartition] = set()
-        for i in itertools.chain(waiting, batch):
-            if i.tp not in owned or not w.current(i.tp, i.epoch):
-                continue
-            if i.tp not in held and not i.skipped and self.step.opens(i.trace.request_id):
-                if (room if i.tp in going or i.tp not in self._held else again) > 0:
+
+        def take(tp: TopicPartition, queue: list[Item]) -> None:
+            nonlocal room, again
+            if tp in self._deferred:  # held already: after its earlier records
+                self._deferred[tp].extend(queue)
+                return
+            for n, i in enumerate(queue):
+                if not i.skipped and self.step.opens(i.trace.request_id):
+                    if (room if tp in going or tp not in self._held else again) <= 0:
+                        self._deferred[tp] = queue[n:]
+                        return
                     room, again = room - 1, again - 1
-                    going.add(i.tp)
-                else:
-                    held.add(i.tp)
-            (self._deferred if i.tp in held else items).append(i)
-        self._pause(held, owned)
+                    going.add(tp)
+                items.append(i)
+
+        for tp, queue in waiting.items():  # revoked partitions' records were dropped
+            take(tp, queue)
+        for i in batch:
+            if i.tp in owned and w.current(i.tp, i.epoch):
+                take(i.tp, [i])
+        self._pause(set(self._deferred), owned)
         return items
 
     async def _unread(self) -> set[str]:
@@ -177,11 +188,10 @@ class StatefulRunner:
         for them."""
         w = self.worker
         assert w.checkpoint is not None
-        held = {i.tp for i in self._deferred}
-        w.checkpoint.tracker.forget(held)
+        w.checkpoint.tracker.forget(self._deferred)
         log.info("agent %s stops with %d records not taken for room; they are consumed "
-                 "again", w.agent, len(self._deferred))
-        self._deferred = []
+                 "again", w.agent, sum(map(len, self._deferred.values())))
+        self._deferred = {}
 
     def _pause(self, held: set[TopicPartition], owned: set[TopicPartition]) -> None:
         """Pause the partitions ``held``, resume those held before and no longer."""

@@ -181,7 +181,7 @@ class AgentWorker(WorkerBase):
     def _decode(self, record: ConsumerRecord) -> Item:
         trace = Trace.from_record(record.key, record.headers)
         epoch = self.epochs.get(TopicPartition(record.topic, record.partition), 0)
-        if not any(meant_for(a, record.topic, record.headers) for a in self.serves):
+        if not meant_for(self.serves, record.topic, record.headers):
             return Item(record, trace, None, epoch=epoch, skipped=True)
         if self.stateful is not None:  # a stateful step reads the raw values it needs
             return Item(record, trace, None, epoch=epoch)

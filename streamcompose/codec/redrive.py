@@ -10,16 +10,18 @@ same topic (a fan-out) pass over it there, and take its later hops as usual.
 >>> h = redrive_header(Redrive("digits.dlq", 0, 41, "cnn", "digits.preprocess", 1000))
 >>> h[0], json.loads(h[1])["offset"]
 ('sc-redrive', 41)
->>> meant_for("cnn", "digits.preprocess", [h]), meant_for("mlp", "digits.preprocess", [h])
+>>> meant_for(("cnn",), "digits.preprocess", [h]), meant_for(("mlp",), "digits.preprocess", [h])
 (True, False)
->>> meant_for("postprocess", "digits.cnn", [h])
+>>> meant_for(("postprocess",), "digits.cnn", [h])  # a later hop
+True
+>>> meant_for(("mlp", "cnn"), "digits.preprocess", [h])  # a group with cnn in it
 True
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import asdict, dataclass
 
 REDRIVE = "sc-redrive"
@@ -56,8 +58,9 @@ def read_redrive(headers: Sequence[tuple[str, bytes]] | None) -> Redrive | None:
     return None
 
 
-def meant_for(agent: str, topic: str, headers: Sequence[tuple[str, bytes]] | None) -> bool:
-    """Whether ``agent`` takes a record of ``topic``: always, unless it is a request
-    redriven on that topic for another agent."""
+def meant_for(agents: Collection[str], topic: str,
+              headers: Sequence[tuple[str, bytes]] | None) -> bool:
+    """Whether one of ``agents`` (a worker's, a co-located group's) takes a record of
+    ``topic``: always, unless it is a request redriven on that topic for another agent."""
     redrive = read_redrive(headers)
-    return redrive is None or redrive.topic != topic or redrive.agent == agent
+    return redrive is None or redrive.topic != topic or redrive.agent in agents

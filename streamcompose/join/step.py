@@ -17,6 +17,7 @@ closes, so that branches running ahead of a slow sibling wait for it.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -98,12 +99,13 @@ class JoinStep(StatefulStep):
         """Completed requests, those whose timeout or deadline passed, and the oldest
         beyond ``max_pending``."""
         due = dict(self._complete)
-        open_ = self.store.pending()
+        timeout = self.join.timeout_ms
+        open_ = self.store.open_entries()
         due.update((rid, None) for rid, e in open_
-                   if e.expired(now) or (now - e.first_ms >= self.join.timeout_ms
-                                         and self._given_up(e, now)))
+                   if e.expired(now) or (now - e.first_ms >= timeout and self._given_up(e, now)))
         excess = len(open_) - len(due) - self.join.max_pending
-        evicted = [rid for rid, _ in open_ if rid not in due][:max(excess, 0)]
+        evicted = list(itertools.islice((rid for rid, _ in open_ if rid not in due),
+                                        max(excess, 0)))
         due.update((rid, None) for rid in evicted)
         self._evicted = len(evicted)
         return list(due)

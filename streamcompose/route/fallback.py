@@ -58,7 +58,7 @@ class FallbackStep(StatefulStep):
     def due(self, now: int) -> list[str]:
         """Requests still with the primary past the deadline, and requests the backup
         has not answered either within :data:`BACKUP_GRACE_MS` more."""
-        return [rid for rid, e in self.store.pending()
+        return [rid for rid, e in self.store.open_entries()
                 if now - e.first_ms >= self.deadline_ms + (BACKUP_GRACE_MS if e.fell_back
                                                            else 0)]
 

@@ -29,7 +29,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import ItemsView, Iterable
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
@@ -86,9 +86,10 @@ class RequestStore(Generic[E]):
     def pending_entry(self, request_id: str) -> E:
         return self._pending[request_id]
 
-    def pending(self) -> list[tuple[str, E]]:
-        """Open entries, oldest first (a copy: callers may answer them)."""
-        return list(self._pending.items())
+    def open_entries(self) -> ItemsView[str, E]:
+        """Open entries, oldest first, as they stand (no request may be opened or
+        answered while they are read)."""
+        return self._pending.items()
 
     def pending_count(self) -> int:
         return len(self._pending)
