@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import cached_property
 from typing import Any
 
 from aiokafka import ConsumerRecord, TopicPartition
@@ -30,7 +29,7 @@ class Item:
     hop: tracing.Hop | None = None  # its spans, when tracing is on
     cost: float = 0.0  # for cost-aware batching
 
-    @cached_property
+    @property
     def tp(self) -> TopicPartition:
         return TopicPartition(self.record.topic, self.record.partition)
 

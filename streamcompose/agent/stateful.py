@@ -164,8 +164,9 @@ class StatefulRunner:
         for tp, queue in waiting.items():  # revoked partitions' records were dropped
             take(tp, queue)
         for i in batch:
-            if i.tp in owned and w.current(i.tp, i.epoch):
-                take(i.tp, [i])
+            tp = i.tp
+            if tp in owned and w.current(tp, i.epoch):
+                take(tp, [i])
         self._pause(set(self._deferred), owned)
         return items
 
