@@ -253,6 +253,18 @@ agents:
 '''
 
 
+def whole_once(cli, name: str, count: int) -> list[dict]:
+    """The ``count`` answers after the warm-up request ``w0``: each request answered
+    once, with every branch."""
+    subscribe(cli, name, 1 + count, timeout=90)
+    results = [r for r in read_all(cli, name) if r["id"] != "w0"]
+    ids = Counter(r["id"] for r in results)
+    assert len(ids) == count and max(ids.values()) == 1
+    partial = [r["id"] for r in results if "missing" in r["payload"]]
+    assert partial == [], f"{len(partial)} partial answers, e.g. {partial[:5]}"
+    return results
+
+
 def test_a_backlog_a_branch_drains_slowly_gets_complete_answers(cli, deploy, write_topology,
                                                                 tmp_path):
     """``slow`` takes 2 ms a request, so 2000 requests published at once keep it busy for
@@ -264,25 +276,10 @@ def test_a_backlog_a_branch_drains_slowly_gets_complete_answers(cli, deploy, wri
     subscribe(cli, m["name"], 1, timeout=30)
     xs = list(range(2000))
     publish(cli, tmp_path, m["name"], xs)
-    subscribe(cli, m["name"], 1 + len(xs), timeout=90)
-    results = [r for r in read_all(cli, m["name"]) if r["id"] != "w0"]
-    ids = Counter(r["id"] for r in results)
-    assert len(ids) == len(xs) and max(ids.values()) == 1
-    partial = [r["id"] for r in results if "missing" in r["payload"]]
-    assert partial == [], f"{len(partial)} partial answers, e.g. {partial[:5]}"
+    results = whole_once(cli, m["name"], len(xs))
     for r in results:
         x = int(r["id"][1:])
         np.testing.assert_allclose(r["payload"]["proba"], (proba("a", x) + proba("b", x)) / 2)
-
-
-AHEAD = '''
-name: join
-fields: [x]
-agents:
-  a: {inputs: [$input], model: {runtime: python, entrypoint: "STEPS:a"}}
-  b: {inputs: [$input], model: {runtime: python, entrypoint: "STEPS:b"}}
-  vote: {inputs: [a, b], join: {strategy: soft_vote, timeout_ms: 300}}
-'''
 
 
 def test_a_joiner_behind_its_branches_waits_for_what_it_has_not_read(cli, deploy,
@@ -292,7 +289,8 @@ def test_a_joiner_behind_its_branches_waits_for_what_it_has_not_read(cli, deploy
     it longer than that to read: records it has not read yet are not a silent branch,
     and every answer is whole. (A joiner that judged silence by the wall clock alone
     answered nearly all of them partially.)"""
-    m = deploy(write_topology(AHEAD, STEPS))
+    m = deploy(write_topology(SIMPLE.replace("timeout_ms: 30000", "timeout_ms: 300")
+                              .replace("REPLICAS", "1"), STEPS))
     publish(cli, tmp_path, m["name"], [0], prefix="w")
     subscribe(cli, m["name"], 1, timeout=30)
     joiner = worker(cli, m["name"], "vote")["pid"]
@@ -308,12 +306,7 @@ def test_a_joiner_behind_its_branches_waits_for_what_it_has_not_read(cli, deploy
         time.sleep(0.5)
     finally:
         os.kill(joiner, signal.SIGCONT)
-    subscribe(cli, m["name"], 1 + len(xs), timeout=90)
-    results = [r for r in read_all(cli, m["name"]) if r["id"] != "w0"]
-    ids = Counter(r["id"] for r in results)
-    assert len(ids) == len(xs) and max(ids.values()) == 1
-    partial = [r["id"] for r in results if "missing" in r["payload"]]
-    assert partial == [], f"{len(partial)} partial answers, e.g. {partial[:5]}"
+    whole_once(cli, m["name"], len(xs))
 
 
 def test_a_joiner_stopped_while_it_waits_for_room_stops_soon_and_loses_nothing(
@@ -350,8 +343,4 @@ def test_a_joiner_stopped_while_it_waits_for_room_stops_soon_and_loses_nothing(
         os.kill(slow, signal.SIGCONT)
     stopping.join()
     deploy(file, name=m["name"])
-    subscribe(cli, m["name"], 1 + len(xs), timeout=90)
-    results = [r for r in read_all(cli, m["name"]) if r["id"] != "w0"]
-    ids = Counter(r["id"] for r in results)
-    assert len(ids) == len(xs) and max(ids.values()) == 1
-    assert [r["id"] for r in results if "missing" in r["payload"]] == []
+    whole_once(cli, m["name"], len(xs))
