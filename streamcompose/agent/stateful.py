@@ -88,12 +88,13 @@ class StatefulRunner:
         """Forget the state of partitions given away (after the open transaction); the
         first rebalance may come while the worker still starts, before there is any."""
         async with self.busy:
+            for tp in revoked:  # consumed again by whoever owns them now
+                self._deferred.pop(tp, None)
+            self._held -= set(revoked)
             if self.worker.checkpoint is not None:
                 if self._open or self._outputs:
                     await self.commit()
                 self.worker.checkpoint.tracker.forget(revoked)
-            for tp in revoked:
-                self._deferred.pop(tp, None)
             self.step.forget({tp.partition for tp in revoked})
 
     async def run(self) -> None:
@@ -171,12 +172,14 @@ class StatefulRunner:
         return items
 
     async def _unread(self) -> set[str]:
-        """The input topics of which this worker has records still to read: on the broker
-        (its position is before the last stable offset) or held back for room."""
+        """The input topics of which this worker has records on the broker still to read
+        (its position is before the last stable offset). Partitions held back for room
+        do not count: their records would open requests, not complete those waiting, and
+        a branch that skipped the waiting ones must fall silent for them to time out."""
         consumer = self.worker.consumer
         assert consumer is not None
-        topics = {tp.topic for tp in self._held}
-        for tp in consumer.assignment():
+        topics: set[str] = set()
+        for tp in consumer.assignment() - self._held:
             if tp.topic not in topics:
                 end = consumer.last_stable_offset(tp)
                 if end is not None and end > await consumer.position(tp):
@@ -190,6 +193,8 @@ class StatefulRunner:
         w = self.worker
         assert w.checkpoint is not None
         w.checkpoint.tracker.forget(self._deferred)
+        for tp in self._deferred:  # what the batcher still holds of them is not taken
+            w.epochs[tp] = w.epochs.get(tp, 0) + 1
         log.info("agent %s stops with %d records not taken for room; they are consumed "
                  "again", w.agent, sum(map(len, self._deferred.values())))
         self._deferred = {}
@@ -227,6 +232,8 @@ class StatefulRunner:
                     for i in items if not i.skipped]
         sends = await loop.run_in_executor(w.executor, self.step.handle, arrivals, now, False,
                                            timers)
+        if not items and not sends:  # a look at the timers that found nothing due
+            return
         if not self._open and not self._outputs:
             self._opened = loop.time()
         self._open.extend(Closing(i.tp, i.record.offset, []) for i in items)
