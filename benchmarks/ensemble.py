@@ -72,7 +72,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import importlib.metadata
 import os
 import signal
 import subprocess
@@ -103,6 +102,7 @@ from overhead import (
     broker_times,
     compare,
     create_topics,
+    installed_version,
     machine,
     process_cpu_seconds,
     produce,
@@ -245,12 +245,13 @@ def replicated_topology(file: Path, replicas: int | dict[str, int] | None,
     if replicas is None:
         return file
     raw = yaml.safe_load(file.read_text())
-    each = replicas if isinstance(replicas, dict) else dict.fromkeys(raw["agents"], replicas)
+    if isinstance(replicas, int):
+        each, suffix = dict.fromkeys(raw["agents"], replicas), f"x{replicas}"
+    else:
+        each, suffix = replicas, "-".join(f"{a}x{n}" for a, n in replicas.items())
     for agent, n in each.items():
         raw["agents"][agent]["replicas"] = n
     _link_folders(workdir)
-    suffix = "-".join(f"{a}x{n}" for a, n in each.items()) if isinstance(replicas, dict) \
-        else f"x{replicas}"
     derived = workdir / f"{file.stem}-{suffix}.yaml"
     derived.write_text(yaml.safe_dump(raw, sort_keys=False))
     return derived
@@ -673,7 +674,7 @@ def main(argv: list[str] | None = None) -> None:
         if args.omp_threads is not None:  # before torch is imported; the workers inherit it
             os.environ["OMP_NUM_THREADS"] = str(args.omp_threads)
         info = {**machine(), "uptime_at_start": uptime(),
-                **{pkg: importlib.metadata.version(pkg)
+                **{pkg: installed_version(pkg)
                                 for pkg in ("onnxruntime", "torch")},
                 "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS")}
         workload, timings, results = asyncio.run(run(args, tmp))

@@ -193,8 +193,7 @@ class StatefulRunner:
         w = self.worker
         assert w.checkpoint is not None
         w.checkpoint.tracker.forget(self._deferred)
-        for tp in self._deferred:  # what the batcher still holds of them is not taken
-            w.epochs[tp] = w.epochs.get(tp, 0) + 1
+        w.drop_queued(self._deferred)
         log.info("agent %s stops with %d records not taken for room; they are consumed "
                  "again", w.agent, sum(map(len, self._deferred.values())))
         self._deferred = {}

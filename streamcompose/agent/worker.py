@@ -34,6 +34,7 @@ import asyncio
 import contextlib
 import logging
 import os
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -84,8 +85,7 @@ class _Rebalance(ConsumerRebalanceListener):
             await worker.stateful.revoked(revoked)
         elif worker.checkpoint is not None:
             await worker.checkpoint.settle(revoked, worker.settings.drain_timeout_s)
-        for tp in revoked:  # what is still queued of them is dropped, never delivered
-            worker.epochs[tp] = worker.epochs.get(tp, 0) + 1
+        worker.drop_queued(revoked)
 
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
         if self.worker.stateful is not None:
@@ -200,6 +200,12 @@ class AgentWorker(WorkerBase):
                     f"batch.cost {self.spec.batch.cost!r} failed: "
                     f"{exception_text(exc, typed=True)}", agent=self.agent), epoch=epoch, hop=hop)
         return item
+
+    def drop_queued(self, partitions: Iterable[TopicPartition]) -> None:
+        """What is still queued of ``partitions`` (fetched, not yet taken) is dropped,
+        never processed: a new epoch of their assignment begins."""
+        for tp in partitions:
+            self.epochs[tp] = self.epochs.get(tp, 0) + 1
 
     def current(self, tp: TopicPartition | None, epoch: int) -> bool:
         """Whether a record fetched in ``epoch`` of its partition's assignment may still
