@@ -20,6 +20,7 @@ from streamcompose.codec import (
     new_request_id,
     to_jsonable,
 )
+from streamcompose.codec.lineage import LineageStamp, read_lineage
 from streamcompose.codec.record import CONTENT_TYPE, ENTERED, PATH, now_ms
 from streamcompose.errors import CodecError, StreamComposeError
 
@@ -316,3 +317,16 @@ def test_header_with_null_value_is_tolerated() -> None:
     t = Trace.from_record(b"k", [(ENTERED, None), (PATH, None), ("x-null", None)])
     assert t.path == ()
     assert t.extra == (("x-null", None),)
+
+
+def test_a_lineage_entry_is_encoded_once_per_batch_and_never_reused_for_another() -> None:
+    stamp = LineageStamp("cnn", "3", replica=0)
+    carried = [("sc-lineage", b'[{"agent":"pre"}]')]
+    first, second = stamp.next_batch(2), stamp.next_batch(1)
+    stamped = [stamp.stamp(carried, e) for e in (first, first, second)]
+    batches = [read_lineage(h)[-1]["batch"] for h in stamped]
+    assert batches == [first["batch"], first["batch"], second["batch"]]
+    cached = {**first, "cached": True}  # equal keys but one more: its own encoding
+    assert read_lineage(stamp.stamp(carried, cached))[-1] == cached
+    assert [e["agent"] for e in read_lineage(stamp.stamp(carried, first, second))] == [
+        "pre", "cnn", "cnn"]

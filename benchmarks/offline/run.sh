@@ -4,8 +4,9 @@
 # wheels, the digits models): starts a broker, runs the GPU path's tests and the digits
 # cascades through Kafka (tests/test_examples.py), then gpu.py, ensemble.py (with
 # `ensemble vote x3`), batching.py and joiner.py, each output in a file of $OUT
-# (default benchmarks/out/offline). From the repository root:
-#   bash benchmarks/offline/run.sh     # PY=python3.12 SKIP_GPU=1 QUICK=1 PORT=9092 T=/tmp/sc
+# (default benchmarks/out/offline). STAGES picks and orders them (a stage may repeat):
+#   bash benchmarks/offline/run.sh     # PY=python3.12 QUICK=1 PORT=9092 T=/tmp/sc
+#   STAGES="ensemble ensemble joiner" bash benchmarks/offline/run.sh
 set -u
 OUT=${OUT:-$PWD/benchmarks/out/offline}
 export PYTHONUNBUFFERED=1
@@ -36,30 +37,46 @@ $PY -m streamcompose.cli broker start --port "$PORT" --data-dir "$T/broker" --fr
   >> "$OUT/progress.txt" 2>&1 || { log "broker did not start"; exit 1; }
 bpid=$(pgrep -f "kafka.Kafka.*$T/broker" | head -1)
 
-log "tests: the GPU path and the digits cascades through Kafka"
-timeout 150 $PY -m pytest -q -p no:cacheprovider -rfE tests/test_gpu_path.py \
-  tests/test_runtimes.py "tests/test_examples.py::test_digits_cascade_through_kafka" \
-  "tests/test_examples.py::test_digits_cluster_runs_its_cnn_on_the_gpu_or_falls_back" \
-  "tests/test_join.py::test_a_joiner_behind_its_branches_waits_for_what_it_has_not_read" \
-  > "$OUT/tests.txt" 2>&1; log "tests exit $?"
-
-[ -n "${SKIP_GPU:-}" ] || { log gpu.py; timeout 120 $PY benchmarks/gpu.py --device ${GPU_DEVICE:-cuda} --seconds 1.0 \
-  > "$OUT/gpu.txt" 2>&1; log "gpu.py exit $?"; }
-
-log ensemble.py
-timeout 300 $PY benchmarks/ensemble.py --bootstrap "$STREAMCOMPOSE_BOOTSTRAP" \
-  ${bpid:+--broker-pid $bpid} ${QUICK:+--records 3000 --latency-records 50} \
-  --variants ensemble "ensemble vote x3" co-located "co-located x2" \
-  > "$OUT/ensemble.txt" 2>&1; log "ensemble.py exit $?"
-
-log batching.py
-timeout 120 $PY benchmarks/batching.py --bootstrap "$STREAMCOMPOSE_BOOTSTRAP" --adaptive \
-  ${QUICK:+--records 2000 --rounds 1} > "$OUT/batching.txt" 2>&1
-log "batching.py exit $?"
-
-log joiner.py
-timeout 90 $PY benchmarks/joiner.py --bootstrap "$STREAMCOMPOSE_BOOTSTRAP" \
-  > "$OUT/joiner.txt" 2>&1; log "joiner.py exit $?"
+tests() {
+  log "tests: the GPU path and the digits cascades through Kafka"
+  timeout 150 $PY -m pytest -q -p no:cacheprovider -rfE tests/test_gpu_path.py \
+    tests/test_runtimes.py "tests/test_examples.py::test_digits_cascade_through_kafka" \
+    "tests/test_examples.py::test_digits_cluster_runs_its_cnn_on_the_gpu_or_falls_back" \
+    "tests/test_join.py::test_a_joiner_behind_its_branches_waits_for_what_it_has_not_read" \
+    > "$OUT/tests.txt" 2>&1; log "tests exit $?"
+}
+gpu() {
+  log gpu.py
+  timeout 120 $PY benchmarks/gpu.py --device ${GPU_DEVICE:-cuda} --seconds 1.0 \
+    > "$OUT/gpu.txt" 2>&1; log "gpu.py exit $?"
+}
+ensemble() {  # $1: the run's number, in the output's name
+  log "ensemble.py $1"
+  timeout 300 $PY benchmarks/ensemble.py --bootstrap "$STREAMCOMPOSE_BOOTSTRAP" \
+    ${bpid:+--broker-pid $bpid} ${QUICK:+--records 3000 --latency-records 50} \
+    --variants ensemble "ensemble vote x3" co-located "co-located x2" \
+    > "$OUT/ensemble$1.txt" 2>&1; log "ensemble.py exit $?"
+}
+batching() {
+  log batching.py
+  timeout 120 $PY benchmarks/batching.py --bootstrap "$STREAMCOMPOSE_BOOTSTRAP" --adaptive \
+    ${QUICK:+--records 2000 --rounds 1} > "$OUT/batching.txt" 2>&1
+  log "batching.py exit $?"
+}
+joiner() {
+  log joiner.py
+  timeout 90 $PY benchmarks/joiner.py --bootstrap "$STREAMCOMPOSE_BOOTSTRAP" \
+    > "$OUT/joiner.txt" 2>&1; log "joiner.py exit $?"
+}
+n=0
+for stage in ${STAGES:-tests gpu ensemble batching joiner}; do
+  n=$((n + 1))
+  case $stage in
+    ensemble) ensemble "$n" ;;
+    tests|gpu|batching|joiner) $stage ;;
+    *) log "no stage $stage" ;;
+  esac
+done
 
 $PY -m streamcompose.cli broker stop --data-dir "$T/broker" >> "$OUT/progress.txt" 2>&1
 uptime >> "$OUT/machine.txt"

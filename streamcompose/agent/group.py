@@ -77,6 +77,7 @@ class GroupWorker(AgentWorker):
         self.dead_letter_topics = {topology.dlq_topic, *map(topology.dlq_of, group.members)}
         self.versions = {m: agent_version(topology, m) for m in group.members}
         self.serves = group.members
+        self._member_entries: dict[tuple[str, tuple[str, ...]], tuple[dict[str, Any], ...]] = {}
 
     def output_topics(self) -> list[str]:
         return list(colocate.exits(self.topology, self.colocation))
@@ -134,8 +135,15 @@ class GroupWorker(AgentWorker):
                        members: tuple[str, ...]) -> list[tuple[str, bytes]]:
         """Lineage: an entry for each member a result passed, in the group's batch."""
         batch = item.batch or self.lineage.next_batch(1)
-        return self.lineage.stamp(headers, *({**batch, "agent": m, "version": self.versions[m],
-                                              "group": self.agent} for m in members))
+        key = (batch["batch"], members)
+        entries = self._member_entries.get(key)
+        if entries is None:  # made once for the batch's records that passed ``members``
+            if len(self._member_entries) > 64:
+                self._member_entries.clear()
+            entries = self._member_entries[key] = tuple(
+                {**batch, "agent": m, "version": self.versions[m], "group": self.agent}
+                for m in members)
+        return self.lineage.stamp(headers, *entries)
 
     def _failed(self, item: Item, agent: str, trace: Trace, reason: str) -> Output:
         error = RecordError(reason, agent=agent)

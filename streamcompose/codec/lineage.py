@@ -20,6 +20,7 @@ share, such as a common preprocessing step, appear once).
 from __future__ import annotations
 
 import json
+import operator
 import os
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -73,6 +74,7 @@ class LineageStamp:
         self.agent, self.version, self.replica = agent, version, replica
         self._prefix = f"{replica}-{os.getpid()}"
         self._sequence = 0
+        self._last: tuple[tuple[Entry, ...], bytes] = ((), b"[]")
 
     def next_batch(self, size: int) -> Entry:
         """This worker's entry for its next micro-batch, of ``size`` requests."""
@@ -96,7 +98,15 @@ class LineageStamp:
             else:
                 kept.append((key, value))
         if carried[:1] == b"[" and carried[-1:] == b"]" and carried.strip(b"[] "):
-            added = json.dumps(entries, separators=(",", ":")).encode()
-            return [*kept, (LINEAGE, carried[:-1] + b"," + added[1:])]
+            return [*kept, (LINEAGE, carried[:-1] + b"," + self._encoded(entries)[1:])]
         # none carried, or not a list of entries: read as what it holds, if anything
         return with_lineage(kept, [*read_lineage([(LINEAGE, carried)]), *entries])
+
+    def _encoded(self, entries: tuple[Entry, ...]) -> bytes:
+        """``entries`` as JSON, encoded once for the records of a batch, which share the
+        same entry objects (entries are never changed once made)."""
+        last, encoded = self._last
+        if len(last) != len(entries) or any(map(operator.is_not, last, entries)):
+            encoded = json.dumps(entries, separators=(",", ":")).encode()
+            self._last = (entries, encoded)
+        return encoded
