@@ -60,11 +60,13 @@ torch worker uses one per CPU).
 
 Ratios and added latencies are relative to the member alone, in the same run; the
 machine's ``uptime`` before and after is printed with them (``--variants`` leaves some
-deployments out, the member alone always runs). Nothing here passes or fails; the script
-reports. Usage::
+deployments out, the member alone always runs). ``--rounds N`` measures the member alone
+and the variants N times, round after round, and adds each ratio's median and range: on a
+shared machine the same code's ratio moves by a fifth from one minute to the next.
+Nothing here passes or fails; the script reports. Usage::
 
     python benchmarks/ensemble.py --bootstrap 127.0.0.1:9092 [--records 30000]
-        [--omp-threads 1] [--broker-pid PID] [--variants ensemble co-located]
+        [--omp-threads 1] [--broker-pid PID] [--variants ensemble co-located] [--rounds 3]
         [--json benchmarks/out/ensemble.json]
 """
 
@@ -615,27 +617,44 @@ def print_report(info: dict[str, Any], workload: Workload, timings: dict[str, fl
 
 
 async def run(args: argparse.Namespace, workdir: Path
-              ) -> tuple[Workload, dict[str, float], list[Result]]:
+              ) -> tuple[Workload, dict[str, float], list[list[Result]]]:
     """Time the members, then measure the slowest alone and each of ``args.variants``, in
-    that order."""
+    that order, ``args.rounds`` times over: each round's results."""
     ensemble = load_topology(ENSEMBLE)
     print("timing the members in-process ...", file=sys.stderr, flush=True)
     timings = await asyncio.to_thread(time_members, ensemble)
     slowest = max(timings, key=timings.__getitem__)
     run_id = uuid.uuid4().hex[:8]
-    single_name = f"bench-{run_id}-{slowest}"
-    variants = [
-        TopologyDeployment(f"{slowest} alone", single_member_topology(slowest, single_name,
-                                                                      workdir), single_name),
-        *(TopologyDeployment(label, replicated_topology(*VARIANTS[label], workdir),
-                             f"bench-{run_id}-{label.replace(' ', '-')}")
-          for label in args.variants)]
     workload = make_workload(args.records, args.latency_records, args.latency_rate)
-    results = []
-    for variant in variants:
-        print(f"measuring the {variant.label} ...", file=sys.stderr, flush=True)
-        results.append(await measure(variant, args.bootstrap, workload, args.broker_pid))
-    return workload, timings, results
+    rounds = []
+    for n in range(1, args.rounds + 1):
+        prefix = f"bench-{run_id}-{n}"  # fresh deployments and topics in every round
+        variants = [
+            TopologyDeployment(f"{slowest} alone", single_member_topology(
+                slowest, f"{prefix}-{slowest}", workdir), f"{prefix}-{slowest}"),
+            *(TopologyDeployment(label, replicated_topology(*VARIANTS[label], workdir),
+                                 f"{prefix}-{label.replace(' ', '-')}")
+              for label in args.variants)]
+        results = []
+        for variant in variants:
+            print(f"round {n}: measuring the {variant.label} ...", file=sys.stderr,
+                  flush=True)
+            results.append(await measure(variant, args.bootstrap, workload,
+                                         args.broker_pid))
+        rounds.append(results)
+    return workload, timings, rounds
+
+
+def print_medians(rounds: list[list[dict[str, Any]]]) -> None:
+    """Each variant's throughput ratio over the rounds: the median and the range."""
+    parts = []
+    for i, row in enumerate(rounds[0][1:], start=1):
+        ratios = [r[i]["throughput_ratio"] for r in rounds
+                  if r[i]["throughput_ratio"] is not None]
+        parts.append(f"{row['variant']} {np.median(ratios):.2f} ({min(ratios):.2f} to "
+                     f"{max(ratios):.2f})" if ratios else f"{row['variant']} -")
+    print(f"throughput / the slowest member alone over {len(rounds)} rounds, median "
+          f"(lowest to highest): {', '.join(parts)}")
 
 
 def uptime() -> str:
@@ -663,6 +682,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "per record is reported too")
     p.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=DEFAULT_VARIANTS,
                    help="the deployments measured against the slowest member alone")
+    p.add_argument("--rounds", type=int, default=1,
+                   help="measure the member alone and the variants this many times, one "
+                        "round after the other, and report each ratio's median and range "
+                        "(the machine's speed drifts by a fifth from one minute to the next)")
     p.add_argument("--json", type=Path, default=None, help="also write the results here")
     return p.parse_args(argv)
 
@@ -677,16 +700,22 @@ def main(argv: list[str] | None = None) -> None:
                 **{pkg: installed_version(pkg)
                                 for pkg in ("onnxruntime", "torch")},
                 "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS")}
-        workload, timings, results = asyncio.run(run(args, tmp))
+        workload, timings, rounds = asyncio.run(run(args, tmp))
     info["loadavg_1m_at_end"] = round(os.getloadavg()[0], 2)
     info["uptime_at_end"] = uptime()
-    rows = rows_of(results)
-    print_report(info, workload, timings, rows)
+    rows = [rows_of(results) for results in rounds]
+    for n, round_rows in enumerate(rows, start=1):
+        if len(rows) > 1:
+            print(f"--- round {n} of {len(rows)}")
+        print_report(info, workload, timings, round_rows)
+    if len(rows) > 1:
+        print("---")
+        print_medians(rows)
     write_json(args.json, machine=info, workload={
         "records": len(workload.timed), "warmup": len(workload.warmup),
         "partitions": PARTITIONS, "latency_records": len(workload.probe),
         "latency_rate": workload.latency_rate},
-        member_step_us_per_record=timings, results=rows)
+        member_step_us_per_record=timings, results=rows[0], rounds=rows)
 
 
 if __name__ == "__main__":
