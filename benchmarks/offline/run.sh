@@ -7,6 +7,7 @@
 # (default benchmarks/out/offline). STAGES picks and orders them (a stage may repeat):
 #   bash benchmarks/offline/run.sh     # PY=python3.12 QUICK=1 PORT=9092 T=/tmp/sc
 #   STAGES="ensemble ensemble joiner" bash benchmarks/offline/run.sh
+#   STAGES=ensemble ROUNDS=3 VARIANTS="ensemble vote x3,co-located" bash benchmarks/offline/run.sh
 set -u
 OUT=${OUT:-$PWD/benchmarks/out/offline}
 export PYTHONUNBUFFERED=1
@@ -52,9 +53,12 @@ gpu() {
 }
 ensemble() {  # $1: the run's number, in the output's name
   log "ensemble.py $1"
-  timeout 300 $PY benchmarks/ensemble.py --bootstrap "$STREAMCOMPOSE_BOOTSTRAP" \
-    ${bpid:+--broker-pid $bpid} ${QUICK:+--records 3000 --latency-records 50} \
-    --variants ensemble "ensemble vote x3" co-located "co-located x2" \
+  local variants
+  IFS=, read -ra variants <<< "${VARIANTS:-ensemble,ensemble vote x3,co-located,co-located x2}"
+  timeout $((60 + 180 * ${ROUNDS:-1})) $PY benchmarks/ensemble.py \
+    --bootstrap "$STREAMCOMPOSE_BOOTSTRAP" ${bpid:+--broker-pid $bpid} \
+    ${QUICK:+--records 3000 --latency-records 50} --rounds "${ROUNDS:-1}" \
+    --variants "${variants[@]}" \
     > "$OUT/ensemble$1.txt" 2>&1; log "ensemble.py exit $?"
 }
 batching() {
