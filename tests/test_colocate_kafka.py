@@ -57,6 +57,54 @@ agents:
 '''
 
 
+THREADS = '''
+import threading
+import time
+
+
+def where(batch):
+    return [{"quick": threading.current_thread().name} for _ in batch]
+
+
+def slow(batch):
+    time.sleep(0.05)
+    return [{"slow": threading.current_thread().name} for _ in batch]
+
+
+def same(batch):
+    return [{} for _ in batch]
+'''
+
+QUICK_THEN_SLOW = '''
+name: threads
+fields: [x]
+colocate: {quick: [a, b], slow: [c, d]}
+agents:
+  a: {inputs: [$input], model: {runtime: python, entrypoint: "STEPS:where"},
+      batch: {max_size: 4, max_wait_ms: 1}}
+  b: {inputs: [a], model: {runtime: python, entrypoint: "STEPS:same"}}
+  c: {inputs: [b], model: {runtime: python, entrypoint: "STEPS:slow"},
+      batch: {max_size: 4, max_wait_ms: 1}}
+  d: {inputs: [c], model: {runtime: python, entrypoint: "STEPS:same"}}
+'''
+
+
+def test_a_quick_group_runs_on_the_event_loop_and_a_slow_one_on_its_model_thread(
+        cli, deploy, write_topology):
+    """A group whose step takes less than ``group_inline_ms`` (20 ms) a batch runs it on
+    the worker's event loop (the main thread) once it has timed a batch; one whose step
+    sleeps 50 ms keeps it on the model thread, so that its loop goes on fetching."""
+    m = deploy(write_topology(QUICK_THEN_SLOW, THREADS))
+    for n in range(4):  # a batch or more each: the first is timed on the model thread
+        cli("publish", m["name"], input="".join(
+            f'{{"id": "r{n}-{i}", "x": {i}}}\n' for i in range(4)))
+        subscribe(cli, m["name"], 4 * (n + 1))
+    results = {r["id"]: r["payload"] for r in subscribe(cli, m["name"], 16)}
+    assert len(results) == 16
+    assert {results[f"r3-{i}"]["quick"] for i in range(4)} == {"MainThread"}
+    assert {p["slow"] for p in results.values()} == {"model-slow_0"}
+
+
 def _metrics(port: int) -> str:
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as r:
         return r.read().decode()

@@ -79,6 +79,10 @@ class GroupWorker(AgentWorker):
         self.serves = group.members
         self._member_entries: dict[tuple[str, tuple[str, ...]], tuple[dict[str, Any], ...]] = {}
 
+    @property
+    def inline_step_s(self) -> float:
+        return self.settings.group_inline_ms / 1000
+
     def output_topics(self) -> list[str]:
         return list(colocate.exits(self.topology, self.colocation))
 

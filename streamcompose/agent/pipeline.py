@@ -1,5 +1,8 @@
 """The model half of the worker core: batches go to the model thread one ahead, so that
-while the event loop encodes a batch's results the model already runs the next.
+while the event loop encodes a batch's results the model already runs the next. A step
+whose batches take less than the worker's :attr:`~AgentWorker.inline_step_s` runs on the
+event loop instead (a co-located group of cheap models: each of its members' model calls
+gives up the interpreter and, on the model thread, waits to win it back from the loop).
 
 Each batch passes the serving gate first (:mod:`streamcompose.serving`: expired requests
 are dead-lettered, cached ones answered) and its deadlines are checked once more in the
@@ -28,6 +31,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("streamcompose.agent")
 INFER_DEPTH = 2  # batches given to the model thread at once: one running, one waiting
+WEIGHT = 0.2  # of the newest batch in the average time of the step
 
 
 @dataclass
@@ -45,6 +49,7 @@ class InferencePipeline:
 
     def __init__(self, worker: AgentWorker) -> None:
         self.w = worker
+        self.step_s: float | None = None  # the step's seconds a batch, on average
 
     async def run(self) -> None:
         """Until cancelled (by mode, after ``on_stop`` drained the batcher)."""
@@ -57,7 +62,7 @@ class InferencePipeline:
                 waits = {f for f in (gathering, running[0].done if running else None) if f}
                 await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
                 if gathering is not None and gathering.done():
-                    running.append(self._submit(gathering.result()))
+                    running.append(self._submit(gathering.result(), idle=not running))
                     gathering = None
                 while running and running[0].done.done():
                     await self._finish(running.popleft())
@@ -65,15 +70,21 @@ class InferencePipeline:
             if gathering is not None:
                 gathering.cancel()
 
-    def _submit(self, taken: list[Item]) -> Running:
+    def _submit(self, taken: list[Item], idle: bool) -> Running:
+        """Start the step on a batch: on the event loop when the model thread is ``idle``
+        and the step has been quick, else on the model thread."""
         w = self.w
         batch = [i for i in taken if w.current(i.tp, i.epoch)]
         lineage = w.lineage.next_batch(len(batch))
         for item in batch:
             item.batch = lineage
         admission = w.gate.admit([i for i in batch if i.payload is not None])
-        done = asyncio.get_running_loop().run_in_executor(
-            w.executor, self._run_step, admission.to_model)
+        loop = asyncio.get_running_loop()
+        if idle and self.step_s is not None and self.step_s < w.inline_step_s:
+            done = loop.create_future()
+            done.set_result(self._run_step(admission.to_model))
+        else:
+            done = loop.run_in_executor(w.executor, self._run_step, admission.to_model)
         return Running(batch, admission, time.time_ns(), done)
 
     def _run_step(self, good: list[Item]) -> tuple[list[Item], Any, float]:
@@ -99,6 +110,8 @@ class InferencePipeline:
         if live:
             w.metrics.inference_seconds.observe(seconds)
             w.batcher.ran(len(live), seconds)
+            self.step_s = seconds if self.step_s is None else \
+                self.step_s + WEIGHT * (seconds - self.step_s)
         if w.tracing:
             w.tracing.batch([i.hop for i in live if i.hop], r.started_ns, time.time_ns())
         for item, outcome in zip(live, outcomes, strict=True):

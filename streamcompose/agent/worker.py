@@ -96,6 +96,10 @@ class _Rebalance(ConsumerRebalanceListener):
 class AgentWorker(WorkerBase):
     """Runs one replica of one agent (a model or a stateless router) of a topology."""
 
+    # a batch whose step is quicker runs on the event loop; for one agent never, its model
+    # thread overlapping the model with the loop's decoding and encoding
+    inline_step_s = 0.0
+
     def __init__(self, *args: Any, standby: Standby | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.standby = standby
