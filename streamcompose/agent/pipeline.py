@@ -57,10 +57,13 @@ class InferencePipeline:
         gathering: asyncio.Future[list[Item]] | None = None
         try:
             while True:
-                if gathering is None and len(running) < INFER_DEPTH:
+                if gathering is None and not running:  # nothing to wait for but a batch
+                    running.append(self._submit(await self.w.batcher.next_batch(), True))
+                elif gathering is None and len(running) < INFER_DEPTH:
                     gathering = asyncio.ensure_future(self.w.batcher.next_batch())
-                waits = {f for f in (gathering, running[0].done if running else None) if f}
-                await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+                waits = [f for f in (gathering, running[0].done if running else None) if f]
+                if not any(f.done() for f in waits):
+                    await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
                 if gathering is not None and gathering.done():
                     running.append(self._submit(gathering.result(), idle=not running))
                     gathering = None
