@@ -59,7 +59,8 @@ class InferencePipeline:
             while True:
                 if gathering is None and not running:  # nothing to wait for but a batch
                     running.append(self._submit(await self.w.batcher.next_batch(), True))
-                elif gathering is None and len(running) < INFER_DEPTH:
+                if gathering is None and len(running) < INFER_DEPTH \
+                        and not running[-1].done.done():  # gather while the model runs
                     gathering = asyncio.ensure_future(self.w.batcher.next_batch())
                 waits = [f for f in (gathering, running[0].done if running else None) if f]
                 if not any(f.done() for f in waits):
