@@ -62,9 +62,8 @@ class InferencePipeline:
                 if gathering is None and len(running) < INFER_DEPTH \
                         and not running[-1].done.done():  # gather while the model runs
                     gathering = asyncio.ensure_future(self.w.batcher.next_batch())
-                waits = [f for f in (gathering, running[0].done if running else None) if f]
-                if not any(f.done() for f in waits):
-                    await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+                waits = {f for f in (gathering, running[0].done if running else None) if f}
+                await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
                 if gathering is not None and gathering.done():
                     running.append(self._submit(gathering.result(), idle=not running))
                     gathering = None
