@@ -319,11 +319,16 @@ def test_header_with_null_value_is_tolerated() -> None:
     assert t.extra == (("x-null", None),)
 
 
-def test_a_lineage_entry_is_encoded_once_per_batch_and_never_reused_for_another() -> None:
+def test_a_lineage_entry_is_encoded_once_per_batch_and_never_reused_for_another(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    encodings = []
+    dumps = json.dumps
+    monkeypatch.setattr(json, "dumps", lambda *a, **k: encodings.append(a) or dumps(*a, **k))
     stamp = LineageStamp("cnn", "3", replica=0)
     carried = [("sc-lineage", b'[{"agent":"pre"}]')]
     first, second = stamp.next_batch(2), stamp.next_batch(1)
     stamped = [stamp.stamp(carried, e) for e in (first, first, second)]
+    assert len(encodings) == 2  # once for the two records of the first batch
     batches = [read_lineage(h)[-1]["batch"] for h in stamped]
     assert batches == [first["batch"], first["batch"], second["batch"]]
     cached = {**first, "cached": True}  # equal keys but one more: its own encoding

@@ -91,17 +91,19 @@ agents:
 
 def test_a_quick_group_runs_on_the_event_loop_and_a_slow_one_on_its_model_thread(
         cli, deploy, write_topology):
-    """A group whose step takes less than ``group_inline_ms`` (20 ms) a batch runs it on
-    the worker's event loop (the main thread) once it has timed a batch; one whose step
-    sleeps 50 ms keeps it on the model thread, so that its loop goes on fetching."""
+    """A group whose step is expected to take less than ``group_inline_ms`` (20 ms) a
+    batch runs it on the worker's event loop (the main thread) once it has timed a
+    batch; one whose step sleeps 50 ms keeps it on the model thread, so that its loop
+    goes on fetching."""
     m = deploy(write_topology(QUICK_THEN_SLOW, THREADS))
-    for n in range(4):  # a batch or more each: the first is timed on the model thread
+    rounds = 6  # a batch or more each: the first is timed on the model thread
+    for n in range(rounds):
         cli("publish", m["name"], input="".join(
             f'{{"id": "r{n}-{i}", "x": {i}}}\n' for i in range(4)))
         subscribe(cli, m["name"], 4 * (n + 1))
-    results = {r["id"]: r["payload"] for r in subscribe(cli, m["name"], 16)}
-    assert len(results) == 16
-    assert {results[f"r3-{i}"]["quick"] for i in range(4)} == {"MainThread"}
+    results = {r["id"]: r["payload"] for r in subscribe(cli, m["name"], 4 * rounds)}
+    assert len(results) == 4 * rounds
+    assert {results[f"r{rounds - 1}-{i}"]["quick"] for i in range(4)} == {"MainThread"}
     assert {p["slow"] for p in results.values()} == {"model-slow_0"}
 
 

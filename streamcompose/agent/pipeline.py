@@ -1,8 +1,9 @@
 """The model half of the worker core: batches go to the model thread one ahead, so that
-while the event loop encodes a batch's results the model already runs the next. A step
-whose batches take less than the worker's :attr:`~AgentWorker.inline_step_s` runs on the
-event loop instead (a co-located group of cheap models: each of its members' model calls
-gives up the interpreter and, on the model thread, waits to win it back from the loop).
+while the event loop encodes a batch's results the model already runs the next. A batch
+whose step is expected (from the step's time per record so far) to take less than the
+worker's :attr:`~AgentWorker.inline_step_s` runs on the event loop instead (a co-located
+group of cheap models: each of its members' model calls gives up the interpreter and, on
+the model thread, waits to win it back from the loop).
 
 Each batch passes the serving gate first (:mod:`streamcompose.serving`: expired requests
 are dead-lettered, cached ones answered) and its deadlines are checked once more in the
@@ -31,12 +32,12 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("streamcompose.agent")
 INFER_DEPTH = 2  # batches given to the model thread at once: one running, one waiting
-WEIGHT = 0.2  # of the newest batch in the average time of the step
+WEIGHT = 0.2  # of the newest batch in the step's average time per record
 
 
 @dataclass
 class Running:
-    """A batch handed to the model thread."""
+    """A batch handed to the model thread (or already run on the event loop)."""
 
     batch: list[Item]
     admission: Admission
@@ -49,7 +50,7 @@ class InferencePipeline:
 
     def __init__(self, worker: AgentWorker) -> None:
         self.w = worker
-        self.step_s: float | None = None  # the step's seconds a batch, on average
+        self.record_s: float | None = None  # the step's seconds a record, on average
 
     async def run(self) -> None:
         """Until cancelled (by mode, after ``on_stop`` drained the batcher)."""
@@ -58,7 +59,7 @@ class InferencePipeline:
         try:
             while True:
                 if gathering is None and not running:  # nothing to wait for but a batch
-                    running.append(self._submit(await self.w.batcher.next_batch(), True))
+                    running.append(self._submit(await self.w.batcher.next_batch(), idle=True))
                 if gathering is None and len(running) < INFER_DEPTH \
                         and not running[-1].done.done():  # gather while the model runs
                     gathering = asyncio.ensure_future(self.w.batcher.next_batch())
@@ -75,20 +76,22 @@ class InferencePipeline:
 
     def _submit(self, taken: list[Item], idle: bool) -> Running:
         """Start the step on a batch: on the event loop when the model thread is ``idle``
-        and the step has been quick, else on the model thread."""
+        and the step is expected to be quick on a batch of this size, else on the model
+        thread."""
         w = self.w
         batch = [i for i in taken if w.current(i.tp, i.epoch)]
         lineage = w.lineage.next_batch(len(batch))
         for item in batch:
             item.batch = lineage
         admission = w.gate.admit([i for i in batch if i.payload is not None])
-        loop = asyncio.get_running_loop()
-        if idle and self.step_s is not None and self.step_s < w.inline_step_s:
+        loop, started = asyncio.get_running_loop(), time.time_ns()
+        expected = None if self.record_s is None else self.record_s * len(admission.to_model)
+        if idle and expected is not None and expected < w.inline_step_s:
             done = loop.create_future()
             done.set_result(self._run_step(admission.to_model))
         else:
             done = loop.run_in_executor(w.executor, self._run_step, admission.to_model)
-        return Running(batch, admission, time.time_ns(), done)
+        return Running(batch, admission, started, done)
 
     def _run_step(self, good: list[Item]) -> tuple[list[Item], Any, float]:
         """In the model thread: the requests still within their deadline, the step's
@@ -113,8 +116,9 @@ class InferencePipeline:
         if live:
             w.metrics.inference_seconds.observe(seconds)
             w.batcher.ran(len(live), seconds)
-            self.step_s = seconds if self.step_s is None else \
-                self.step_s + WEIGHT * (seconds - self.step_s)
+            per_record = seconds / len(live)
+            self.record_s = per_record if self.record_s is None else \
+                self.record_s + WEIGHT * (per_record - self.record_s)
         if w.tracing:
             w.tracing.batch([i.hop for i in live if i.hop], r.started_ns, time.time_ns())
         for item, outcome in zip(live, outcomes, strict=True):

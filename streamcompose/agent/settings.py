@@ -38,12 +38,12 @@ class WorkerSettings:
       start and end of each batch, and the event loop between its socket calls; at
       Python's default of 5 ms each of those hand-offs can wait that long while the model
       stands idle.
-    * ``group_inline_ms``: a co-located group whose step has taken less than this a batch
-      runs it on the event loop instead of the model thread. Each of its members' model
-      calls gives up the interpreter, and on the model thread must win it back from the
-      busy loop when it returns; on the loop nothing competes. A slower step goes back to
-      the model thread, so that the loop keeps fetching and committing while it runs.
-      0 keeps every step on the model thread.
+    * ``group_inline_ms``: a co-located group runs its step on the event loop instead of
+      the model thread on a batch it expects (from its time per record so far) to take
+      less than this. Each of its members' model calls gives up the interpreter, and on
+      the model thread must win it back from the busy loop when it returns; on the loop
+      nothing competes. A slower step stays on the model thread, so that the loop keeps
+      fetching and committing while it runs. 0 keeps every step on the model thread.
     """
 
     fetch_records: int = 500

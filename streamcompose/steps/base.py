@@ -73,7 +73,9 @@ class Step(ABC):
 
     @abstractmethod
     def __call__(self, requests: list[Request]) -> list[Outcome]:
-        """Runs off the event loop, in the worker's model thread."""
+        """Runs off the event loop, in the worker's model thread; a co-located group's
+        steps run on the event loop while they are quick
+        (:attr:`~streamcompose.agent.settings.WorkerSettings.group_inline_ms`)."""
 
     def apply_control(self, settings: dict[str, Any]) -> None:
         """Apply run-time settings published on the topology's control topic."""
