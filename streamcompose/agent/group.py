@@ -78,10 +78,7 @@ class GroupWorker(AgentWorker):
         self.versions = {m: agent_version(topology, m) for m in group.members}
         self.serves = group.members
         self._member_entries: dict[tuple[str, tuple[str, ...]], tuple[dict[str, Any], ...]] = {}
-
-    @property
-    def inline_step_s(self) -> float:
-        return self.settings.group_inline_ms / 1000
+        self.inline_step_s = self.settings.group_inline_ms / 1000
 
     def output_topics(self) -> list[str]:
         return list(colocate.exits(self.topology, self.colocation))

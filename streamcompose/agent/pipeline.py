@@ -85,8 +85,9 @@ class InferencePipeline:
             item.batch = lineage
         admission = w.gate.admit([i for i in batch if i.payload is not None])
         loop, started = asyncio.get_running_loop(), time.time_ns()
-        expected = None if self.record_s is None else self.record_s * len(admission.to_model)
-        if idle and expected is not None and expected < w.inline_step_s:
+        quick = self.record_s is not None \
+            and self.record_s * len(admission.to_model) < w.inline_step_s
+        if idle and quick:
             done = loop.create_future()
             done.set_result(self._run_step(admission.to_model))
         else:
