@@ -2,9 +2,14 @@
 
 Running a fan-out's branches on a thread pool pays when their model calls are long and a
 core is free; for cheap models on a busy machine the hand-off and the contention for the
-interpreter cost more than the overlap gains. Each wave keeps the time per record of both
-ways (an exponential average), takes the faster, and tries the other now and then, so
-that it follows a change in load or batch size.
+interpreter cost more than the overlap gains. Each wave keeps the time per record of the
+last few batches of both ways, takes the way whose median is lower, and tries the other
+now and then, so that it follows a change in load or batch size.
+
+A median, not an average: on a shared machine a batch now and then is stalled many times
+its usual time (the process is preempted, the collector runs), and a batch of one record
+carries a whole call's overhead. An average fed such a batch chose the slower way for
+dozens of batches after it.
 
 >>> choice = OverlapChoice(explore_every=4)
 >>> first = choice.concurrent(0); choice.took(0, first, 0.010, 10)
@@ -13,26 +18,36 @@ that it follows a change in load or batch size.
 (False, True)
 >>> [choice.concurrent(0) for _ in range(4)]  # the faster, and the other every 4th call
 [False, True, False, False]
+>>> choice.took(0, False, 1.0, 10)  # one stalled batch does not change the choice
+>>> choice.concurrent(0)
+False
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import defaultdict, deque
+from statistics import median_low
 
-WEIGHT = 0.2  # of the newest batch in the averages
+WINDOW = 9  # batches of each way whose median time per record counts
 
 
 class OverlapChoice:
     """Chooses, wave by wave, between running its members at once and one by one."""
 
-    def __init__(self, explore_every: int = 20) -> None:
+    def __init__(self, explore_every: int = 20, window: int = WINDOW) -> None:
         self.explore_every = explore_every
-        self.cost: dict[int, dict[bool, float]] = defaultdict(dict)  # wave -> way -> s/record
+        #: wave -> way (at once?) -> seconds per record of its latest batches
+        self.times: dict[int, dict[bool, deque[float]]] = defaultdict(
+            lambda: {False: deque(maxlen=window), True: deque(maxlen=window)})
         self.calls: dict[int, int] = defaultdict(int)
+
+    def cost(self, wave: int) -> dict[bool, float]:
+        """The median seconds per record of each way ``wave`` has run in."""
+        return {way: median_low(times) for way, times in self.times[wave].items() if times}
 
     def concurrent(self, wave: int) -> bool:
         """Whether the next batch of ``wave`` runs its members at once."""
-        cost = self.cost[wave]
+        cost = self.cost(wave)
         self.calls[wave] += 1
         for way in (False, True):
             if way not in cost:
@@ -42,7 +57,4 @@ class OverlapChoice:
 
     def took(self, wave: int, concurrent: bool, seconds: float, records: int) -> None:
         """A batch of ``records`` ran through ``wave`` in ``seconds``."""
-        per_record = seconds / max(1, records)
-        cost = self.cost[wave]
-        old = cost.get(concurrent)
-        cost[concurrent] = per_record if old is None else old + WEIGHT * (per_record - old)
+        self.times[wave][concurrent].append(seconds / max(1, records))
