@@ -62,6 +62,10 @@ class AgentMetrics:
         self.restarts = make(Counter, "streamcompose_restarts", "Times the supervisor "
                              "started this worker again (counted on from one start to the "
                              "next).")
+        self.frozen_objects = make(Gauge, "streamcompose_frozen_objects",
+                                   "Objects the worker moved out of the garbage "
+                                   "collector's reach once its model was loaded "
+                                   "(freeze_heap).")
 
     @property
     def labels(self) -> tuple[str, ...]:

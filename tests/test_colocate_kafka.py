@@ -6,6 +6,7 @@ exactly-once."""
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 import urllib.request
@@ -135,6 +136,9 @@ def test_colocated_digits_ensemble_answers_as_the_ensemble(cli, deploy):
     text = _metrics(worker["metrics_port"])
     for member in ("features", "logreg", "forest", "mlp", "cnn", "vote"):
         assert f'streamcompose_records_in_total{{agent="{member}"' in text
+    # torch, the models and the libraries are out of the collector's reach (freeze_heap)
+    (frozen,) = re.findall(r'streamcompose_frozen_objects\{agent="ensemble"[^}]*\} (\S+)', text)
+    assert float(frozen) > 100_000
 
 
 def test_a_dead_letter_inside_a_group_names_the_member(cli, deploy, write_topology):

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import os
 from collections.abc import Iterable
@@ -135,6 +136,10 @@ class AgentWorker(WorkerBase):
         loop = asyncio.get_running_loop()
         step = await loop.run_in_executor(self.executor, build_step, self.topology, self.agent)
         await loop.run_in_executor(self.executor, step.warmup)
+        if self.settings.freeze_heap:  # a worker has its process to itself
+            gc.collect()
+            gc.freeze()
+            self.metrics.frozen_objects.set(gc.get_freeze_count())
         if self.standby is not None:
             await self.standby.wait(self.wstate)
         if isinstance(step, StatefulStep):
