@@ -335,3 +335,7 @@ def test_a_lineage_entry_is_encoded_once_per_batch_and_never_reused_for_another(
     assert read_lineage(stamp.stamp(carried, cached))[-1] == cached
     assert [e["agent"] for e in read_lineage(stamp.stamp(carried, first, second))] == [
         "pre", "cnn", "cnn"]
+    encodings.clear()  # a client's requests carry no lineage: the same, once per batch
+    fresh = [stamp.stamp(headers, first) for headers in ([("x", b"1")], [], [("y", b"")])]
+    assert len(encodings) == 1 and all(read_lineage(h) == [first] for h in fresh)
+    assert read_lineage(stamp.stamp([("sc-lineage", b"[]")], first)) == [first]

@@ -97,7 +97,9 @@ class LineageStamp:
                 carried = value
             else:
                 kept.append((key, value))
-        if carried[:1] == b"[" and carried[-1:] == b"]" and carried.strip(b"[] "):
+        if not carried.strip(b"[] "):  # none carried (a client's request), or no entry
+            return [*kept, (LINEAGE, self._encoded(entries))]
+        if carried[:1] == b"[" and carried[-1:] == b"]":
             return [*kept, (LINEAGE, carried[:-1] + b"," + self._encoded(entries)[1:])]
         # none carried, or not a list of entries: read as what it holds, if anything
         return with_lineage(kept, [*read_lineage([(LINEAGE, carried)]), *entries])

@@ -48,6 +48,23 @@ def to_input(pixels: Any) -> np.ndarray:
     return (values / PIXEL_MAX).astype(np.float32).reshape(1, 8, 8)
 
 
+def to_inputs(batch: list[Any]) -> list[np.ndarray]:
+    """:func:`to_input` of several digits, checked and converted at once; one by one
+    (which says which digit is wrong, and why) unless every one is well-formed.
+
+    >>> [x.shape for x in to_inputs([[0] * 64, [[16] * 8] * 8])]
+    [(1, 8, 8), (1, 8, 8)]
+    """
+    try:
+        values = np.asarray(batch, dtype=np.float64)
+    except (TypeError, ValueError):  # digits of different shapes, or not numbers
+        return [to_input(pixels) for pixels in batch]
+    if values.shape[1:] not in ((64,), (8, 8)) or not np.isfinite(values).all() \
+            or values.min() < 0 or values.max() > PIXEL_MAX:
+        return [to_input(pixels) for pixels in batch]
+    return list((values / PIXEL_MAX).astype(np.float32).reshape(-1, 1, 8, 8))
+
+
 class Preprocess:
     """``pixels`` (64 values 0..16) -> ``x`` float32 [1,8,8] in 0..1."""
 
@@ -56,7 +73,7 @@ class Preprocess:
 
     def __call__(self, batch: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """Convert each payload; a malformed one raises ValueError."""
-        return [{"x": to_input(p["pixels"])} for p in batch]
+        return [{"x": x} for x in to_inputs([p["pixels"] for p in batch])]
 
 
 class Features:
@@ -68,11 +85,8 @@ class Features:
 
     def __call__(self, batch: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """Convert each payload; a malformed one raises ValueError."""
-        results = []
-        for p in batch:
-            image = to_input(p["pixels"])
-            results.append({"image": image, "flat": image.reshape(64)})
-        return results
+        return [{"image": image, "flat": image.reshape(64)}
+                for image in to_inputs([p["pixels"] for p in batch])]
 
 
 class Postprocess:
