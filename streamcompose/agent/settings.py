@@ -49,7 +49,7 @@ class WorkerSettings:
       each full collection walks the objects of torch, the model and the libraries
       again: 80 to 120 ms with the event loop stopped, every half second at full load
       (1 to 2 ms frozen). Objects frozen are still freed when nothing refers to them;
-      only cycles among them are never collected.
+      only a cycle that includes one of them is never collected.
     """
 
     fetch_records: int = 500

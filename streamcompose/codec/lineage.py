@@ -101,7 +101,7 @@ class LineageStamp:
             return [*kept, (LINEAGE, self._encoded(entries))]
         if carried[:1] == b"[" and carried[-1:] == b"]":
             return [*kept, (LINEAGE, carried[:-1] + b"," + self._encoded(entries)[1:])]
-        # none carried, or not a list of entries: read as what it holds, if anything
+        # not a list of entries: read as what it holds, if anything
         return with_lineage(kept, [*read_lineage([(LINEAGE, carried)]), *entries])
 
     def _encoded(self, entries: tuple[Entry, ...]) -> bytes:

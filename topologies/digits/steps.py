@@ -50,7 +50,9 @@ def to_input(pixels: Any) -> np.ndarray:
 
 def to_inputs(batch: list[Any]) -> list[np.ndarray]:
     """:func:`to_input` of several digits, checked and converted at once; one by one
-    (which says which digit is wrong, and why) unless every one is well-formed.
+    unless every one is well-formed, so that a malformed digit raises
+    :func:`to_input`'s ValueError saying why (the runtime then finds which by running
+    each payload alone).
 
     >>> [x.shape for x in to_inputs([[0] * 64, [[16] * 8] * 8])]
     [(1, 8, 8), (1, 8, 8)]
