@@ -26,6 +26,9 @@ import numpy as np
 PIXEL_MAX = 16.0
 
 
+SHAPES = ((64,), (8, 8))  # one digit's pixels: flat, or 8 rows of 8
+
+
 def to_input(pixels: Any) -> np.ndarray:
     """The model input for one digit: float32 [1,8,8], pixels divided by 16.
 
@@ -37,15 +40,13 @@ def to_input(pixels: Any) -> np.ndarray:
     except (TypeError, ValueError) as exc:
         raise ValueError(f"pixels must be 64 numbers (an 8×8 digit), got {type(pixels).__name__}"
                          f": {exc}") from None
-    if values.shape not in ((64,), (8, 8)):
+    if values.shape not in SHAPES:
         raise ValueError(f"pixels must hold the 64 values of an 8×8 digit, as a list of 64 or "
                          f"8 rows of 8; got shape {values.shape}")
-    if not np.isfinite(values).all():
-        raise ValueError("pixels must be finite numbers; got NaN or infinity")
-    if values.min() < 0 or values.max() > PIXEL_MAX:
-        raise ValueError(f"pixels must lie in 0..16 (scikit-learn's digits scale); got values "
-                         f"from {values.min():g} to {values.max():g}")
-    return (values / PIXEL_MAX).astype(np.float32).reshape(1, 8, 8)
+    problem = _value_problem(values)
+    if problem:
+        raise ValueError(problem)
+    return _scaled(values)[0]
 
 
 def to_inputs(batch: list[Any]) -> list[np.ndarray]:
@@ -61,10 +62,24 @@ def to_inputs(batch: list[Any]) -> list[np.ndarray]:
         values = np.asarray(batch, dtype=np.float64)
     except (TypeError, ValueError):  # digits of different shapes, or not numbers
         return [to_input(pixels) for pixels in batch]
-    if values.shape[1:] not in ((64,), (8, 8)) or not np.isfinite(values).all() \
-            or values.min() < 0 or values.max() > PIXEL_MAX:
+    if values.shape[1:] not in SHAPES or _value_problem(values):
         return [to_input(pixels) for pixels in batch]
-    return list((values / PIXEL_MAX).astype(np.float32).reshape(-1, 1, 8, 8))
+    return list(_scaled(values))
+
+
+def _value_problem(values: np.ndarray) -> str | None:
+    """Why ``values`` (one digit's or several) are not pixels, or None."""
+    if not np.isfinite(values).all():
+        return "pixels must be finite numbers; got NaN or infinity"
+    if values.min() < 0 or values.max() > PIXEL_MAX:
+        return (f"pixels must lie in 0..16 (scikit-learn's digits scale); got values "
+                f"from {values.min():g} to {values.max():g}")
+    return None
+
+
+def _scaled(values: np.ndarray) -> np.ndarray:
+    """Pixels as model inputs: float32 [N,1,8,8] in 0..1."""
+    return (values / PIXEL_MAX).astype(np.float32).reshape(-1, 1, 8, 8)
 
 
 class Preprocess:
