@@ -29,9 +29,8 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.metrics_core import Metric
 
 from streamcompose.agent.item import Item
-from streamcompose.agent.worker import DEAD_LETTER_ROOM, AgentWorker
+from streamcompose.agent.worker import AgentWorker
 from streamcompose.codec import Trace, encode_payload
-from streamcompose.codec.deadletter import dead_letter_value
 from streamcompose.colocate.step import GroupOutput, GroupRequest, GroupStep
 from streamcompose.delivery import Closing, Output
 from streamcompose.errors import StreamComposeError
@@ -118,10 +117,13 @@ class GroupWorker(AgentWorker):
         return Closing(item.tp, item.record.offset, outputs)
 
     def _output(self, item: Item, o: GroupOutput) -> Output:
+        """A record the group sends for ``item``; a member's dead letter names the member,
+        and its original is the record the group consumed (redriving it runs the group
+        again)."""
         trace = Trace(item.trace.request_id, item.trace.entered_ms, (*item.trace.path, *o.path),
                       extra=o.headers)
         if o.error is not None:
-            return self._member_dead_letter(item, o.agent, trace, o.error)
+            return self._letter(item, o.agent, trace, trace.headers(), o.error)
         try:
             output = Output(o.topic, encode_payload(o.payload, o.content_type), trace.key,
                             self._stamp_members(trace.headers(o.content_type), item, o.path),
@@ -149,22 +151,7 @@ class GroupWorker(AgentWorker):
     def _failed(self, item: Item, agent: str, trace: Trace, reason: str) -> Output:
         error = RecordError(reason, agent=agent)
         self.members[agent].error(type(error).__name__)
-        return self._member_dead_letter(item, agent, trace, error)
-
-    def _member_dead_letter(self, item: Item, agent: str, trace: Trace,
-                            error: RecordError) -> Output:
-        """A member's dead letter: it names the member; its original is the record the
-        group consumed (redriving it runs the group again)."""
-        record = item.record
-        log.warning("agent %s (group %s): %s[%d]@%d -> dead letter: %s", agent, self.agent,
-                    record.topic, record.partition, record.offset, error)
-        dlq = self.topology.dlq_of(agent)
-        room = self.limits.get(dlq, self.topology.max_message_bytes) - DEAD_LETTER_ROOM
-        value = dead_letter_value(record.value, agent=agent, topic=record.topic,
-                                  partition=record.partition, offset=record.offset,
-                                  error=error, max_original=room)
-        return Output(dlq, value, trace.key, trace.headers(), self.partition_of(
-            dlq, record.partition))
+        return self._letter(item, agent, trace, trace.headers(), error)
 
 
 def worker_class(topology: Topology, name: str) -> type[AgentWorker]:

@@ -23,9 +23,10 @@ its :class:`CatchUpClock`, and what it sends, changelog included, goes in the sa
 transaction as the offsets; its state is restored from the changelog when partitions
 are assigned (:mod:`streamcompose.agent.stateful`).
 
-A result larger than its topic takes is dead-lettered (with the original cut to fit);
-it never stops the worker. On SIGTERM the worker stops fetching, finishes every record
-already fetched, commits and exits.
+Results are encoded, or dead-lettered (a result larger than its topic takes, with the
+original cut to fit), by :mod:`streamcompose.agent.encoding`; a record never stops the
+worker. On SIGTERM the worker stops fetching, finishes every record already fetched,
+commits and exits.
 """
 
 from __future__ import annotations
@@ -43,8 +44,8 @@ import mode
 from aiokafka import ConsumerRecord, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
 
-from streamcompose.agent.base import WorkerBase
 from streamcompose.agent.control import ControlFollower
+from streamcompose.agent.encoding import EncodingWorker
 from streamcompose.agent.item import Item, Processed
 from streamcompose.agent.pipeline import InferencePipeline
 from streamcompose.agent.shared_cache import SharedCache, shared_cache
@@ -53,26 +54,23 @@ from streamcompose.agent.stateful import StatefulRunner
 from streamcompose.batching.adaptive import WaitPolicy
 from streamcompose.batching.batcher import MicroBatcher
 from streamcompose.batching.cost import cost_function
-from streamcompose.codec import MSGPACK, Trace, decode_payload, encode_payload
-from streamcompose.codec.deadletter import dead_letter_value, error_reason
+from streamcompose.codec import Trace, decode_payload
 from streamcompose.codec.reasons import exception_text
 from streamcompose.codec.redrive import meant_for
-from streamcompose.delivery import Checkpoint, Closing, Output
+from streamcompose.delivery import Checkpoint
 from streamcompose.errors import StreamComposeError
 from streamcompose.kinds import build_step
 from streamcompose.observe import tracing
 from streamcompose.observe.lag import report_lag
 from streamcompose.observe.monitor import build_monitor
 from streamcompose.runtimes import RecordError
-from streamcompose.serving.cache import cached_here
 from streamcompose.serving.gate import ServingGate
 from streamcompose.serving.lanes import LaneFetcher, lane_fetcher
-from streamcompose.steps.base import Emission, Step, merge_result
+from streamcompose.steps.base import Step
 from streamcompose.steps.stateful import StatefulStep
 
 log = logging.getLogger("streamcompose.agent")
 EXIT_SEND_FAILED = 3
-DEAD_LETTER_ROOM = 4096  # bytes a dead letter needs beside the original it carries
 DELIVERY_QUEUE = 16  # processed batches waiting for the checkpoint; closed together
 
 
@@ -94,7 +92,7 @@ class _Rebalance(ConsumerRebalanceListener):
         self.worker.joined(assigned)
 
 
-class AgentWorker(WorkerBase):
+class AgentWorker(EncodingWorker):
     """Runs one replica of one agent (a model or a stateless router) of a topology."""
 
     # a batch whose step is quicker runs on the event loop; for one agent never, its model
@@ -228,63 +226,6 @@ class AgentWorker(WorkerBase):
             await self.stateful.run()
         assert self.step is not None
         await InferencePipeline(self).run()
-
-    def _closing(self, item: Item) -> Closing:
-        """The records a processed item gives: its results, or a dead letter."""
-        if item.skipped:
-            return Closing(item.tp, item.record.offset, [])
-        if item.error is None:
-            assert item.payload is not None and item.emissions is not None
-            outputs = self._encode(item, item.emissions, item.payload)
-            if isinstance(outputs, list):
-                self.metrics.records_out.inc(len(outputs))
-                for e in item.emissions:
-                    if e.target is not None:
-                        self.metrics.routed(e.target)
-                return Closing(item.tp, item.record.offset, outputs)
-            item.error = outputs
-        return Closing(item.tp, item.record.offset, [self._dead_letter(item, item.error)])
-
-    def _encode(self, item: Item, emissions: list[Emission], payload: dict[str, Any]
-                ) -> list[Output] | RecordError:
-        trace = item.trace.passed(self.agent)
-        if item.hop is not None and self.tracing:
-            trace = self.tracing.produced(item.hop, trace)
-        outputs = []
-        try:
-            for e in emissions:
-                merged = merge_result(payload, e.fields, self.spec.drop)
-                headers = [*trace.headers(e.content_type), *e.headers]
-                outputs.append(Output(e.topic, encode_payload(merged, e.content_type),
-                                      trace.key, self._stamp(headers, item),
-                                      self.partition_of(e.topic, item.record.partition)))
-        except StreamComposeError as exc:
-            return RecordError(f"the result cannot be encoded: {exc}", agent=self.agent)
-        refused = next((reason for o in outputs if (reason := self.too_large(o))), None)
-        return outputs if refused is None else RecordError(
-            f"the result cannot be stored: {refused}", agent=self.agent)
-
-    def _dead_letter(self, item: Item, error: BaseException) -> Output:
-        record = item.record
-        log.warning("agent %s: %s[%d]@%d -> dead letter: %s", self.agent, record.topic,
-                    record.partition, record.offset, error)
-        self.metrics.error(error_reason(error))
-        dlq = self.topology.dlq_of(self.agent)
-        room = self.limits.get(dlq, self.topology.max_message_bytes) - DEAD_LETTER_ROOM
-        value = dead_letter_value(record.value, agent=self.agent, topic=record.topic,
-                                  partition=record.partition, offset=record.offset,
-                                  error=error, max_original=room)
-        trace = item.trace.passed(self.agent)
-        if item.hop is not None and self.tracing:
-            trace = self.tracing.produced(item.hop, trace, error)
-        return Output(dlq, value, trace.key, self._stamp(trace.headers(MSGPACK), item),
-                      self.partition_of(dlq, record.partition))
-
-    def _stamp(self, headers: list[tuple[str, bytes]], item: Item) -> list[tuple[str, bytes]]:
-        entry = item.batch or self.lineage.next_batch(1)
-        if cached_here(item.trace, item.record.headers):
-            entry = {**entry, "cached": True}
-        return self.lineage.stamp(headers, entry)
 
     @mode.Service.task
     async def _deliver(self) -> None:
