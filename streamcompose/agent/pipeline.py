@@ -19,6 +19,7 @@ import logging
 import time
 from collections import deque
 from dataclasses import dataclass
+from statistics import median_low
 from typing import TYPE_CHECKING, Any
 
 from streamcompose.codec.reasons import exception_text
@@ -32,7 +33,33 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("streamcompose.agent")
 INFER_DEPTH = 2  # batches given to the model thread at once: one running, one waiting
-WEIGHT = 0.2  # of the newest batch in the step's average time per record
+WINDOW = 9  # batches whose median time per record is the step's expected one
+
+
+class StepPace:
+    """The step's expected seconds for a batch: its size times the median time per
+    record of the last :data:`WINDOW` batches. A median, as in
+    :class:`~streamcompose.colocate.overlap.OverlapChoice`: one stalled batch (the
+    process preempted) does not move the step off the event loop for the batches after.
+
+    >>> pace = StepPace()
+    >>> pace.expected(10) is None
+    True
+    >>> for seconds in (0.001, 0.001, 0.5):
+    ...     pace.ran(seconds, 10)
+    >>> pace.expected(10)
+    0.001
+    """
+
+    def __init__(self) -> None:
+        self._recent: deque[float] = deque(maxlen=WINDOW)
+
+    def ran(self, seconds: float, records: int) -> None:
+        self._recent.append(seconds / records)
+
+    def expected(self, records: int) -> float | None:
+        """The seconds a batch of ``records`` should take; None before the first."""
+        return median_low(self._recent) * records if self._recent else None
 
 
 @dataclass
@@ -50,7 +77,7 @@ class InferencePipeline:
 
     def __init__(self, worker: AgentWorker) -> None:
         self.w = worker
-        self.record_s: float | None = None  # the step's seconds a record, on average
+        self.pace = StepPace()
 
     async def run(self) -> None:
         """Until cancelled (by mode, after ``on_stop`` drained the batcher)."""
@@ -85,9 +112,8 @@ class InferencePipeline:
             item.batch = lineage
         admission = w.gate.admit([i for i in batch if i.payload is not None])
         loop, started = asyncio.get_running_loop(), time.time_ns()
-        quick = self.record_s is not None \
-            and self.record_s * len(admission.to_model) < w.inline_step_s
-        if idle and quick:
+        expected = self.pace.expected(len(admission.to_model))
+        if idle and expected is not None and expected < w.inline_step_s:
             done = loop.create_future()
             done.set_result(self._run_step(admission.to_model))
         else:
@@ -117,9 +143,7 @@ class InferencePipeline:
         if live:
             w.metrics.inference_seconds.observe(seconds)
             w.batcher.ran(len(live), seconds)
-            per_record = seconds / len(live)
-            self.record_s = per_record if self.record_s is None else \
-                self.record_s + WEIGHT * (per_record - self.record_s)
+            self.pace.ran(seconds, len(live))
         if w.tracing:
             w.tracing.batch([i.hop for i in live if i.hop], r.started_ns, time.time_ns())
         for item, outcome in zip(live, outcomes, strict=True):
