@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 import textwrap
 import uuid
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -320,6 +322,11 @@ TORCH_MODULES = """
             return {"double": x * 2, "neg": -x}
 
 
+    class Threads(torch.nn.Module):
+        def forward(self, x):
+            return torch.full_like(x, torch.get_num_threads())
+
+
     def make(factor=2.0):
         return Scale(factor)
 
@@ -353,6 +360,25 @@ def test_torch_entrypoint_module(module: Callable[[str], str], tmp_path: Path) -
     np.testing.assert_allclose(results[0]["y"], xs[0] * 2)
     np.testing.assert_allclose(results[2]["y"], xs[1] * 2)
     assert results[0]["y"].dtype == np.float32
+
+
+def test_torch_intra_op_threads_hold_on_every_thread_that_runs_the_model(
+        module: Callable[[str], str], tmp_path: Path) -> None:
+    """Under OpenMP torch's thread count is a setting of each thread: a model loaded on
+    the worker's model thread and run on its event loop (a quick step) runs with
+    ``intra_op_threads`` there too, not with the machine's cores."""
+    mod = module(TORCH_MODULES)
+    with ThreadPoolExecutor(1) as loader:
+        rt = loader.submit(torch_runtime, tmp_path, entrypoint=f"{mod}:Threads",
+                           options={**X3, "intra_op_threads": 1}).result()
+    machine = max(2, os.cpu_count() or 2)
+    on_another = ThreadPoolExecutor(1)
+    try:
+        on_another.submit(torch.set_num_threads, machine).result()
+        (result,) = on_another.submit(rt.infer, [{"x": [1.0, 2.0, 3.0]}]).result()
+    finally:
+        on_another.shutdown()
+    np.testing.assert_array_equal(result["y"], [1, 1, 1])
 
 
 def test_torch_entrypoint_kwargs(module: Callable[[str], str], tmp_path: Path) -> None:

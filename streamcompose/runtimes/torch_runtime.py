@@ -34,6 +34,7 @@ from __future__ import annotations
 import ast
 import contextlib
 import pickletools
+import threading
 import warnings
 import zipfile
 from collections.abc import Iterator
@@ -182,8 +183,9 @@ class TorchRuntime(TensorRuntime):
 
         self.torch = torch
         threads = spec.options.get("intra_op_threads")
-        if threads:  # one model per worker process, so the process-wide setting is ours
-            torch.set_num_threads(int(threads))
+        self.threads = int(threads) if threads else None
+        self._configured = threading.local()  # .done on each thread that applied it
+        self._own_threads()
         self.device = torch.device(resolve_device(spec, cuda_missing(torch, spec.device),
                                                   agent))
         self.cuda = self.device.type == "cuda"
@@ -209,6 +211,16 @@ class TorchRuntime(TensorRuntime):
         self.output_names = _output_names(spec)
         self.output_fields = _output_fields(spec)
 
+    def _own_threads(self) -> None:
+        """Apply ``intra_op_threads`` on the calling thread: under OpenMP, torch's thread
+        count is a setting of each thread, and a worker runs its model on its model thread
+        or, for a quick step, on its event loop (a setting of the thread that loaded the
+        model does not reach the other). One model per worker process, so the setting
+        is ours."""
+        if self.threads is not None and not getattr(self._configured, "done", False):
+            self.torch.set_num_threads(self.threads)
+            self._configured.done = True
+
     def _to_device(self, array: np.ndarray) -> Any:
         tensor = self.torch.from_numpy(np.ascontiguousarray(array))
         if not self.cuda:
@@ -229,6 +241,7 @@ class TorchRuntime(TensorRuntime):
         """Queue the copies in, the model call and the copies out on the runtime's
         stream; on the CPU the call runs at once."""
         torch = self.torch
+        self._own_threads()
         on_stream = (torch.cuda.stream(self.stream) if self.stream is not None
                      else contextlib.nullcontext())
         with torch.inference_mode(), on_stream:
