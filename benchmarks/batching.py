@@ -6,8 +6,8 @@ by ONNX Runtime on one intra-op thread. At its best batch it costs a few hundred
 record or less, so what the worker does around each record shows. One run:
 
 1. *In-process*: the ONNX Runtime session called directly with batches of 1, 8, 16, 32,
-   64 and 128 rows (``--offline-records`` rows per size, after one warm-up call; the best
-   of ``--rounds`` interleaved rounds): records/s per size and the best size.
+   64, 128 and 256 rows (``--offline-records`` rows per size, after one warm-up call; the
+   best of ``--rounds`` interleaved rounds): records/s per size and the best size.
 2. *Streamed*: the model alone deployed as an onnx agent (``batch: {max_size: B,
    max_wait_ms: 5}``, ``intra_op_threads: 1``) at B = 1, at 64 and at the best in-process
    size, each draining the same backlog of ``--records`` records (float32[256] each),
@@ -25,8 +25,8 @@ It reports the gain of batching (streamed at 64 and at the best size against str
 with ``batch: {max_size: 64, max_wait_ms: auto}``. Deployment files go to a temporary
 ``STREAMCOMPOSE_HOME``; every topic is deleted at the end. Nothing passes or fails. Usage::
 
-    python benchmarks/batching.py --bootstrap 127.0.0.1:9092 [--records 8000]
-        [--offline-records 512] [--rounds 3] [--json benchmarks/out/batching.json]
+    python benchmarks/batching.py --bootstrap 127.0.0.1:9092 [--records 30000]
+        [--offline-records 4096] [--rounds 3] [--json benchmarks/out/batching.json]
 """
 
 from __future__ import annotations
@@ -60,7 +60,7 @@ from streamcompose.codec import Trace, encode_payload
 from streamcompose.codec.record import now_ms
 from streamcompose.kafka.admin import delete_topics
 
-SIZES = (1, 8, 16, 32, 64, 128)
+SIZES = (1, 8, 16, 32, 64, 128, 256)
 LAYERS = (256, 3072, 3072, 10)
 WARMUP_PER_PARTITION = 128
 TOPOLOGY = """name: {name}
@@ -257,11 +257,12 @@ def main(argv: list[str] | None = None) -> None:
     """Run the benchmark, print the tables and optionally write the JSON."""
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--bootstrap", default="127.0.0.1:9092", help="Kafka bootstrap (H:P)")
-    p.add_argument("--records", type=int, default=8000,
-                   help="timed records per streamed run (about a second's backlog at the best "
-                        "size: a shorter one weighs the start of the drain more)")
-    p.add_argument("--offline-records", type=int, default=512,
-                   help="rows per batch size in-process (at least 128)")
+    p.add_argument("--records", type=int, default=30000,
+                   help="timed records per streamed run (about three seconds' backlog at the "
+                        "best size: a shorter one weighs the start of the drain more)")
+    p.add_argument("--offline-records", type=int, default=4096,
+                   help="rows per batch size in-process (at least 256; a few thousand, so "
+                        "that the best of the rounds is not the best of a few calls)")
     p.add_argument("--rounds", type=int, default=3,
                    help="in-process rounds over the batch sizes; the best is kept")
     p.add_argument("--adaptive", action="store_true",
