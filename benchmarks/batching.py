@@ -22,11 +22,14 @@ record or less, so what the worker does around each record shows. One run:
 It reports the gain of batching (streamed at 64 and at the best size against streamed at
 1) and each streamed run against the in-process figure at the same size
 (streamed/offline), in records/s and in CPU time per record. ``--adaptive`` adds a run
-with ``batch: {max_size: 64, max_wait_ms: auto}``. Deployment files go to a temporary
+with ``batch: {max_size: 64, max_wait_ms: auto}``; ``--neighbour`` times the model
+in-process at its best size once more beside a busy Python process on another core (the
+cost, to the model, of what runs beside it). Deployment files go to a temporary
 ``STREAMCOMPOSE_HOME``; every topic is deleted at the end. Nothing passes or fails. Usage::
 
     python benchmarks/batching.py --bootstrap 127.0.0.1:9092 [--records 30000]
-        [--offline-records 4096] [--rounds 3] [--json benchmarks/out/batching.json]
+        [--offline-records 4096] [--rounds 3] [--neighbour]
+        [--json benchmarks/out/batching.json]
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ import argparse
 import asyncio
 import itertools
 import os
+import subprocess
 import sys
 import time
 import uuid
@@ -115,15 +119,16 @@ def session(path: Path) -> Any:
     return onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
-def offline(model: Path, rows: np.ndarray, rounds: int) -> dict[int, tuple[float, float]]:
-    """In-process records/s and CPU µs per record at each batch size of :data:`SIZES`:
-    the best of ``rounds`` interleaved rounds over the sizes."""
+def offline(model: Path, rows: np.ndarray, rounds: int, sizes: tuple[int, ...] = SIZES
+            ) -> dict[int, tuple[float, float]]:
+    """In-process records/s and CPU µs per record at each batch size of ``sizes``: the
+    best of ``rounds`` interleaved rounds over the sizes."""
     sess = session(model)
-    best = dict.fromkeys(SIZES, (0.0, float("inf")))
-    for size in SIZES:
+    best = dict.fromkeys(sizes, (0.0, float("inf")))
+    for size in sizes:
         sess.run(None, {"x": rows[:size]})
     for _ in range(rounds):
-        for size in SIZES:
+        for size in sizes:
             calls = len(rows) // size
             started, cpu = time.perf_counter(), time.process_time()
             for c in range(calls):
@@ -132,6 +137,31 @@ def offline(model: Path, rows: np.ndarray, rounds: int) -> dict[int, tuple[float
             cpu_us = (time.process_time() - cpu) / (calls * size) * 1e6
             best[size] = (max(best[size][0], rate), min(best[size][1], cpu_us))
     return best
+
+
+#: a neighbour for ``--neighbour``: Python packing and unpacking records, as a worker's
+#: event loop does on the other core while its model thread runs
+NEIGHBOUR = ("import msgpack\n"
+             "value = {'x': bytes(1024), 'id': 'r-000001'}\n"
+             "while True:\n    msgpack.unpackb(msgpack.packb(value))\n")
+
+
+def with_neighbour(model: Path, rows: np.ndarray, size: int, rounds: int
+                   ) -> tuple[float, float]:
+    """In-process records/s at ``size`` alone and while a Python process packs and
+    unpacks msgpack on another core (each the best of ``rounds``, alternately)."""
+    best = {False: 0.0, True: 0.0}
+    for _ in range(rounds):
+        for busy in (False, True):
+            neighbour = subprocess.Popen([sys.executable, "-c", NEIGHBOUR]) if busy else None
+            try:
+                time.sleep(0.2 if busy else 0.0)  # started, and on its core
+                best[busy] = max(best[busy], offline(model, rows, 1, (size,))[size][0])
+            finally:
+                if neighbour is not None:
+                    neighbour.kill()
+                    neighbour.wait()
+    return best[False], best[True]
 
 
 def records(prefix: str, rows: np.ndarray) -> list[Record]:
@@ -233,7 +263,7 @@ def report(info: dict[str, Any], args: argparse.Namespace,
 
 
 async def run(args: argparse.Namespace, workdir: Path
-              ) -> tuple[dict[int, tuple[float, float]], int, Figures]:
+              ) -> tuple[dict[int, tuple[float, float]], int, Figures, dict[str, float]]:
     model = write_mlp(workdir / "mlp.onnx")
     rng = np.random.default_rng(1)
     rows = rng.standard_normal((max(args.records, args.offline_records, max(SIZES)),
@@ -245,12 +275,17 @@ async def run(args: argparse.Namespace, workdir: Path
                 for s in dict.fromkeys((1, 64, best))}
     if args.adaptive:
         variants["64, max_wait_ms: auto"] = (64, "{max_size: 64, max_wait_ms: auto}")
+    neighbour = {}
+    if args.neighbour:
+        print("in-process beside a busy neighbour ...", file=sys.stderr, flush=True)
+        alone, busy = with_neighbour(model, rows[:args.offline_records], best, args.rounds)
+        neighbour = {"records_per_s_alone": alone, "records_per_s_beside": busy}
     stream = {}
     for label, (size, batch) in variants.items():
         print(f"streamed, {label} ...", file=sys.stderr, flush=True)
         stream[label] = (size, *await streamed(args.bootstrap, batch, rows[:args.records],
                                                model, workdir))
-    return rates, best, stream
+    return rates, best, stream, neighbour
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -267,14 +302,24 @@ def main(argv: list[str] | None = None) -> None:
                    help="in-process rounds over the batch sizes; the best is kept")
     p.add_argument("--adaptive", action="store_true",
                    help="also stream with batch {max_size: 64, max_wait_ms: auto}")
+    p.add_argument("--neighbour", action="store_true",
+                   help="also time the model in-process at its best size beside a Python "
+                        "process packing and unpacking msgpack on another core, as a "
+                        "worker's event loop does beside its model thread")
     p.add_argument("--json", type=Path, default=None, help="also write the results here")
     args = p.parse_args(argv)
     with temporary_home() as tmp:
         info = machine()
-        rates, best, stream = asyncio.run(run(args, tmp))
+        rates, best, stream, neighbour = asyncio.run(run(args, tmp))
     info["loadavg_1m_at_end"] = round(os.getloadavg()[0], 2)
     figures = report(info, args, rates, best, stream)
+    if neighbour:
+        alone, beside = neighbour["records_per_s_alone"], neighbour["records_per_s_beside"]
+        print(f"in-process at {best}, best of {args.rounds}: {alone:.0f} records/s alone, "
+              f"{beside:.0f} beside a Python process packing msgpack on another core "
+              f"({beside / alone:.2f} of alone)")
     write_json(args.json, machine=info, layers=LAYERS, best_batch=best, streamed=figures,
+               neighbour=neighbour,
                offline={size: {"records_per_s": r, "cpu_us": c}
                         for size, (r, c) in rates.items()})
 
