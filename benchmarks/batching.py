@@ -155,7 +155,9 @@ def with_neighbour(model: Path, rows: np.ndarray, size: int, rounds: int
         for busy in (False, True):
             neighbour = subprocess.Popen([sys.executable, "-c", NEIGHBOUR]) if busy else None
             try:
-                time.sleep(0.2 if busy else 0.0)  # started, and on its core
+                time.sleep(0.2 if busy else 0.0)  # started (the scheduler gives it a core)
+                if neighbour is not None and neighbour.poll() is not None:
+                    raise RuntimeError(f"the neighbour process exited ({neighbour.returncode})")
                 best[busy] = max(best[busy], offline(model, rows, 1, (size,))[size][0])
             finally:
                 if neighbour is not None:
@@ -278,7 +280,8 @@ async def run(args: argparse.Namespace, workdir: Path
     neighbour = {}
     if args.neighbour:
         print("in-process beside a busy neighbour ...", file=sys.stderr, flush=True)
-        alone, busy = with_neighbour(model, rows[:args.offline_records], best, args.rounds)
+        alone, busy = with_neighbour(model, rows[:max(args.offline_records, max(SIZES))],
+                                     best, args.rounds)
         neighbour = {"records_per_s_alone": alone, "records_per_s_beside": busy}
     stream = {}
     for label, (size, batch) in variants.items():

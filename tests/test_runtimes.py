@@ -366,19 +366,24 @@ def test_torch_intra_op_threads_hold_on_every_thread_that_runs_the_model(
         module: Callable[[str], str], tmp_path: Path) -> None:
     """Under OpenMP torch's thread count is a setting of each thread: a model loaded on
     the worker's model thread and run on its event loop (a quick step) runs with
-    ``intra_op_threads`` there too, not with the machine's cores."""
+    ``intra_op_threads`` there too, not with the machine's cores; and two models of a
+    co-located group sharing a thread each run with their own."""
     mod = module(TORCH_MODULES)
-    with ThreadPoolExecutor(1) as loader:
-        rt = loader.submit(torch_runtime, tmp_path, entrypoint=f"{mod}:Threads",
-                           options={**X3, "intra_op_threads": 1}).result()
     machine = max(2, os.cpu_count() or 2)
+    restore = torch.get_num_threads()
+    with ThreadPoolExecutor(1) as loader:
+        one, two = (loader.submit(torch_runtime, tmp_path, entrypoint=f"{mod}:Threads",
+                                  options={**X3, "intra_op_threads": n}).result()
+                    for n in (1, 2))
     on_another = ThreadPoolExecutor(1)
     try:
         on_another.submit(torch.set_num_threads, machine).result()
-        (result,) = on_another.submit(rt.infer, [{"x": [1.0, 2.0, 3.0]}]).result()
+        for rt, threads in ((one, 1), (two, 2), (one, 1)):
+            (result,) = on_another.submit(rt.infer, [{"x": [1.0, 2.0, 3.0]}]).result()
+            np.testing.assert_array_equal(result["y"], [threads] * 3)
     finally:
         on_another.shutdown()
-    np.testing.assert_array_equal(result["y"], [1, 1, 1])
+        torch.set_num_threads(restore)
 
 
 def test_torch_entrypoint_kwargs(module: Callable[[str], str], tmp_path: Path) -> None:

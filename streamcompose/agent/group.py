@@ -21,7 +21,6 @@ Example (needs a broker; ``deploy`` starts these for you)::
 
 from __future__ import annotations
 
-import logging
 from collections import Counter
 from typing import Any
 
@@ -39,8 +38,6 @@ from streamcompose.runtimes import RecordError
 from streamcompose.topology import colocate
 from streamcompose.topology.model import Topology
 from streamcompose.topology.versions import agent_version
-
-log = logging.getLogger("streamcompose.agent")
 
 
 class _Merged:

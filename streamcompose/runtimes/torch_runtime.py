@@ -34,7 +34,6 @@ from __future__ import annotations
 import ast
 import contextlib
 import pickletools
-import threading
 import warnings
 import zipfile
 from collections.abc import Iterator
@@ -184,7 +183,6 @@ class TorchRuntime(TensorRuntime):
         self.torch = torch
         threads = spec.options.get("intra_op_threads")
         self.threads = int(threads) if threads else None
-        self._configured = threading.local()  # .done on each thread that applied it
         self._own_threads()
         self.device = torch.device(resolve_device(spec, cuda_missing(torch, spec.device),
                                                   agent))
@@ -212,14 +210,12 @@ class TorchRuntime(TensorRuntime):
         self.output_fields = _output_fields(spec)
 
     def _own_threads(self) -> None:
-        """Apply ``intra_op_threads`` on the calling thread: under OpenMP, torch's thread
-        count is a setting of each thread, and a worker runs its model on its model thread
-        or, for a quick step, on its event loop (a setting of the thread that loaded the
-        model does not reach the other). One model per worker process, so the setting
-        is ours."""
-        if self.threads is not None and not getattr(self._configured, "done", False):
+        """Apply ``intra_op_threads`` on the calling thread before each call: under OpenMP,
+        torch's thread count is a setting of each thread, a worker runs its model on its
+        model thread or, for a quick step, on its event loop, and a co-located group's
+        members, each with its own count, share those threads."""
+        if self.threads is not None and self.torch.get_num_threads() != self.threads:
             self.torch.set_num_threads(self.threads)
-            self._configured.done = True
 
     def _to_device(self, array: np.ndarray) -> Any:
         tensor = self.torch.from_numpy(np.ascontiguousarray(array))
