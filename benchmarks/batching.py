@@ -270,8 +270,9 @@ async def run(args: argparse.Namespace, workdir: Path
     rng = np.random.default_rng(1)
     rows = rng.standard_normal((max(args.records, args.offline_records, max(SIZES)),
                                 LAYERS[0])).astype(np.float32)
+    sweep = rows[:max(args.offline_records, max(SIZES))]
     print("in-process ...", file=sys.stderr, flush=True)
-    rates = offline(model, rows[:max(args.offline_records, max(SIZES))], args.rounds)
+    rates = offline(model, sweep, args.rounds)
     best = max(rates, key=lambda size: rates[size][0])
     variants = {str(s): (s, f"{{max_size: {s}, max_wait_ms: 5}}")
                 for s in dict.fromkeys((1, 64, best))}
@@ -280,8 +281,7 @@ async def run(args: argparse.Namespace, workdir: Path
     neighbour = {}
     if args.neighbour:
         print("in-process beside a busy neighbour ...", file=sys.stderr, flush=True)
-        alone, busy = with_neighbour(model, rows[:max(args.offline_records, max(SIZES))],
-                                     best, args.rounds)
+        alone, busy = with_neighbour(model, sweep, best, args.rounds)
         neighbour = {"records_per_s_alone": alone, "records_per_s_beside": busy}
     stream = {}
     for label, (size, batch) in variants.items():

@@ -1,9 +1,9 @@
 """The model half of the worker core: batches go to the model thread one ahead, so that
 while the event loop encodes a batch's results the model already runs the next. A batch
-whose step is expected (from the step's time per record so far) to take less than the
-worker's :attr:`~AgentWorker.inline_step_s` runs on the event loop instead (a co-located
-group of cheap models: each of its members' model calls gives up the interpreter and, on
-the model thread, waits to win it back from the loop).
+whose step is expected (by its :class:`~streamcompose.colocate.overlap.StepPace`) to take
+less than the worker's :attr:`~AgentWorker.inline_step_s` runs on the event loop instead
+(a co-located group of cheap models: each of its members' model calls gives up the
+interpreter and, on the model thread, waits to win it back from the loop).
 
 Each batch passes the serving gate first (:mod:`streamcompose.serving`: expired requests
 are dead-lettered, cached ones answered) and its deadlines are checked once more in the
@@ -19,10 +19,10 @@ import logging
 import time
 from collections import deque
 from dataclasses import dataclass
-from statistics import median_low
 from typing import TYPE_CHECKING, Any
 
 from streamcompose.codec.reasons import exception_text
+from streamcompose.colocate.overlap import StepPace
 from streamcompose.delivery import Closing
 from streamcompose.runtimes import RecordError
 from streamcompose.serving.gate import Admission
@@ -33,33 +33,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("streamcompose.agent")
 INFER_DEPTH = 2  # batches given to the model thread at once: one running, one waiting
-WINDOW = 9  # batches whose median time per record is the step's expected one
-
-
-class StepPace:
-    """The step's expected seconds for a batch: its size times the median time per
-    record of the last :data:`WINDOW` batches. A median, as in
-    :class:`~streamcompose.colocate.overlap.OverlapChoice`: one stalled batch (the
-    process preempted) does not move the step off the event loop for the batches after.
-
-    >>> pace = StepPace()
-    >>> pace.expected(10) is None
-    True
-    >>> for seconds in (0.001, 0.001, 0.5):
-    ...     pace.ran(seconds, 10)
-    >>> pace.expected(10)
-    0.001
-    """
-
-    def __init__(self) -> None:
-        self._recent: deque[float] = deque(maxlen=WINDOW)
-
-    def ran(self, seconds: float, records: int) -> None:
-        self._recent.append(seconds / records)
-
-    def expected(self, records: int) -> float | None:
-        """The seconds a batch of ``records`` should take; None before the first."""
-        return median_low(self._recent) * records if self._recent else None
 
 
 @dataclass

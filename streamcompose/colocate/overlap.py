@@ -28,7 +28,32 @@ from __future__ import annotations
 from collections import defaultdict, deque
 from statistics import median_low
 
-WINDOW = 9  # batches of each way whose median time per record counts
+WINDOW = 9  # recent batches whose median time per record counts
+
+
+class StepPace:
+    """A step's time per record, the median of its last :data:`WINDOW` batches, and so
+    the seconds a batch should take. The worker's pipeline asks it whether a group's
+    step is quick enough for the event loop; :class:`OverlapChoice` keeps one per way.
+
+    >>> pace = StepPace()
+    >>> pace.expected(10) is None
+    True
+    >>> for seconds in (0.001, 0.001, 0.5):  # one stalled batch does not count
+    ...     pace.ran(seconds, 10)
+    >>> pace.expected(10)
+    0.001
+    """
+
+    def __init__(self, window: int = WINDOW) -> None:
+        self._recent: deque[float] = deque(maxlen=window)
+
+    def ran(self, seconds: float, records: int) -> None:
+        self._recent.append(seconds / records)
+
+    def expected(self, records: int) -> float | None:
+        """The seconds a batch of ``records`` should take; None before the first."""
+        return median_low(self._recent) * records if self._recent else None
 
 
 class OverlapChoice:
@@ -36,14 +61,15 @@ class OverlapChoice:
 
     def __init__(self, explore_every: int = 20, window: int = WINDOW) -> None:
         self.explore_every = explore_every
-        #: wave -> way (at once?) -> seconds per record of its latest batches
-        self.times: dict[int, dict[bool, deque[float]]] = defaultdict(
-            lambda: {False: deque(maxlen=window), True: deque(maxlen=window)})
+        #: wave -> way (at once?) -> its pace over its latest batches
+        self.paces: dict[int, dict[bool, StepPace]] = defaultdict(
+            lambda: {False: StepPace(window), True: StepPace(window)})
         self.calls: dict[int, int] = defaultdict(int)
 
     def cost(self, wave: int) -> dict[bool, float]:
         """The median seconds per record of each way ``wave`` has run in."""
-        return {way: median_low(times) for way, times in self.times[wave].items() if times}
+        return {way: per_record for way, pace in self.paces[wave].items()
+                if (per_record := pace.expected(1)) is not None}
 
     def concurrent(self, wave: int) -> bool:
         """Whether the next batch of ``wave`` runs its members at once."""
@@ -57,4 +83,4 @@ class OverlapChoice:
 
     def took(self, wave: int, concurrent: bool, seconds: float, records: int) -> None:
         """A batch of ``records`` ran through ``wave`` in ``seconds``."""
-        self.times[wave][concurrent].append(seconds / max(1, records))
+        self.paces[wave][concurrent].ran(seconds, max(1, records))
