@@ -19,6 +19,7 @@ share, such as a common preprocessing step, appear once).
 
 from __future__ import annotations
 
+import functools
 import json
 import operator
 import os
@@ -33,20 +34,25 @@ Entry = dict[str, Any]
 def read_lineage(headers: Sequence[tuple[str, bytes]] | None) -> list[Entry]:
     """The lineage a record's headers carry; ``[]`` when none (or not a JSON list)."""
     raw = next((v for k, v in headers or () if k == LINEAGE), None)
-    if not raw:
-        return []
+    return [dict(entry) for entry in _parsed(raw)] if raw else []
+
+
+@functools.lru_cache(maxsize=256)
+def _parsed(raw: bytes) -> tuple[Entry, ...]:
+    """The entries of one header value, parsed once for the records of a micro-batch,
+    which carry the same (callers get copies)."""
     try:
         entries = json.loads(raw)
     except ValueError:
-        return []
-    return [e for e in entries if isinstance(e, dict)] if isinstance(entries, list) else []
+        return ()
+    return tuple(e for e in entries if isinstance(e, dict)) if isinstance(entries, list) else ()
 
 
 def merge_lineage(*lineages: Iterable[Entry]) -> list[Entry]:
     """The lineages of several branches as one, in order, each entry once.
 
     >>> merge_lineage([{"agent": "a", "batch": "0-1-1"}, {"agent": "b", "batch": "0-1-2"}],
-    ...               [{"agent": "a", "batch": "0-1-1"}, {"agent": "c", "batch": "0-9-3"}])
+    ...               [{"batch": "0-1-1", "agent": "a"}, {"agent": "c", "batch": "0-9-3"}])
     ... # doctest: +NORMALIZE_WHITESPACE
     [{'agent': 'a', 'batch': '0-1-1'}, {'agent': 'b', 'batch': '0-1-2'},
      {'agent': 'c', 'batch': '0-9-3'}]
@@ -55,7 +61,7 @@ def merge_lineage(*lineages: Iterable[Entry]) -> list[Entry]:
     for lineage in lineages:
         for entry in lineage:
             try:  # an entry's values are scalars, so its items make a key
-                merged.setdefault(tuple(sorted(entry.items())), entry)
+                merged.setdefault(frozenset(entry.items()), entry)
             except TypeError:
                 merged.setdefault(json.dumps(entry, sort_keys=True), entry)
     return list(merged.values())

@@ -16,20 +16,20 @@ Entry times come from the clients' clocks: clients whose clocks differ by more t
 
 >>> p = BranchProgress(timeout_ms=1000)
 >>> p.saw("cnn", 0, entered_ms=10_000, now=20_000)
->>> p.gave_up("cnn", 0, entered_ms=10_500, first_ms=19_000, now=20_900)  # behind, delivering
+>>> p.look(20_900, ["cnn"]).gave_up(["cnn"], 0, entered_ms=10_500, first_ms=19_000)
 False
->>> p.saw("cnn", 0, entered_ms=11_600, now=21_000)                     # passed it by 1.1 s
->>> p.gave_up("cnn", 0, entered_ms=10_500, first_ms=19_000, now=21_000)
+>>> p.saw("cnn", 0, entered_ms=11_600, now=21_000)          # passed it by 1.1 s
+>>> p.look(21_000, ["cnn"]).gave_up(["cnn"], 0, entered_ms=10_500, first_ms=19_000)
 True
->>> p.gave_up("cnn", 0, entered_ms=11_700, first_ms=20_500, now=22_000)  # silent for 1 s
+>>> p.look(22_000, ["cnn"]).gave_up(["cnn"], 0, entered_ms=11_700, first_ms=20_500)
 True
->>> p.gave_up("mlp", 0, entered_ms=11_700, first_ms=20_500, now=21_499)  # never heard of
+>>> p.look(21_499, ["cnn", "mlp"]).gave_up(["mlp"], 0, entered_ms=11_700, first_ms=20_500)
 False
->>> p.saw("mlp", 1, entered_ms=12_000, now=21_499)     # busy on another partition
->>> p.gave_up("mlp", 0, entered_ms=11_700, first_ms=20_500, now=21_500)
+>>> p.saw("mlp", 1, entered_ms=12_000, now=21_499)          # busy on another partition
+>>> p.look(21_500, ["mlp"]).gave_up(["mlp"], 0, entered_ms=11_700, first_ms=20_500)
 False
->>> p.unread("mlp", now=23_000)                       # its topic has more to read
->>> p.gave_up("mlp", 0, entered_ms=11_700, first_ms=20_500, now=23_999)
+>>> p.unread("mlp", now=23_000)                             # its topic has more to read
+>>> p.look(23_999, ["mlp"]).gave_up(["mlp"], 0, entered_ms=11_700, first_ms=20_500)
 False
 """
 
@@ -59,17 +59,10 @@ class BranchProgress:
         """``branch``'s topic holds records not read yet at ``now``: it is not silent."""
         self._heard[branch] = now
 
-    def gave_up(self, branch: str, partition: int, entered_ms: int, first_ms: int,
-                now: int) -> bool:
-        """Whether a request of ``partition`` that entered at ``entered_ms`` and whose
-        first branch result came at ``first_ms`` has nothing more to expect from
-        ``branch``; a branch not heard of is silent since ``first_ms``, or since the
-        joiner :meth:`resumed` if that is later."""
-        heard = self._heard.get(branch, self._since or first_ms)
-        if now - max(heard, first_ms) >= self.timeout_ms:
-            return True
-        return (entered_ms > 0
-                and self._entered.get((branch, partition), 0) - entered_ms >= self.timeout_ms)
+    def look(self, now: int, branches: Iterable[str]) -> ProgressLook:
+        """The progress of ``branches`` as it stands at ``now``, to judge many open
+        requests by (a joiner looks at all of them every few tens of ms)."""
+        return ProgressLook(self, now, branches)
 
     def resumed(self, now: int) -> None:
         """The joiner runs again from ``now`` (it restored open requests): branches get
@@ -84,4 +77,40 @@ class BranchProgress:
             del self._entered[key]
 
 
-__all__ = ["BranchProgress"]
+class ProgressLook:
+    """:class:`BranchProgress` at one moment, worked out once for every request judged
+    then: a branch not heard of is silent since the request's first result, or since the
+    joiner :meth:`~BranchProgress.resumed` if that is later."""
+
+    def __init__(self, progress: BranchProgress, now: int, branches: Iterable[str]) -> None:
+        timeout = self.timeout_ms = progress.timeout_ms
+        self.now = now
+        since = progress._since or None
+        self._heard = {b: progress._heard.get(b, since) for b in branches}
+        self._passed = {key: entered - timeout for key, entered in progress._entered.items()}
+        self._passed_any: dict[int, int] = {}  # the latest of each partition's branches
+        for (_, partition), passed in self._passed.items():
+            self._passed_any[partition] = max(passed, self._passed_any.get(partition, passed))
+        self._quiet = any(heard is None or now - heard >= timeout
+                          for heard in self._heard.values())
+
+    def may_give_up(self, partition: int, entered_ms: int) -> bool:
+        """False when no branch can be given up for such a request (none is silent, none
+        passed it): most open requests, judged without looking at their branches."""
+        return self._quiet or 0 < entered_ms <= self._passed_any.get(partition, 0)
+
+    def gave_up(self, missing: Iterable[str], partition: int, entered_ms: int,
+                first_ms: int) -> bool:
+        """Whether none of the ``missing`` branches has anything more to give a request of
+        ``partition`` that entered at ``entered_ms`` and whose first branch result came
+        at ``first_ms``: each passed it by ``timeout_ms`` or was silent that long."""
+        for branch in missing:
+            heard = self._heard.get(branch)
+            if self.now - max(first_ms if heard is None else heard, first_ms) >= self.timeout_ms:
+                continue
+            if not 0 < entered_ms <= self._passed.get((branch, partition), 0):
+                return False
+        return True
+
+
+__all__ = ["BranchProgress", "ProgressLook"]

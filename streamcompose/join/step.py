@@ -27,7 +27,7 @@ from streamcompose.codec.lineage import merge_lineage, read_lineage
 from streamcompose.codec.record import EXPECT
 from streamcompose.errors import RequestExpiredError, StreamComposeError
 from streamcompose.join.aggregate import Aggregator
-from streamcompose.join.progress import BranchProgress
+from streamcompose.join.progress import BranchProgress, ProgressLook
 from streamcompose.join.rules import JoinRule, Verdict
 from streamcompose.join.strategies import StrategyError
 from streamcompose.serving.deadline import expired_error
@@ -99,10 +99,11 @@ class JoinStep(StatefulStep):
         """Completed requests, those whose timeout or deadline passed, and the oldest
         beyond ``max_pending``."""
         due = dict(self._complete)
-        timeout = self.join.timeout_ms
+        aged = now - self.join.timeout_ms
+        look = self.progress.look(now, self.rule.branches)
         open_ = self.store.open_entries()
         due.update((rid, None) for rid, e in open_
-                   if e.expired(now) or (now - e.first_ms >= timeout and self._given_up(e, now)))
+                   if e.expired(now) or (e.first_ms <= aged and self._given_up(e, look)))
         excess = len(open_) - len(due) - self.join.max_pending
         evicted = list(itertools.islice((rid for rid, _ in open_ if rid not in due),
                                         max(excess, 0)))
@@ -110,11 +111,11 @@ class JoinStep(StatefulStep):
         self._evicted = len(evicted)
         return list(due)
 
-    def _given_up(self, entry: JoinEntry, now: int) -> bool:
+    def _given_up(self, entry: JoinEntry, look: ProgressLook) -> bool:
         """Whether no branch the request still misses has anything more to give it."""
-        return all(self.progress.gave_up(b, entry.partition, entry.entered_ms,
-                                          entry.first_ms, now)
-                   for b in self.rule.missing(entry.branches, entry.expect))
+        return look.may_give_up(entry.partition, entry.entered_ms) and look.gave_up(
+            self.rule.missing(entry.branches, entry.expect), entry.partition,
+            entry.entered_ms, entry.first_ms)
 
     def opens(self, request_id: str) -> bool:
         return not self.store.is_pending(request_id) and not self.store.is_done(request_id)
