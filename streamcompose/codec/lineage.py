@@ -57,14 +57,12 @@ def merge_lineage(*lineages: Iterable[Entry]) -> list[Entry]:
     [{'agent': 'a', 'batch': '0-1-1'}, {'agent': 'b', 'batch': '0-1-2'},
      {'agent': 'c', 'batch': '0-9-3'}]
     """
-    merged: dict[Any, Entry] = {}
-    for lineage in lineages:
+    merged: list[Entry] = []
+    for lineage in lineages:  # a few entries each: comparing dicts beats hashing them
         for entry in lineage:
-            try:  # an entry's values are scalars, so its items make a key
-                merged.setdefault(frozenset(entry.items()), entry)
-            except TypeError:
-                merged.setdefault(json.dumps(entry, sort_keys=True), entry)
-    return list(merged.values())
+            if entry not in merged:
+                merged.append(entry)
+    return merged
 
 
 def with_lineage(headers: Iterable[tuple[str, bytes]], lineage: list[Entry]) -> Headers:

@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import functools
 import time
 import uuid
 from collections.abc import Sequence
@@ -36,6 +37,17 @@ def now_ms() -> int:
     return int(time.time() * 1000)
 
 
+@functools.lru_cache(maxsize=256)
+def _path(raw: bytes) -> tuple[str, ...]:
+    """A ``sc-path`` header's agents, read once for the records of a batch."""
+    return tuple(p for p in raw.decode("utf-8", "replace").split(",") if p)
+
+
+@functools.lru_cache(maxsize=64)
+def _text(raw: bytes) -> str:
+    return raw.decode("utf-8", "replace")
+
+
 @dataclass(frozen=True)
 class Trace:
     """Where a request is in its journey: id, entry time, agents passed, value format."""
@@ -50,22 +62,24 @@ class Trace:
     def from_record(cls, key: bytes | None, headers: Sequence[tuple[str, bytes]] | None
                     ) -> Trace:
         """Read a record's key and headers; a request without key gets a new id."""
-        found = {k: v for k, v in headers or ()}
-        entered = found.get(ENTERED)
-        path = found.get(PATH)
-        content_type = found.get(CONTENT_TYPE)
+        entered = path = content_type = None
+        extra = []
+        for name, value in headers or ():  # the last of repeated headers counts
+            if name == ENTERED:
+                entered = value
+            elif name == PATH:
+                path = value
+            elif name == CONTENT_TYPE:
+                content_type = value
+            else:
+                extra.append((name, value))
         try:
             entered_ms = int(entered) if entered else now_ms()
         except ValueError:
             entered_ms = now_ms()
-        return cls(
-            request_id=key.decode("utf-8", "replace") if key else new_request_id(),
-            entered_ms=entered_ms,
-            path=tuple(p for p in path.decode("utf-8", "replace").split(",") if p)
-            if path else (),
-            content_type=content_type.decode("utf-8", "replace") if content_type else None,
-            extra=tuple((k, v) for k, v in headers or () if k not in OWN_HEADERS),
-        )
+        return cls(key.decode("utf-8", "replace") if key else new_request_id(), entered_ms,
+                   _path(path) if path else (), _text(content_type) if content_type else None,
+                   tuple(extra))
 
     def passed(self, agent: str) -> Trace:
         """This trace after one more agent."""
