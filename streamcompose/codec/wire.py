@@ -25,6 +25,7 @@ from __future__ import annotations
 import base64
 import json
 import re
+import threading
 from typing import Any
 
 import msgpack
@@ -37,13 +38,33 @@ MSGPACK = "application/msgpack"
 JSON = "application/json"
 NDARRAY_EXT = 1
 _JSON_START = re.compile(rb"[ \t\r\n]*([{\[])")
+# each thread's packers: msgpack.packb makes a Packer per call, whose 256 KiB buffer
+# costs more than packing a payload of a few arrays (16 µs against 4)
+_PACKERS = threading.local()
+
+
+def pack(obj: Any) -> bytes:
+    """``obj`` as msgpack, numpy arrays as extension type 1.
+
+    >>> pack({"n": 1}) == msgpack.packb({"n": 1})
+    True
+    """
+    try:
+        packer = _PACKERS.outer
+    except AttributeError:
+        packer = _PACKERS.outer = msgpack.Packer(default=_default, use_bin_type=True)
+    return packer.pack(obj)
 
 
 def _default(obj: Any) -> Any:
     if isinstance(obj, np.ndarray):
         if obj.dtype.hasobject:
             raise TypeError("arrays of Python objects cannot be encoded")
-        data = msgpack.packb([obj.dtype.str, list(obj.shape), np.ascontiguousarray(obj).tobytes()])
+        try:  # not the outer packer, which is packing the payload that holds the array
+            packer = _PACKERS.inner
+        except AttributeError:
+            packer = _PACKERS.inner = msgpack.Packer()
+        data = packer.pack([obj.dtype.str, list(obj.shape), np.ascontiguousarray(obj).tobytes()])
         return msgpack.ExtType(NDARRAY_EXT, data)
     if isinstance(obj, np.generic):
         return obj.item()
@@ -87,7 +108,7 @@ def encode_payload(payload: dict[str, Any], content_type: str = MSGPACK) -> byte
 def _encode(payload: dict[str, Any], content_type: str) -> bytes:
     if content_type == JSON:
         return json.dumps(payload, default=_jsonable, separators=(",", ":")).encode()
-    return msgpack.packb(payload, default=_default, use_bin_type=True)
+    return pack(payload)
 
 
 def _encodes(payload: dict[str, Any], content_type: str) -> bool:

@@ -35,6 +35,8 @@ from typing import Any, Generic, TypeVar
 
 import msgpack
 
+from streamcompose.codec.wire import pack
+
 DONE = "done"
 
 
@@ -47,8 +49,7 @@ class Entry:
 
     def encode(self) -> bytes:
         # the fields as they are (values of msgpack's types): asdict would copy them deeply
-        return msgpack.packb({name: getattr(self, name) for name in _names(type(self))},
-                             use_bin_type=True)
+        return pack({name: getattr(self, name) for name in _names(type(self))})
 
 
 @functools.cache
@@ -116,7 +117,7 @@ class RequestStore(Generic[E]):
             elif rid in self._done:
                 partition, at = self._done[rid]
                 out.append((partition, rid.encode(),
-                            msgpack.packb({DONE: at, "partition": partition})))
+                            pack({DONE: at, "partition": partition})))
         self._changed, self._removed = {}, []
         return out
 
