@@ -24,6 +24,7 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
+from aiokafka import TopicPartition
 from prometheus_client import CollectorRegistry
 from prometheus_client.metrics_core import Metric
 
@@ -99,8 +100,8 @@ class GroupWorker(AgentWorker):
     def counted(self, member: str, events: Counter[str]) -> None:
         self.members[member].step_events(events)
 
-    def _decode(self, record: Any) -> Item:
-        item = super()._decode(record)
+    def _decode(self, record: Any, tp: TopicPartition) -> Item:
+        item = super()._decode(record, tp)
         if item.payload is not None:
             item.payload = GroupRequest(item.payload, record.topic, item.trace.extra)
         return item

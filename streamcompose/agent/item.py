@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from aiokafka import ConsumerRecord, TopicPartition
@@ -28,10 +28,7 @@ class Item:
     skipped: bool = False  # a request redriven for another agent of its topic
     hop: tracing.Hop | None = None  # its spans, when tracing is on
     cost: float = 0.0  # for cost-aware batching
-
-    @property
-    def tp(self) -> TopicPartition:
-        return TopicPartition(self.record.topic, self.record.partition)
+    tp: TopicPartition = field(kw_only=True)  # the record's partition, shared by its fetch
 
 
 Processed = tuple[Closing, int, tracing.Hop | None]  # what a record gives, its epoch, spans

@@ -41,6 +41,11 @@ log = logging.getLogger("streamcompose.stateful")
 #: how often the step looks at the time of every open request (timeouts, deadlines);
 #: complete requests are answered by the poll that completes them
 TIMERS_S = 0.05
+#: a look that takes longer than TIMERS_S / LOOK_SHARE (thousands of open requests, a
+#: joiner draining a backlog) waits LOOK_SHARE times as long as it took before the next,
+#: so that looking takes at most a twentieth of the step's time: 10000 open requests
+#: and a look of 10 ms, say, time out up to 0.2 s late
+LOOK_SHARE = 20
 
 
 class StatefulRunner:
@@ -120,7 +125,8 @@ class StatefulRunner:
                 now = await self.clock.now((i.record for i in items), self._held)
                 timers = loop.time() >= self._timers_at
                 if timers:
-                    self._timers_at = loop.time() + TIMERS_S
+                    self._timers_at = loop.time() + max(TIMERS_S,
+                                                        LOOK_SHARE * self.step.look_s)
                     self.step.unread(await self._unread(), now)
                 if items or timers:
                     await self._process(items, now, timers)

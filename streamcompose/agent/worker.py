@@ -182,30 +182,31 @@ class AgentWorker(EncodingWorker):
             for tp, records in batches.items():  # bookkeeping once per partition's batch
                 self.metrics.records_in.inc(len(records))
                 self.checkpoint.track(tp, [r.offset for r in records])
-                await self.batcher.put_many([self._decode(r) for r in records])
+                await self.batcher.put_many([self._decode(r, tp) for r in records])
         self._consumed.set()
 
-    def _decode(self, record: ConsumerRecord) -> Item:
+    def _decode(self, record: ConsumerRecord, tp: TopicPartition) -> Item:
         trace = Trace.from_record(record.key, record.headers)
-        epoch = self.epochs.get(TopicPartition(record.topic, record.partition), 0)
+        epoch = self.epochs.get(tp, 0)
         if not meant_for(self.serves, record.topic, record.headers):
-            return Item(record, trace, None, epoch=epoch, skipped=True)
+            return Item(record, trace, None, epoch=epoch, tp=tp, skipped=True)
         if self.stateful is not None:  # a stateful step reads the raw values it needs
-            return Item(record, trace, None, epoch=epoch)
+            return Item(record, trace, None, epoch=epoch, tp=tp)
         hop = self.tracing and self.tracing.received(
             trace.request_id, trace.extra, f"{record.topic}[{record.partition}]@{record.offset}")
         try:
             item = Item(record, trace, decode_payload(record.value, trace.content_type),
-                        epoch=epoch, hop=hop)
+                        epoch=epoch, tp=tp, hop=hop)
         except StreamComposeError as exc:
-            return Item(record, trace, None, exc, epoch=epoch, hop=hop)
+            return Item(record, trace, None, exc, epoch=epoch, tp=tp, hop=hop)
         if self.cost is not None:
             try:
                 item.cost = self.cost(item.payload or {})
             except Exception as exc:  # the user's cost function: the record's fault
                 return Item(record, trace, None, RecordError(
                     f"batch.cost {self.spec.batch.cost!r} failed: "
-                    f"{exception_text(exc, typed=True)}", agent=self.agent), epoch=epoch, hop=hop)
+                    f"{exception_text(exc, typed=True)}", agent=self.agent), epoch=epoch, tp=tp,
+                    hop=hop)
         return item
 
     def drop_queued(self, partitions: Iterable[TopicPartition]) -> None:

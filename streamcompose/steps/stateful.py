@@ -10,6 +10,7 @@ Kafka, so the same step runs in the workers and in :class:`~streamcompose.testin
 from __future__ import annotations
 
 import sys
+import time
 from abc import ABC, abstractmethod
 from collections import Counter
 from collections.abc import Iterable
@@ -101,6 +102,7 @@ class StatefulStep(ABC):
         self.out_type = result_content_type(topology, agent)
         self.events: Counter[str] = Counter()
         self.now = 0
+        self.look_s = 0.0
         self._sends: list[Send] = []
         self.tracing = hop_tracer(agent)
 
@@ -143,11 +145,16 @@ class StatefulStep(ABC):
         for a later call (:meth:`changes`): a request changed by several calls is then
         written once, as it stands when the changes are taken. With ``timers`` False
         only what is :meth:`ready` is answered: looking at every open request's time is
-        left to a later call."""
+        left to a later call; :attr:`look_s` says how long the last look took."""
         self.now = now
         for arrival in arrivals:
             self.on_record(arrival)
-        due = self.due(now) if timers else self.ready()
+        if timers:
+            started = time.perf_counter()
+            due = self.due(now)
+            self.look_s = time.perf_counter() - started
+        else:
+            due = self.ready()
         if due:
             self.on_due(due, now)
         self.store.expire(now)
