@@ -25,7 +25,10 @@ DEADLINE = "sc-deadline"
 
 def deadline_of(trace: Trace) -> int | None:
     """The request's deadline in ms since the epoch, or None (none, or unreadable)."""
-    raw = dict(trace.extra).get(DEADLINE)
+    raw = None
+    for name, value in trace.extra:  # the last one counts, as in a dict of them
+        if name == DEADLINE:
+            raw = value
     try:
         return int(raw) if raw else None
     except ValueError:
