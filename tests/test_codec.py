@@ -6,6 +6,7 @@ import base64
 import json
 import pickle
 import re
+from concurrent.futures import ThreadPoolExecutor
 
 import msgpack
 import numpy as np
@@ -339,3 +340,17 @@ def test_a_lineage_entry_is_encoded_once_per_batch_and_never_reused_for_another(
     fresh = [stamp.stamp(headers, first) for headers in ([("x", b"1")], [], [("y", b"")])]
     assert len(encodings) == 1 and all(read_lineage(h) == [first] for h in fresh)
     assert read_lineage(stamp.stamp([("sc-lineage", b"[]")], first)) == [first]
+
+
+def test_threads_packing_at_once_each_get_their_own_bytes():
+    """Every thread packs with packers of its own: payloads of arrays packed at once on
+    four threads, some over the size after which a packer is dropped, decode as sent."""
+    payloads = [{"i": i, "x": np.full(i % 7 * 40_000 + 1, i, np.float32)} for i in range(64)]
+
+    def round_trip(payload):
+        return decode_payload(encode_payload(payload))
+
+    with ThreadPoolExecutor(4) as pool:
+        for payload, back in zip(payloads * 4, pool.map(round_trip, payloads * 4), strict=True):
+            assert back["i"] == payload["i"]
+            np.testing.assert_array_equal(back["x"], payload["x"])

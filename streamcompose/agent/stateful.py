@@ -43,9 +43,11 @@ log = logging.getLogger("streamcompose.stateful")
 TIMERS_S = 0.05
 #: a look that takes longer than TIMERS_S / LOOK_SHARE (thousands of open requests, a
 #: joiner draining a backlog) waits LOOK_SHARE times as long as it took before the next,
-#: so that looking takes at most a twentieth of the step's time: 10000 open requests
-#: and a look of 10 ms, say, time out up to 0.2 s late
+#: so that looking takes at most a twentieth of the step's time (10000 open requests
+#: and a look of 10 ms, say, time out up to 0.2 s late), but never more than LOOK_MAX_S
+#: (a look stalled by a pause of the process)
 LOOK_SHARE = 20
+LOOK_MAX_S = 0.5
 
 
 class StatefulRunner:
@@ -125,8 +127,8 @@ class StatefulRunner:
                 now = await self.clock.now((i.record for i in items), self._held)
                 timers = loop.time() >= self._timers_at
                 if timers:
-                    self._timers_at = loop.time() + max(TIMERS_S,
-                                                        LOOK_SHARE * self.step.look_s)
+                    self._timers_at = loop.time() + min(max(TIMERS_S, LOOK_SHARE
+                                                            * self.step.look_s), LOOK_MAX_S)
                     self.step.unread(await self._unread(), now)
                 if items or timers:
                     await self._process(items, now, timers)

@@ -21,7 +21,6 @@ CONTENT_TYPE = "content-type"
 ENTERED = "sc-entered"
 PATH = "sc-path"
 EXPECT = "sc-expect"  # set by a mixture-of-experts gate: the experts a request went to
-OWN_HEADERS = (CONTENT_TYPE, ENTERED, PATH)
 
 
 def new_request_id() -> str:
@@ -45,6 +44,7 @@ def _path(raw: bytes) -> tuple[str, ...]:
 
 @functools.lru_cache(maxsize=64)
 def _text(raw: bytes) -> str:
+    """A ``content-type`` header's text, read once for the records of a batch."""
     return raw.decode("utf-8", "replace")
 
 

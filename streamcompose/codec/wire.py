@@ -38,33 +38,39 @@ MSGPACK = "application/msgpack"
 JSON = "application/json"
 NDARRAY_EXT = 1
 _JSON_START = re.compile(rb"[ \t\r\n]*([{\[])")
-# each thread's packers: msgpack.packb makes a Packer per call, whose 256 KiB buffer
-# costs more than packing a payload of a few arrays (16 µs against 4)
+# each thread's packers: msgpack.packb makes a Packer with a 256 KiB buffer per call, and
+# the array hook's, made while the payload's is in use, took fresh memory every time (17
+# µs for a payload of three small arrays, against 4); a packer that packed more than
+# KEEP_BYTES is dropped, so that a thread does not hold on to its largest buffer
 _PACKERS = threading.local()
+KEEP_BYTES = 1 << 20
 
 
-def pack(obj: Any) -> bytes:
-    """``obj`` as msgpack, numpy arrays as extension type 1.
+def pack(obj: Any, arrays: bool = True) -> bytes:
+    """``obj`` as msgpack, numpy arrays as extension type 1 (with ``arrays``; else only
+    msgpack's own types).
 
-    >>> pack({"n": 1}) == msgpack.packb({"n": 1})
+    >>> pack({"n": 1}) == pack({"n": 1}, arrays=False) == msgpack.packb({"n": 1})
     True
     """
-    try:
-        packer = _PACKERS.outer
-    except AttributeError:
-        packer = _PACKERS.outer = msgpack.Packer(default=_default, use_bin_type=True)
-    return packer.pack(obj)
+    kind = "outer" if arrays else "plain"
+    packer = getattr(_PACKERS, kind, None)
+    if packer is None:
+        packer = msgpack.Packer(default=_default if arrays else None, use_bin_type=True)
+        setattr(_PACKERS, kind, packer)
+    data = packer.pack(obj)
+    if len(data) > KEEP_BYTES:
+        delattr(_PACKERS, kind)
+    return data
 
 
 def _default(obj: Any) -> Any:
     if isinstance(obj, np.ndarray):
         if obj.dtype.hasobject:
             raise TypeError("arrays of Python objects cannot be encoded")
-        try:  # not the outer packer, which is packing the payload that holds the array
-            packer = _PACKERS.inner
-        except AttributeError:
-            packer = _PACKERS.inner = msgpack.Packer()
-        data = packer.pack([obj.dtype.str, list(obj.shape), np.ascontiguousarray(obj).tobytes()])
+        # the plain packer, not the outer one, which is packing the payload holding the array
+        data = pack([obj.dtype.str, list(obj.shape), np.ascontiguousarray(obj).tobytes()],
+                    arrays=False)
         return msgpack.ExtType(NDARRAY_EXT, data)
     if isinstance(obj, np.generic):
         return obj.item()

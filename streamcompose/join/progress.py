@@ -60,8 +60,10 @@ class BranchProgress:
         self._heard[branch] = now
 
     def look(self, now: int, branches: Iterable[str]) -> ProgressLook:
-        """The progress of ``branches`` as it stands at ``now``, to judge many open
-        requests by (a joiner looks at all of them every few tens of ms)."""
+        """The progress as it stands at ``now``, to judge many open requests by (a joiner
+        looks at all of them every few tens of ms); :meth:`ProgressLook.may_give_up`
+        covers ``branches`` (the joiner's inputs), :meth:`ProgressLook.gave_up` any
+        branch (a gate's ``sc-expect`` may name others)."""
         return ProgressLook(self, now, branches)
 
     def resumed(self, now: int) -> None:
@@ -85,8 +87,9 @@ class ProgressLook:
     def __init__(self, progress: BranchProgress, now: int, branches: Iterable[str]) -> None:
         timeout = self.timeout_ms = progress.timeout_ms
         self.now = now
-        since = progress._since or None
-        self._heard = {b: progress._heard.get(b, since) for b in branches}
+        self._since = progress._since or None
+        self._heard = {b: progress._heard.get(b, self._since) for b in branches}
+        self._heard_any = progress._heard
         self._passed = {key: entered - timeout for key, entered in progress._entered.items()}
         self._passed_any: dict[int, int] = {}  # the latest of each partition's branches
         for (_, partition), passed in self._passed.items():
@@ -95,8 +98,9 @@ class ProgressLook:
                           for heard in self._heard.values())
 
     def may_give_up(self, partition: int, entered_ms: int) -> bool:
-        """False when no branch can be given up for such a request (none is silent, none
-        passed it): most open requests, judged without looking at their branches."""
+        """False when none of the branches looked at can be given up for such a request
+        (none is silent, none passed it): most open requests, judged without looking at
+        what they miss."""
         return self._quiet or 0 < entered_ms <= self._passed_any.get(partition, 0)
 
     def gave_up(self, missing: Iterable[str], partition: int, entered_ms: int,
@@ -105,7 +109,8 @@ class ProgressLook:
         ``partition`` that entered at ``entered_ms`` and whose first branch result came
         at ``first_ms``: each passed it by ``timeout_ms`` or was silent that long."""
         for branch in missing:
-            heard = self._heard.get(branch)
+            heard = (self._heard[branch] if branch in self._heard
+                     else self._heard_any.get(branch, self._since))
             if self.now - max(first_ms if heard is None else heard, first_ms) >= self.timeout_ms:
                 continue
             if not 0 < entered_ms <= self._passed.get((branch, partition), 0):

@@ -112,10 +112,12 @@ class JoinStep(StatefulStep):
         return list(due)
 
     def _given_up(self, entry: JoinEntry, look: ProgressLook) -> bool:
-        """Whether no branch the request still misses has anything more to give it."""
-        return look.may_give_up(entry.partition, entry.entered_ms) and look.gave_up(
-            self.rule.missing(entry.branches, entry.expect), entry.partition,
-            entry.entered_ms, entry.first_ms)
+        """Whether no branch the request still misses has anything more to give it (of
+        the joiner's inputs, or of the experts a gate named)."""
+        if entry.expect is None and not look.may_give_up(entry.partition, entry.entered_ms):
+            return False
+        return look.gave_up(self.rule.missing(entry.branches, entry.expect), entry.partition,
+                            entry.entered_ms, entry.first_ms)
 
     def opens(self, request_id: str) -> bool:
         return not self.store.is_pending(request_id) and not self.store.is_done(request_id)

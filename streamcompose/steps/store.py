@@ -49,7 +49,7 @@ class Entry:
 
     def encode(self) -> bytes:
         # the fields as they are (values of msgpack's types): asdict would copy them deeply
-        return pack({name: getattr(self, name) for name in _names(type(self))})
+        return pack({name: getattr(self, name) for name in _names(type(self))}, arrays=False)
 
 
 @functools.cache
@@ -117,7 +117,7 @@ class RequestStore(Generic[E]):
             elif rid in self._done:
                 partition, at = self._done[rid]
                 out.append((partition, rid.encode(),
-                            pack({DONE: at, "partition": partition})))
+                            pack({DONE: at, "partition": partition}, arrays=False)))
         self._changed, self._removed = {}, []
         return out
 
