@@ -88,14 +88,13 @@ class ProgressLook:
         timeout = self.timeout_ms = progress.timeout_ms
         self.now = now
         self._since = progress._since or None
-        self._heard = {b: progress._heard.get(b, self._since) for b in branches}
-        self._heard_any = progress._heard
+        self._heard = progress._heard  # read only while the look is in use
         self._passed = {key: entered - timeout for key, entered in progress._entered.items()}
         self._passed_any: dict[int, int] = {}  # the latest of each partition's branches
         for (_, partition), passed in self._passed.items():
             self._passed_any[partition] = max(passed, self._passed_any.get(partition, passed))
         self._quiet = any(heard is None or now - heard >= timeout
-                          for heard in self._heard.values())
+                          for heard in (self._heard.get(b, self._since) for b in branches))
 
     def may_give_up(self, partition: int, entered_ms: int) -> bool:
         """False when none of the branches looked at can be given up for such a request
@@ -109,8 +108,7 @@ class ProgressLook:
         ``partition`` that entered at ``entered_ms`` and whose first branch result came
         at ``first_ms``: each passed it by ``timeout_ms`` or was silent that long."""
         for branch in missing:
-            heard = (self._heard[branch] if branch in self._heard
-                     else self._heard_any.get(branch, self._since))
+            heard = self._heard.get(branch, self._since)
             if self.now - max(first_ms if heard is None else heard, first_ms) >= self.timeout_ms:
                 continue
             if not 0 < entered_ms <= self._passed.get((branch, partition), 0):
