@@ -11,7 +11,10 @@ record or less, so what the worker does around each record shows. One run:
 2. *Streamed*: the model alone deployed as an onnx agent (``batch: {max_size: B,
    max_wait_ms: 5}``, ``intra_op_threads: 1``) at B = 1, at 64 and at the best in-process
    size, each draining the same backlog of ``--records`` records (float32[256] each),
-   written while the worker is frozen (SIGSTOP) after a warm-up. Throughput is the timed
+   written while the worker is frozen (SIGSTOP) after a warm-up, in ``--stream-rounds``
+   interleaved rounds of which the best is kept, as in-process (every round's figure is
+   printed: one drain against the best of several in-process rounds would set a typical
+   figure against a lucky one). Throughput is the timed
    records over the span of their outputs' broker timestamps (``LogAppendTime``), as in
    ``overhead.py``, read once the worker has committed every input (while it drains,
    this process only asks the broker for its group's committed offsets, so that it
@@ -28,7 +31,7 @@ cost, to the model, of what runs beside it). Deployment files go to a temporary
 ``STREAMCOMPOSE_HOME``; every topic is deleted at the end. Nothing passes or fails. Usage::
 
     python benchmarks/batching.py --bootstrap 127.0.0.1:9092 [--records 30000]
-        [--offline-records 4096] [--rounds 3] [--neighbour]
+        [--offline-records 4096] [--rounds 3] [--stream-rounds 2] [--neighbour]
         [--json benchmarks/out/batching.json]
 """
 
@@ -228,7 +231,8 @@ async def streamed(bootstrap: str, batch: str, rows: np.ndarray, model: Path,
             cpu / len(timed) * 1e6)
 
 
-Figures = dict[str, tuple[int, float, float]]  # label: max_size, records/s, CPU µs/record
+#: label: max_size, the best records/s and CPU µs/record of its drains, every drain's records/s
+Figures = dict[str, tuple[int, float, float, list[float]]]
 
 
 def report(info: dict[str, Any], args: argparse.Namespace,
@@ -240,22 +244,24 @@ def report(info: dict[str, Any], args: argparse.Namespace,
           f"end; model {'-'.join(map(str, LAYERS))} on one intra-op thread")
     print(f"in-process {args.offline_records} rows per batch size, best of {args.rounds}; "
           f"streamed {args.records} timed records after {WARMUP_PER_PARTITION * PARTITIONS} "
-          f"warm-up, {PARTITIONS} partitions, one worker")
+          f"warm-up, {PARTITIONS} partitions, one worker, best of {args.stream_rounds}")
     print(f"{'batch':>5} {'in-process rec/s':>17} {'CPU µs/rec':>11} {'× batch 1':>10}")
     for size, (rate, cpu) in rates.items():
         print(f"{size:>5} {rate:>17.0f} {cpu:>11.0f} {rate / rates[1][0]:>10.2f}"
               + ("  best" if size == best else ""))
     print(f"{'batch':<26} {'rec/s':>7} {'× batch 1':>10} {'/offline':>9} {'CPU µs/rec':>11} "
-          f"{'CPU × batch 1':>14} {'offline CPU / CPU':>18}")
-    one_rate, one_cpu = stream["1"][1:]
+          f"{'CPU × batch 1':>14} {'offline CPU / CPU':>18}  every drain's rec/s")
+    one_rate, one_cpu = stream["1"][1:3]
     figures = {}
-    for label, (size, rate, cpu) in stream.items():
+    for label, (size, rate, cpu, each) in stream.items():
         figures[label] = {"max_size": size, "records_per_s": rate, "gain": rate / one_rate,
                           "streamed_over_offline": rate / rates[size][0], "cpu_us": cpu,
-                          "cpu_gain": one_cpu / cpu, "offline_cpu_over_cpu": rates[size][1] / cpu}
+                          "cpu_gain": one_cpu / cpu, "offline_cpu_over_cpu": rates[size][1] / cpu,
+                          "records_per_s_each": each}
         f = figures[label]
         print(f"{label:<26} {rate:>7.0f} {f['gain']:>10.2f} {f['streamed_over_offline']:>9.2f} "
-              f"{cpu:>11.0f} {f['cpu_gain']:>14.2f} {f['offline_cpu_over_cpu']:>18.2f}")
+              f"{cpu:>11.0f} {f['cpu_gain']:>14.2f} {f['offline_cpu_over_cpu']:>18.2f}  "
+              + " ".join(f"{r:.0f}" for r in each))
     at_best = figures[str(best)]
     print(f"gain of batching at 64: in-process {rates[64][0] / rates[1][0]:.2f}×, streamed "
           f"{figures['64']['gain']:.2f}× (CPU per record {figures['64']['cpu_gain']:.2f}×); "
@@ -283,11 +289,16 @@ async def run(args: argparse.Namespace, workdir: Path
         print("in-process beside a busy neighbour ...", file=sys.stderr, flush=True)
         alone, busy = with_neighbour(model, sweep, best, args.rounds)
         neighbour = {"records_per_s_alone": alone, "records_per_s_beside": busy}
-    stream = {}
-    for label, (size, batch) in variants.items():
-        print(f"streamed, {label} ...", file=sys.stderr, flush=True)
-        stream[label] = (size, *await streamed(args.bootstrap, batch, rows[:args.records],
-                                               model, workdir))
+    drains: dict[str, list[tuple[float, float]]] = {label: [] for label in variants}
+    for r in range(args.stream_rounds):
+        for label, (_, batch) in variants.items():
+            print(f"streamed, {label}, round {r + 1} of {args.stream_rounds} ...",
+                  file=sys.stderr, flush=True)
+            drains[label].append(await streamed(args.bootstrap, batch, rows[:args.records],
+                                                model, workdir))
+    stream = {label: (size, max(rate for rate, _ in drains[label]),
+                      min(cpu for _, cpu in drains[label]), [rate for rate, _ in drains[label]])
+              for label, (size, _) in variants.items()}
     return rates, best, stream, neighbour
 
 
@@ -303,6 +314,8 @@ def main(argv: list[str] | None = None) -> None:
                         "that the best of the rounds is not the best of a few calls)")
     p.add_argument("--rounds", type=int, default=3,
                    help="in-process rounds over the batch sizes; the best is kept")
+    p.add_argument("--stream-rounds", type=int, default=2,
+                   help="interleaved rounds of the streamed drains; the best is kept")
     p.add_argument("--adaptive", action="store_true",
                    help="also stream with batch {max_size: 64, max_wait_ms: auto}")
     p.add_argument("--neighbour", action="store_true",
