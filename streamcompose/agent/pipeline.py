@@ -1,5 +1,8 @@
 """The model half of the worker core: batches go to the model thread one ahead, so that
-while the event loop encodes a batch's results the model already runs the next. A batch
+while the event loop encodes a batch's results the model already runs the next. The loop
+also makes each batch ready for its model (:meth:`~streamcompose.steps.base.Step.prepare`:
+a tensor model's inputs stacked and checked) and splits the model's outputs into outcomes,
+so that the model thread runs only the model and seldom waits for the interpreter. A batch
 whose step is expected (by its :class:`~streamcompose.colocate.overlap.StepPace`) to take
 less than the worker's :attr:`~AgentWorker.inline_step_s` runs on the event loop instead
 (a co-located group of cheap models: each of its members' model calls gives up the
@@ -15,6 +18,7 @@ for the worker's delivery task with the batch's shared-cache records.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections import deque
@@ -33,6 +37,13 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("streamcompose.agent")
 INFER_DEPTH = 2  # batches given to the model thread at once: one running, one waiting
+
+
+@dataclass(frozen=True)
+class Ran:
+    """The model's outputs for a prepared batch, made into outcomes back on the loop."""
+
+    outputs: Any
 
 
 @dataclass
@@ -90,17 +101,35 @@ class InferencePipeline:
             done = loop.create_future()
             done.set_result(self._run_step(admission.to_model))
         else:
-            done = loop.run_in_executor(w.executor, self._run_step, admission.to_model)
+            done = loop.run_in_executor(w.executor, self._run_step, admission.to_model,
+                                        self._prepare(admission.to_model))
         return Running(batch, admission, started, done)
 
-    def _run_step(self, good: list[Item]) -> tuple[list[Item], Any, float]:
+    def _prepare(self, good: list[Item]) -> Any | None:
+        """The batch made ready for the model on the loop; None leaves the whole step to
+        the model thread, which also reports a step's failure."""
+        if not good:
+            return None
+        try:
+            return self.w.step.prepare([(i.trace.request_id, i.payload) for i in good])
+        except Exception:  # the model thread runs the step, and says what went wrong
+            return None
+
+    def _run_step(self, good: list[Item], prepared: Any | None = None
+                  ) -> tuple[list[Item], Any, float]:
         """In the model thread: the requests still within their deadline, the step's
-        outcomes for them (or the exception it raised) and the seconds it took."""
+        outcomes for them (the model's outputs for a prepared batch, or the exception the
+        step raised) and the seconds it took. A prepared batch that fails, or of which a
+        request expired meanwhile, goes through the whole step, where a request that
+        fails alone is found."""
         live = self.w.gate.unexpired(good)
+        step = self.w.step
         started = time.perf_counter()
         try:
-            outcomes = self.w.step([(i.trace.request_id, i.payload) for i in live]) \
-                if live else []
+            if prepared is not None and len(live) == len(good):
+                with contextlib.suppress(Exception):
+                    return live, Ran(step.run_prepared(prepared)), time.perf_counter() - started
+            outcomes = step([(i.trace.request_id, i.payload) for i in live]) if live else []
         except Exception as exc:  # a bug in a step must not stop the agent
             outcomes = exc
         return live, outcomes, time.perf_counter() - started
@@ -108,6 +137,8 @@ class InferencePipeline:
     async def _finish(self, r: Running) -> None:
         w = self.w
         live, outcomes, seconds = r.done.result()
+        if isinstance(outcomes, Ran):
+            outcomes = w.step.outcomes(outcomes.outputs, len(live))
         if isinstance(outcomes, Exception):
             log.error("agent %s: step failed on a batch of %d", w.agent, len(live),
                       exc_info=outcomes)

@@ -60,6 +60,23 @@ class Runtime(ABC):
     def _infer_batch(self, payloads: list[Payload]) -> list[Result]:
         """Run the model; may raise, in which case :meth:`infer` isolates the culprit."""
 
+    def bind(self, payloads: list[Payload]) -> Any | None:
+        """The model's inputs for a whole batch, made ahead (on the worker's event loop,
+        while the model thread runs the batch before) so that the model thread runs only
+        the model (:meth:`run_bound`) and :meth:`unbind` splits its outputs back on the
+        loop; None to leave the whole batch to :meth:`infer` (the default)."""
+        return None
+
+    def run_bound(self, bound: Any) -> Any:
+        """The model's outputs for what :meth:`bind` made; may raise, like a batch
+        of :meth:`infer`."""
+        raise NotImplementedError(f"{type(self).__name__} binds no batch ahead")
+
+    def unbind(self, outputs: Any, size: int) -> list[Result]:
+        """One result per payload of a bound batch of ``size`` from :meth:`run_bound`'s
+        ``outputs``; never raises."""
+        raise NotImplementedError(f"{type(self).__name__} binds no batch ahead")
+
     def warmup(self) -> None:  # noqa: B027 - most runtimes need no warm-up
         """Run the model once before consuming, so the first request is not slow."""
 

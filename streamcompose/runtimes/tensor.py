@@ -185,10 +185,22 @@ class TensorRuntime(Runtime):
             feeds[spec.name] = feed
         return feeds
 
+    def bind(self, payloads: list[Payload]) -> dict[str, np.ndarray] | None:
+        return self._bind_all(payloads)
+
+    def run_bound(self, bound: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return self._collect(self._submit(bound))
+
+    def unbind(self, outputs: dict[str, np.ndarray], size: int) -> list[Result]:
+        try:
+            return self._split(outputs, size)
+        except Exception as exc:  # as :meth:`infer` says it, payload by payload
+            return [self.error(exception_text(exc, typed=True))] * size
+
     def _infer_batch(self, payloads: list[Payload]) -> list[Result]:
         stacked = self._bind_all(payloads)
         if stacked is not None:
-            return self._split(self._collect(self._submit(stacked)), len(payloads))
+            return self._split(self.run_bound(stacked), len(payloads))
         results: list[Result | None] = [None] * len(payloads)
         groups: dict[tuple, list[tuple[int, dict[str, np.ndarray]]]] = defaultdict(list)
         for i, payload in enumerate(payloads):

@@ -77,6 +77,23 @@ class Step(ABC):
         steps run on the event loop while they are quick
         (:attr:`~streamcompose.agent.settings.WorkerSettings.group_inline_ms`)."""
 
+    def prepare(self, requests: list[Request]) -> Any | None:
+        """On the event loop, while the model thread runs the batch before: the batch
+        made ready for its model, so that the model thread only runs the model
+        (:meth:`run_prepared`) and :meth:`outcomes` makes the outcomes back on the loop;
+        None to run the whole step in the model thread (the default)."""
+        return None
+
+    def run_prepared(self, prepared: Any) -> Any:
+        """In the model thread: the model's outputs for what :meth:`prepare` made; may
+        raise, and the worker then runs the whole step on the batch."""
+        raise NotImplementedError(f"{type(self).__name__} prepares no batch")
+
+    def outcomes(self, outputs: Any, size: int) -> list[Outcome]:
+        """On the event loop: one outcome per request of a prepared batch of ``size``
+        from :meth:`run_prepared`'s ``outputs``."""
+        raise NotImplementedError(f"{type(self).__name__} prepares no batch")
+
     def apply_control(self, settings: dict[str, Any]) -> None:
         """Apply run-time settings published on the topology's control topic."""
         raise RecordError(f"{type(self).__name__} takes no run-time settings")

@@ -12,7 +12,10 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from streamcompose.runtimes import RecordError, load_runtime
+from streamcompose.runtimes.base import Result
 from streamcompose.steps.base import Emission, Outcome, Request, Step, result_content_type
 from streamcompose.topology.model import Topology
 
@@ -31,6 +34,17 @@ class ModelStep(Step):
         self.runtime.warmup()
 
     def __call__(self, requests: list[Request]) -> list[Outcome]:
-        results = self.runtime.infer([payload for _, payload in requests])
+        return self._emissions(self.runtime.infer([payload for _, payload in requests]))
+
+    def prepare(self, requests: list[Request]) -> Any | None:
+        return self.runtime.bind([payload for _, payload in requests])
+
+    def run_prepared(self, prepared: Any) -> Any:
+        return self.runtime.run_bound(prepared)
+
+    def outcomes(self, outputs: Any, size: int) -> list[Outcome]:
+        return self._emissions(self.runtime.unbind(outputs, size))
+
+    def _emissions(self, results: list[Result]) -> list[Outcome]:
         return [r if isinstance(r, RecordError) else
                 [Emission(self.topic, r, content_type=self.content_type)] for r in results]
