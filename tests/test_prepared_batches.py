@@ -1,8 +1,9 @@
 """A batch made ready for its model on the event loop, the model run alone in the model
 thread, the outcomes made back on the loop (``Step.prepare``, ``run_prepared``,
 ``outcomes``; ``InferencePipeline._run_step``): the same outcomes as the whole step, and
-the whole step wherever the prepared batch cannot stand (a failing model call, a request
-expired meanwhile, outputs without a batch axis)."""
+the step wherever the prepared batch cannot stand: the whole step for a batch with a
+request expired meanwhile, one request at a time for a model call that fails or outputs
+without a batch axis of the batch's size."""
 
 from __future__ import annotations
 
@@ -25,14 +26,16 @@ from streamcompose.serving.deadline import deadline_header
 from streamcompose.serving.gate import ServingGate
 from streamcompose.steps.model import ModelStep
 from streamcompose.topology import load_topology_text
-from streamcompose.topology.model import Topology
 
 MODULE = """
     import torch
 
+    CALLS = []
+
 
     class Picky(torch.nn.Module):
         def forward(self, x):
+            CALLS.append(len(x))
             if bool((x < 0).any()):
                 raise ValueError("negative pixels")
             return x * 2
@@ -41,6 +44,11 @@ MODULE = """
     class Flat(torch.nn.Module):
         def forward(self, x):
             return x.sum()
+
+
+    class OneRow(torch.nn.Module):
+        def forward(self, x):
+            return x.reshape(1, -1)
 """
 TOPOLOGY = """
 name: prepared
@@ -55,14 +63,10 @@ agents:
 NOW = 1_000_000
 
 
-def topology(tmp_path: Path, cls: str) -> Topology:
+def step_of(tmp_path: Path, cls: str = "Picky") -> tuple[ModelStep, InferencePipeline]:
     name = f"prepared_{uuid.uuid4().hex[:12]}"
     (tmp_path / f"{name}.py").write_text(textwrap.dedent(MODULE))
-    return load_topology_text(TOPOLOGY.format(module=name, cls=cls), tmp_path)
-
-
-def step_of(tmp_path: Path, cls: str = "Picky") -> tuple[ModelStep, InferencePipeline]:
-    t = topology(tmp_path, cls)
+    t = load_topology_text(TOPOLOGY.format(module=name, cls=cls), tmp_path)
     step = ModelStep(t, "double")
     gate = ServingGate(t, "double", AgentMetrics(t.name, "double", 0), clock=lambda: NOW)
     return step, InferencePipeline(SimpleNamespace(step=step, gate=gate))  # type: ignore[arg-type]
@@ -108,15 +112,16 @@ def test_a_batch_that_does_not_stack_is_left_to_the_whole_step(tmp_path: Path) -
     np.testing.assert_array_equal(outcomes[0][0].fields["y"], [2, 4, 6])
 
 
-def test_a_failing_model_call_runs_the_whole_step_which_finds_the_culprit(tmp_path: Path
-                                                                          ) -> None:
+def test_a_failing_model_call_runs_each_request_alone_which_finds_the_culprit(
+        tmp_path: Path) -> None:
     step, pipeline = step_of(tmp_path)
+    calls = sys.modules[step.runtime.spec.entrypoint.split(":")[0]].CALLS
     items = [item(0, [1, 2, 3]), item(1, [1, -2, 3]), item(2, [0, 0, 1])]
     prepared = step.prepare(requests(items))
     assert prepared is not None
-    with pytest.raises(ValueError, match="negative pixels"):
-        step.run_prepared(prepared)
+    calls.clear()
     live, outcomes, _ = pipeline._run_step(items, prepared)
+    assert calls == [3, 1, 1, 1]  # the batch once, then each request alone
     assert live == items and not isinstance(outcomes, Ran)
     assert [isinstance(o, RecordError) for o in outcomes] == [False, True, False]
     assert "ValueError: negative pixels" in str(outcomes[1])
@@ -133,13 +138,37 @@ def test_a_request_expired_meanwhile_leaves_the_batch_to_the_whole_step(tmp_path
     assert [o[0].fields["y"].tolist() for o in outcomes] == [[2, 4, 6], [14, 16, 18]]
 
 
+def test_outputs_that_split_only_alone_are_made_one_request_at_a_time(tmp_path: Path
+                                                                      ) -> None:
+    step, pipeline = step_of(tmp_path, "OneRow")  # (1, 3 × batch): a batch axis of 1 only
+    items = [item(0, [1, 2, 3]), item(1, [4, 5, 6])]
+    live, outcomes, _ = pipeline._run_step(items, step.prepare(requests(items)))
+    assert live == items and not isinstance(outcomes, Ran)
+    assert [o[0].fields["y"].tolist() for o in outcomes] == [[1, 2, 3], [4, 5, 6]]
+
+
 def test_outputs_without_a_batch_axis_give_every_request_the_error(tmp_path: Path) -> None:
     step, pipeline = step_of(tmp_path, "Flat")
     items = [item(0, [1, 2, 3]), item(1, [4, 5, 6])]
-    live, ran, _ = pipeline._run_step(items, step.prepare(requests(items)))
-    assert isinstance(ran, Ran)
-    outcomes = step.outcomes(ran.outputs, len(live))
-    assert all(isinstance(o, RecordError) for o in outcomes)
-    assert "output 'y' has shape (); expected a first (batch) axis of 2" in str(outcomes[0])
+    prepared = step.prepare(requests(items))
+    with pytest.raises(RuntimeError, match=r"output 'y' has shape \(\); expected a first"):
+        step.run_prepared(prepared)
+    live, outcomes, _ = pipeline._run_step(items, prepared)
+    assert live == items and all(isinstance(o, RecordError) for o in outcomes)
+    assert "output 'y' has shape (); expected a first (batch) axis of 1" in str(outcomes[0])
     assert outcomes[0].agent == "double" and "Flat" in str(outcomes[0].model)
-    assert [type(o) for o in step(requests(items))] == [RecordError, RecordError]
+
+
+def test_a_step_that_fails_to_prepare_leaves_the_batch_to_the_model_thread(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    step, pipeline = step_of(tmp_path)
+    items = [item(0, [1, 2, 3]), item(1, [4, 5, 6])]
+    assert set(pipeline._prepare(items)) == {"x"} and pipeline._prepare([]) is None
+
+    def broken(requests: list) -> None:
+        raise TypeError("a bug in prepare")
+
+    monkeypatch.setattr(step, "prepare", broken)
+    assert pipeline._prepare(items) is None
+    _, outcomes, _ = pipeline._run_step(items, None)
+    assert [o[0].fields["y"].tolist() for o in outcomes] == [[2, 4, 6], [8, 10, 12]]

@@ -18,7 +18,6 @@ for the worker's delivery task with the batch's shared-cache records.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections import deque
@@ -119,17 +118,21 @@ class InferencePipeline:
                   ) -> tuple[list[Item], Any, float]:
         """In the model thread: the requests still within their deadline, the step's
         outcomes for them (the model's outputs for a prepared batch, or the exception the
-        step raised) and the seconds it took. A prepared batch that fails, or of which a
-        request expired meanwhile, goes through the whole step, where a request that
-        fails alone is found."""
+        step raised) and the seconds it took. A batch of which a request expired meanwhile
+        goes through the whole step; a prepared batch that fails, through the step one
+        request at a time, which finds the requests that fail alone."""
         live = self.w.gate.unexpired(good)
         step = self.w.step
+        requests = [(i.trace.request_id, i.payload) for i in live]
         started = time.perf_counter()
         try:
             if prepared is not None and len(live) == len(good):
-                with contextlib.suppress(Exception):
-                    return live, Ran(step.run_prepared(prepared)), time.perf_counter() - started
-            outcomes = step([(i.trace.request_id, i.payload) for i in live]) if live else []
+                try:
+                    outcomes = Ran(step.run_prepared(prepared))
+                except Exception:  # the batch failed as a whole
+                    outcomes = [step([r])[0] for r in requests]
+            else:
+                outcomes = step(requests) if requests else []
         except Exception as exc:  # a bug in a step must not stop the agent
             outcomes = exc
         return live, outcomes, time.perf_counter() - started
@@ -138,7 +141,10 @@ class InferencePipeline:
         w = self.w
         live, outcomes, seconds = r.done.result()
         if isinstance(outcomes, Ran):
-            outcomes = w.step.outcomes(outcomes.outputs, len(live))
+            try:
+                outcomes = w.step.outcomes(outcomes.outputs, len(live))
+            except Exception as exc:  # as a step that fails on the model thread
+                outcomes = exc
         if isinstance(outcomes, Exception):
             log.error("agent %s: step failed on a batch of %d", w.agent, len(live),
                       exc_info=outcomes)

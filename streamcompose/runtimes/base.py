@@ -68,8 +68,8 @@ class Runtime(ABC):
         return None
 
     def run_bound(self, bound: Any) -> Any:
-        """The model's outputs for what :meth:`bind` made; may raise, like a batch
-        of :meth:`infer`."""
+        """The model's outputs for what :meth:`bind` made; raises, like a batch of
+        :meth:`infer`, when the model fails or its outputs cannot be split."""
         raise NotImplementedError(f"{type(self).__name__} binds no batch ahead")
 
     def unbind(self, outputs: Any, size: int) -> list[Result]:

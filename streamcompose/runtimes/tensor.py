@@ -87,6 +87,14 @@ def count_nonfinite(array: np.ndarray) -> int:
     return int((~np.isfinite(array)).sum()) if array.dtype.kind in "fc" else 0
 
 
+def _check_batch_axis(outputs: dict[str, np.ndarray], size: int) -> None:
+    """Raise unless every output has a first (batch) axis of ``size``."""
+    for name, value in outputs.items():
+        if np.ndim(value) == 0 or len(value) != size:
+            raise RuntimeError(f"output {name!r} has shape {np.shape(value)}; expected "
+                               f"a first (batch) axis of {size}")
+
+
 class TensorRuntime(Runtime):
     """A runtime whose model takes and returns named arrays with a batch axis first.
 
@@ -186,16 +194,15 @@ class TensorRuntime(Runtime):
         return feeds
 
     def bind(self, payloads: list[Payload]) -> dict[str, np.ndarray] | None:
-        return self._bind_all(payloads)
+        return self._bind_all(payloads) if self.tensor_inputs else None
 
     def run_bound(self, bound: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        return self._collect(self._submit(bound))
+        outputs = self._collect(self._submit(bound))
+        _check_batch_axis(outputs, len(next(iter(bound.values()))))
+        return outputs
 
     def unbind(self, outputs: dict[str, np.ndarray], size: int) -> list[Result]:
-        try:
-            return self._split(outputs, size)
-        except Exception as exc:  # as :meth:`infer` says it, payload by payload
-            return [self.error(exception_text(exc, typed=True))] * size
+        return self._split(outputs, size)  # whose batch axis run_bound checked
 
     def _infer_batch(self, payloads: list[Payload]) -> list[Result]:
         stacked = self._bind_all(payloads)
@@ -222,10 +229,7 @@ class TensorRuntime(Runtime):
 
     def _split(self, outputs: dict[str, np.ndarray], size: int) -> list[Result]:
         """One call's batched ``outputs`` as one result per sample of the call's ``size``."""
-        for name, value in outputs.items():
-            if np.ndim(value) == 0 or len(value) != size:
-                raise RuntimeError(f"output {name!r} has shape {np.shape(value)}; expected "
-                                   f"a first (batch) axis of {size}")
+        _check_batch_axis(outputs, size)
         kept = rename_outputs(self.spec, outputs)  # named once for the whole call
         return [{name: value[j] for name, value in kept.items()} for j in range(size)]
 

@@ -86,7 +86,7 @@ class Step(ABC):
 
     def run_prepared(self, prepared: Any) -> Any:
         """In the model thread: the model's outputs for what :meth:`prepare` made; may
-        raise, and the worker then runs the whole step on the batch."""
+        raise, and the worker then runs the step on each request alone."""
         raise NotImplementedError(f"{type(self).__name__} prepares no batch")
 
     def outcomes(self, outputs: Any, size: int) -> list[Outcome]:
