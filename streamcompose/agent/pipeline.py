@@ -29,6 +29,7 @@ from streamcompose.colocate.overlap import StepPace
 from streamcompose.delivery import Closing
 from streamcompose.runtimes import RecordError
 from streamcompose.serving.gate import Admission
+from streamcompose.steps.base import Request
 
 if TYPE_CHECKING:
     from streamcompose.agent.item import Item
@@ -110,7 +111,7 @@ class InferencePipeline:
         if not good:
             return None
         try:
-            return self.w.step.prepare([(i.trace.request_id, i.payload) for i in good])
+            return self.w.step.prepare(_requests(good))
         except Exception:  # the model thread runs the step, and says what went wrong
             return None
 
@@ -123,16 +124,15 @@ class InferencePipeline:
         request at a time, which finds the requests that fail alone."""
         live = self.w.gate.unexpired(good)
         step = self.w.step
-        requests = [(i.trace.request_id, i.payload) for i in live]
         started = time.perf_counter()
         try:
             if prepared is not None and len(live) == len(good):
                 try:
                     outcomes = Ran(step.run_prepared(prepared))
                 except Exception:  # the batch failed as a whole
-                    outcomes = [step([r])[0] for r in requests]
+                    outcomes = [step([r])[0] for r in _requests(live)]
             else:
-                outcomes = step(requests) if requests else []
+                outcomes = step(_requests(live)) if live else []
         except Exception as exc:  # a bug in a step must not stop the agent
             outcomes = exc
         return live, outcomes, time.perf_counter() - started
@@ -171,3 +171,8 @@ class InferencePipeline:
             closings.append((Closing(None, -1, [o for o in w.shared_cache.outputs(fresh)
                                                 if not w.too_large(o)]), 0, None))
         await w.deliveries.put(closings)
+
+
+def _requests(items: list[Item]) -> list[Request]:
+    """The step's requests for ``items``: request id and payload."""
+    return [(i.trace.request_id, i.payload) for i in items]

@@ -202,7 +202,7 @@ class TensorRuntime(Runtime):
         return outputs
 
     def unbind(self, outputs: dict[str, np.ndarray], size: int) -> list[Result]:
-        return self._split(outputs, size)  # whose batch axis run_bound checked
+        return self._split(outputs, size)
 
     def _infer_batch(self, payloads: list[Payload]) -> list[Result]:
         stacked = self._bind_all(payloads)
@@ -222,14 +222,16 @@ class TensorRuntime(Runtime):
                        for name in members[0][1]}
             calls.append((members, self._submit(stacked)))
         for members, call in calls:
-            split = self._split(self._collect(call), len(members))
+            outputs = self._collect(call)
+            _check_batch_axis(outputs, len(members))
+            split = self._split(outputs, len(members))
             for (i, _), result in zip(members, split, strict=True):
                 results[i] = result
         return results  # type: ignore[return-value]
 
     def _split(self, outputs: dict[str, np.ndarray], size: int) -> list[Result]:
-        """One call's batched ``outputs`` as one result per sample of the call's ``size``."""
-        _check_batch_axis(outputs, size)
+        """One call's batched ``outputs``, whose batch axis of ``size`` is checked, as one
+        result per sample."""
         kept = rename_outputs(self.spec, outputs)  # named once for the whole call
         return [{name: value[j] for name, value in kept.items()} for j in range(size)]
 
